@@ -1,0 +1,134 @@
+"""Side-by-side speed of every CPU algorithm and PyTorch's conv2d (oneDNN), in one process.
+
+Batch 1, fp32, the same thread count for Numba, BLAS and PyTorch.  Each algorithm is timed as a
+user calls ``convbench.conv2d``: filter transforms included (``call``); the steady step alone
+(``compute``, prepare excluded) is shown beside it.  PyTorch is optional: without it the ratio
+column is empty.  Run it with OpenBLAS free to pick its best kernel:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/speed.py
+
+Options: ``--layers resnet50|large|quick|all``, ``--threads N``, ``--min-time S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import convbench
+from convbench.spec import ConvSpec
+
+LAYERS = {
+    "resnet50": [
+        ConvSpec(c=3, h=224, k=64, r=7, stride=2, padding=3, name="conv1 7x7 s2"),
+        ConvSpec(c=64, h=56, k=64, r=3, padding=1, name="3x3 64 @56"),
+        ConvSpec(c=128, h=28, k=128, r=3, padding=1, name="3x3 128 @28"),
+        ConvSpec(c=256, h=14, k=256, r=3, padding=1, name="3x3 256 @14"),
+        ConvSpec(c=512, h=7, k=512, r=3, padding=1, name="3x3 512 @7"),
+        ConvSpec(c=128, h=56, k=128, r=3, stride=2, padding=1, name="3x3 128 s2 @56"),
+        ConvSpec(c=64, h=56, k=256, r=1, name="1x1 64->256 @56"),
+        ConvSpec(c=1024, h=14, k=256, r=1, name="1x1 1024->256 @14"),
+    ],
+    "large": [
+        ConvSpec(c=32, h=64, k=32, r=9, padding="same", name="9x9 32 @64"),
+        ConvSpec(c=32, h=64, k=32, r=15, padding="same", name="15x15 32 @64"),
+    ],
+    "quick": [
+        ConvSpec(c=32, h=32, k=32, r=3, padding=1, name="3x3 32 @32"),
+        ConvSpec(c=32, h=32, k=32, r=7, padding="same", name="7x7 32 @32"),
+        ConvSpec(c=32, h=32, k=32, r=3, groups=32, padding=1, name="dw 3x3 32 @32"),
+    ],
+}
+LAYERS["all"] = LAYERS["resnet50"] + LAYERS["large"]
+
+
+def median_time(fn, min_time: float) -> float:
+    """Median seconds of ``fn()`` over at least 5 calls and ``min_time`` seconds, after a warmup."""
+    fn()
+    values, start = [], time.perf_counter()
+    while len(values) < 5 or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        values.append(time.perf_counter() - t0)
+    return statistics.median(values)
+
+
+def torch_conv(spec: ConvSpec, x, w):
+    try:
+        import torch
+    except ImportError:
+        return None
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    pt, pb, pl, pr = spec.pads
+    if (pt, pl) != (pb, pr):
+        return None
+
+    def call():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(xt, wt, stride=spec.stride, padding=(pt, pl),
+                                              dilation=spec.dilation, groups=spec.groups)
+
+    return call
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", choices=sorted(LAYERS), default="all")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--min-time", type=float, default=0.3)
+    args = ap.parse_args(argv)
+
+    numba.set_num_threads(args.threads)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    with threadpool_limits(args.threads, user_api="blas"):
+        blas = sorted({(i["internal_api"], i.get("version"), i.get("architecture"))
+                       for i in threadpool_info() if i["user_api"] == "blas"})
+        print(f"threads {args.threads}; BLAS {blas}; torch {torch_version}")
+        head = (f"{'layer':<20} {'algorithm':<13} {'call ms':>9} {'compute ms':>10} "
+                f"{'GFLOP/s':>8} {'/oneDNN':>8} {'rel err':>9}")
+        print(head)
+        print("-" * len(head))
+        for spec in LAYERS[args.layers]:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(spec.input_shape).astype(np.float32)
+            w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+            ref = convbench.reference_conv2d(x, w, spec.stride, spec.padding, spec.dilation,
+                                             spec.groups)
+            t_torch = None
+            fn = torch_conv(spec, x, w)
+            if fn is not None:
+                t_torch = median_time(fn, args.min_time)
+                print(f"{spec.name:<20} {'onednn':<13} {t_torch * 1e3:9.3f} {'':>10} "
+                      f"{spec.flops / t_torch / 1e9:8.1f} {1:8.2f}")
+            for algo in convbench.algorithms("cpu"):
+                if algo.operator != "conv" or algo.supports(spec) is not None:
+                    continue
+                out = np.empty(spec.output_shape, np.float32)
+                compute = algo.prepare(w, spec)
+                t_compute = median_time(lambda c=compute, o=out: c(x, o), args.min_time)
+
+                def call(a=algo.name):
+                    return convbench.conv2d(x, w, spec.stride, spec.padding, spec.dilation,
+                                            spec.groups, algo=a)
+
+                t_call = median_time(call, args.min_time)
+                err = np.abs(out - ref).max() / np.abs(ref).max()
+                ratio = f"{t_call / t_torch:8.2f}" if t_torch else f"{'':>8}"
+                print(f"{spec.name:<20} {algo.name:<13} {t_call * 1e3:9.3f} "
+                      f"{t_compute * 1e3:10.3f} {spec.flops / t_call / 1e9:8.1f} {ratio} "
+                      f"{err:9.1e}")
+
+
+if __name__ == "__main__":
+    main()

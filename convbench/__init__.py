@@ -1,0 +1,15 @@
+"""convbench: which convolution algorithm is fastest for a layer, how accurate is it,
+and where does the winner change?
+
+Public API: `ConvSpec`, `algorithms`, `conv2d`, `separable_conv2d`, `reference_conv2d`,
+`run_sweep`, `load_run`.
+"""
+
+from .api import algorithms, conv2d, reference_conv2d, separable_conv2d
+from .runner import run_sweep
+from .spec import ConvSpec
+from .store import load_run
+
+__all__ = ["ConvSpec", "algorithms", "conv2d", "load_run", "reference_conv2d", "run_sweep",
+           "separable_conv2d"]
+__version__ = "0.1.0"

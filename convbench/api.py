@@ -1,0 +1,131 @@
+"""The public Python face: convolve NumPy arrays with any registered algorithm.
+
+Input conversion rule (one place, used by every function here): any array-like of
+the right shape is accepted, views and non-contiguous arrays included.  The
+compute dtype is float64 if any operand is float64, else float32; float16
+operands compute in float32; integer and boolean operands are converted
+exactly to the dtype of the float operand, or to float64 when no operand is a
+float.  Complex and other dtypes are rejected with a ValueError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.reference import reference_conv2d as _reference
+
+from . import registry
+from .spec import ConvSpec
+
+
+def _as_arrays(**arrays) -> tuple[list[np.ndarray], np.dtype]:
+    """Apply the conversion rule: C-contiguous arrays in the common compute dtype."""
+    arrs = {}
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must hold real numbers (float, int or bool), got dtype {a.dtype}")
+        if a.ndim != 4:
+            raise ValueError(f"{name} must be 4-D, got shape {a.shape}")
+        arrs[name] = a
+    floats = [a.dtype for a in arrs.values() if a.dtype.kind == "f"]
+    wide = any(d.itemsize >= 8 for d in floats) or not floats
+    dtype = np.dtype(np.float64 if wide else np.float32)
+    return [np.ascontiguousarray(a, dtype=dtype) for a in arrs.values()], dtype
+
+
+def _spec(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> ConvSpec:
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    if isinstance(groups, int) and groups >= 1 and cg * groups != c:
+        raise ValueError(f"w must have shape (k, c/groups, r, s) = (k, {c}/{groups}, r, s) "
+                         f"for x of shape {x.shape}, got {w.shape}")
+    return ConvSpec(n=n, c=c, h=h, w=wd, k=k, r=r, s=s, stride=stride, padding=padding,
+                    dilation=dilation, groups=groups, dtype=x.dtype.name)
+
+
+def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarray:
+    """Prepare ``algo`` for ``spec`` with weights ``w`` and compute on ``x``."""
+    reason = algo.supports(spec)
+    if reason is not None:
+        raise ValueError(f"{algo.name} does not compute {spec.id}: {reason}")
+    compute = algo.prepare(w, spec)
+    out = np.empty(spec.output_shape, dtype=spec.dtype)
+    compute(x, out)
+    return out
+
+
+def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", device="cpu"):
+    """2-D cross-correlation (PyTorch's ``conv2d``) with a registered algorithm.
+
+    Parameters
+    ----------
+    x : array_like (n, c, h, w)
+    w : array_like (k, c // groups, r, s)
+    stride, dilation : int or (int, int)
+    padding : 'valid', 'same', int, (ph, pw) or (top, bottom, left, right)
+    groups : int
+    algo : str
+        A registry name (``convbench.algorithms()``).
+    device : str
+        ``cpu`` (or ``cuda`` where CUDA algorithms are registered).
+
+    Returns
+    -------
+    numpy.ndarray (n, k, oh, ow) in the compute dtype (see the module's conversion rule).
+
+    Raises
+    ------
+    ValueError
+        For an invalid problem, an unknown algorithm, or a problem the algorithm does not
+        compute (with the reason).
+    """
+    entry = registry.get(algo, device)
+    if entry.operator != "conv":
+        raise ValueError(f"algo {algo!r} is the separable operator; call "
+                         "convbench.separable_conv2d(x, w_depthwise, w_pointwise, ...)")
+    (x, w), _ = _as_arrays(x=x, w=w)
+    return run(entry, _spec(x, w, stride, padding, dilation, groups), x, w)
+
+
+def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=1,
+                     device="cpu"):
+    """Depthwise-separable convolution: depthwise r x s (groups = c), then pointwise 1x1.
+
+    Parameters
+    ----------
+    x : array_like (n, c, h, w)
+    w_depthwise : array_like (c * m, 1, r, s)
+        ``m`` is the channel multiplier.
+    w_pointwise : array_like (k, c * m, 1, 1)
+    stride, padding, dilation
+        Of the depthwise stage, as in `conv2d`.
+
+    Returns
+    -------
+    numpy.ndarray (n, k, oh, ow)
+    """
+    (x, wd, wp), _ = _as_arrays(x=x, w_depthwise=w_depthwise, w_pointwise=w_pointwise)
+    n, c, h, width = x.shape
+    cm, one, r, s = wd.shape
+    if one != 1 or cm % c:
+        raise ValueError(f"w_depthwise must have shape (c*m, 1, r, s) with c={c}, got {wd.shape}")
+    if wp.shape[1:] != (cm, 1, 1):
+        raise ValueError(f"w_pointwise must have shape (k, {cm}, 1, 1), got {wp.shape}")
+    spec = ConvSpec(n=n, c=c, h=h, w=width, k=wp.shape[0], r=r, s=s, stride=stride,
+                    padding=padding, dilation=dilation, dtype=x.dtype.name)
+    return run(registry.get("separable", device), spec, x, (wd, wp))
+
+
+def reference_conv2d(x, w, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """The float64 reference convolution (slow, simple, obviously correct); same arguments
+    as `conv2d`, result always float64."""
+    (x, w), _ = _as_arrays(x=x, w=w)
+    spec = _spec(x, w, stride, padding, dilation, groups)
+    return _reference(x, w, stride=(spec.sh, spec.sw), pads=spec.pads,
+                      dilation=(spec.dh, spec.dw), groups=spec.groups)
+
+
+def algorithms(device: str | None = None) -> list[registry.Algorithm]:
+    """The registry entries (all, or those of one device)."""
+    return registry.algorithms(device)

@@ -1,0 +1,145 @@
+"""The environment a run was measured in: versions, CPU, threads, BLAS, GPU, git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import llvmlite.binding as llvm
+import numba
+from threadpoolctl import threadpool_info
+
+# OpenBLAS core types that use AVX-512 / AVX2 kernels.  A library pinned below what the CPU
+# supports (OPENBLAS_CORETYPE=Haswell on an AVX-512 machine) runs GEMMs at about half speed.
+_AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+_AVX2_CORES = _AVX512_CORES | {"haswell", "zen"}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what the platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """Instruction-set features as LLVM sees them (what Numba compiles for)."""
+    return sorted(f for f, on in llvm.get_host_cpu_features().items() if on)
+
+
+def blas_info() -> list[dict]:
+    """Every BLAS library loaded in this process: implementation, version, kernel, threads."""
+    keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")
+    return [{k: lib.get(k) for k in keep} for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def blas_warning(blas: list[dict] | None = None, features: list[str] | None = None) -> str | None:
+    """A sentence when a loaded BLAS runs a kernel below what the CPU supports, else None."""
+    blas = blas_info() if blas is None else blas
+    features = set(cpu_features() if features is None else features)
+    want = _AVX512_CORES if "avx512f" in features else _AVX2_CORES if "avx2" in features else None
+    if want is None:
+        return None
+    slow = sorted({f"{b['prefix']} ({b['architecture']})" for b in blas
+                   if b.get("internal_api") == "openblas" and b.get("architecture")
+                   and b["architecture"].lower() not in want})
+    if not slow:
+        return None
+    best = "AVX-512" if want is _AVX512_CORES else "AVX2"
+    return (f"BLAS kernel below this CPU ({best}): {', '.join(slow)}; GEMM-based algorithms run "
+            f"at about half speed (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r})")
+
+
+def gpu_info() -> dict:
+    """The CUDA device, or why there is none."""
+    try:
+        from numba import cuda
+    except ImportError as err:  # pragma: no cover - numba ships numba.cuda or numba-cuda does
+        return {"available": False, "reason": f"numba.cuda cannot be imported: {err}"}
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return {"available": True, "simulated": True, "name": "CUDA simulator"}
+    try:
+        if not cuda.is_available():
+            return {"available": False, "reason": "no CUDA device or driver"}
+        dev = cuda.get_current_device()
+        return {"available": True, "simulated": False, "name": dev.name.decode()
+                if isinstance(dev.name, bytes) else str(dev.name),
+                "compute_capability": list(dev.compute_capability),
+                "driver": cuda.driver.get_version() if hasattr(cuda.driver, "get_version") else None}
+    except Exception as err:  # the driver can fail in many ways; record, don't crash
+        return {"available": False, "reason": f"CUDA unavailable: {err}"}
+
+
+def git_commit() -> str | None:
+    """The commit of the convbench checkout, when it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def versions() -> dict:
+    pkgs = ("numpy", "numba", "llvmlite", "scipy", "pandas", "pyarrow", "rocket-fft",
+            "threadpoolctl", "convbench", "numba-cuda", "torch")
+    out = {"python": sys.version.split()[0]}
+    for p in pkgs:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable, else free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def threading_layer() -> str | None:
+    """Numba's threading layer; known only once a parallel function has run."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def fingerprint() -> dict:
+    """Everything about this machine and process that a result depends on."""
+    return {
+        "versions": versions(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu_model": cpu_model(),
+        "cpu_name": llvm.get_host_cpu_name(),
+        "cpu_features": cpu_features(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+        "blas": blas_info(),
+        "blas_warning": blas_warning(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "NUMBA_",
+                                                                      "OMP_", "MKL_"))},
+        "gpu": gpu_info(),
+        "git_commit": git_commit(),
+    }

@@ -1,0 +1,118 @@
+"""The registry: every algorithm convbench can run, in one table read top to bottom.
+
+Each entry names a kernel family in ``kernels/`` and states what it supports.  The
+harness reaches kernels only through this table.
+
+An entry's ``prepare(w, spec)`` does the once-per-layer work and returns
+``compute(x, out)``, which writes into a preallocated output (see ``kernels``).
+``supports(spec)`` returns None or the reason the algorithm does not compute
+``spec``: a valid problem that an algorithm does not compute is *unsupported*,
+never computed wrongly.
+
+Tolerances bound the error relative to the reference's largest magnitude,
+``max|out - ref| / max|ref|``, per dtype.  Evidence: the largest value measured
+over the kernel test cases and the ResNet-50 layers (see ``tests/kernels``),
+times a margin of about 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kernels.cpu import depthwise, direct, fft, im2col, winograd
+
+from .spec import ConvSpec
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registry entry.
+
+    Attributes
+    ----------
+    name : str
+        Stable name used in results, the CLI and the API.
+    family : str
+        The algorithm family (``direct``, ``gemm``, ``fft``, ``winograd``, ``depthwise``,
+        ``separable``).
+    device : str
+        ``cpu`` or ``cuda``.
+    supports : callable
+        ``supports(spec) -> str | None``.
+    prepare : callable
+        ``prepare(w, spec) -> compute(x, out)``.
+    tolerance : dict
+        Largest accepted ``max|out - ref| / max|ref|`` per dtype name.
+    doc : str
+        One line.
+    workspace : callable, optional
+        ``workspace(spec) -> bytes``: an estimate of what the algorithm allocates beyond input
+        and output, used to skip problems over the memory budget before running them.
+    operator : str
+        ``conv`` for a standard convolution with OIHW weights; ``separable`` for the
+        depthwise-then-pointwise operator, whose weights are a pair (see
+        `convbench.separable_conv2d`) and which computes a different function from the
+        standard convolution of the same shape, so it is compared on time, not ranked
+        against exact algorithms.
+    """
+
+    name: str
+    family: str
+    device: str
+    supports: Callable[[ConvSpec], str | None]
+    prepare: Callable
+    tolerance: dict
+    doc: str
+    operator: str = "conv"
+    workspace: Callable[[ConvSpec], int] | None = None
+
+
+# Tolerance evidence (float32, max|err|/max|ref|, measured on the kernel test cases and the
+# ResNet-50 layers): direct and im2col ~2e-7 .. 1e-6 (sums of c*r*s products);
+# fft ~1e-6 .. 6e-6 (round-off spread over the whole transform); winograd_f23 ~1e-6;
+# winograd_f43 ~4e-6 .. 1e-5 (the transforms' larger coefficients amplify rounding);
+# depthwise and separable ~2e-7 .. 1e-6.
+_EXACT = {"float32": 2e-5, "float64": 1e-12}
+
+REGISTRY: tuple[Algorithm, ...] = (
+    Algorithm("direct", "direct", "cpu", direct.supports, direct.prepare, _EXACT,
+              "Blocked direct loops over output channels and pixels; any problem."),
+    Algorithm("im2col", "gemm", "cpu", im2col.supports, im2col.prepare, _EXACT,
+              "Parallel im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy."),
+    Algorithm("fft", "fft", "cpu", fft.supports, fft.prepare,
+              {"float32": 1e-4, "float64": 1e-11},
+              "Real 2-D FFTs (rocket-fft), filter spectra prepared, per-frequency channel sums."),
+    Algorithm("winograd_f23", "winograd", "cpu", winograd.supports, winograd.prepare_f23,
+              {"float32": 5e-5, "float64": 1e-11},
+              "Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1."),
+    Algorithm("winograd_f43", "winograd", "cpu", winograd.supports, winograd.prepare_f43,
+              {"float32": 2e-4, "float64": 1e-10},
+              "Winograd F(4x4,3x3): 36 GEMMs over channels; 3x3, stride 1, dilation 1."),
+    Algorithm("depthwise", "depthwise", "cpu", depthwise.supports, depthwise.prepare, _EXACT,
+              "Depthwise (groups == c, channel multiplier k/c) plane by plane."),
+    Algorithm("separable", "separable", "cpu", depthwise.supports_separable,
+              depthwise.prepare_separable, _EXACT,
+              "Depthwise r x s then pointwise 1x1 GEMM, for the standard conv it replaces.",
+              operator="separable"),
+)
+
+DEVICES = ("cpu", "cuda")
+
+
+def algorithms(device: str | None = None) -> list[Algorithm]:
+    """The registry entries, all or those of one device."""
+    if device is not None and device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    return [a for a in REGISTRY if device is None or a.device == device]
+
+
+def get(name: str, device: str = "cpu") -> Algorithm:
+    """The entry called ``name`` on ``device``; a ValueError lists the allowed names."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    for a in REGISTRY:
+        if a.name == name and a.device == device:
+            return a
+    names = ", ".join(a.name for a in REGISTRY if a.device == device) or "none registered"
+    raise ValueError(f"algo must be one of {names} on device {device!r}, got {name!r}")

@@ -1,0 +1,273 @@
+"""Run a sweep: every (problem, algorithm) pair becomes one row, journaled as soon as it exists.
+
+Per problem: seeded inputs and the float64 reference, once.  Per algorithm: an
+``unsupported`` row with the reason, a ``skipped`` row (no device, over the memory budget),
+an ``error`` row with the exception's message, or an ``ok`` row: prepare, compile, time, check.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+from numba.core.runtime import _nrt_python as nrt
+from threadpoolctl import threadpool_limits
+
+from kernels.reference import reference_conv2d
+
+from . import accuracy, machine, registry, store, sweep
+from .spec import ConvSpec
+from .timing import measure, time_once
+
+# Fraction of the memory available at the start of a run that one case may use for its
+# workspace, unless --max-memory says otherwise.
+MEMORY_FRACTION = 0.5
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: the rows so far are saved; ``run_dir`` can be resumed."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@dataclass
+class _Problem:
+    """Inputs and references of one problem, made once and shared by its algorithms."""
+
+    spec: ConvSpec
+    _cache: dict = field(default_factory=dict)
+
+    def _rng(self, salt: str) -> np.random.Generator:
+        return np.random.default_rng(zlib.crc32(f"{self.spec.id}/{salt}".encode()))
+
+    def _ref(self, x, w) -> np.ndarray:
+        s = self.spec
+        return reference_conv2d(x, w, stride=(s.sh, s.sw), pads=s.pads,
+                                dilation=(s.dh, s.dw), groups=s.groups)
+
+    def inputs(self, operator: str):
+        """``(x, weights, reference)`` for a standard (``conv``) or ``separable`` operator."""
+        if operator not in self._cache:
+            s = self.spec
+            x = self._rng("x").standard_normal(s.input_shape).astype(s.dtype)
+            if operator == "separable":
+                rng = self._rng("separable")
+                wd = rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype)
+                wp = rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype)
+                # the separable operator equals a standard conv with these composed weights
+                ref = self._ref(x, wp[:, :, 0, 0, None, None] * wd[None, :, 0])
+                self._cache[operator] = (x, (wd, wp), ref)
+            else:
+                w = self._rng("w").standard_normal(s.weight_shape).astype(s.dtype)
+                self._cache[operator] = (x, w, self._ref(x, w))
+        return self._cache[operator]
+
+
+def problem_columns(spec: ConvSpec) -> dict:
+    def enc(v):
+        return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    pt, pb, pl, pr = spec.pads
+    return {
+        "problem": spec.id, "name": spec.name, "count": spec.count,
+        "n": spec.n, "c": spec.c, "h": spec.h, "w": spec.w, "k": spec.k, "r": spec.r,
+        "s": spec.s, "stride": enc(spec.stride), "padding": enc(spec.padding),
+        "dilation": enc(spec.dilation), "groups": spec.groups, "dtype": spec.dtype,
+        "sh": spec.sh, "sw": spec.sw, "dh": spec.dh, "dw": spec.dw,
+        "pt": pt, "pb": pb, "pl": pl, "pr": pr, "oh": spec.oh, "ow": spec.ow,
+        "flops": spec.flops, "params": spec.params, "min_bytes": spec.min_bytes,
+    }
+
+
+def _workspace(prepare: Callable, compute_args) -> tuple[int, int]:
+    """Bytes allocated by a prepare and one call (NumPy allocations, seen by tracemalloc), and
+    the number of allocations Numba's runtime (NRT) made during the call."""
+    tracemalloc.start()
+    try:
+        compute = prepare()
+        enabled = nrt.memsys_stats_enabled()
+        nrt.memsys_enable_stats()
+        before = nrt.memsys_get_stats_alloc()
+        compute(*compute_args)
+        nrt_allocs = nrt.memsys_get_stats_alloc() - before
+        if not enabled:
+            nrt.memsys_disable_stats()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, nrt_allocs
+
+
+def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
+             timing: sweep.TimingConfig, memory_budget: int, gpu: dict) -> dict:
+    """One row: the outcome of ``algo`` on ``spec``."""
+    row = {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
+           "device": algo.device, "operator": algo.operator, "status": "ok", "reason": "",
+           "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
+    if algo.device == "cuda" and not gpu.get("available"):
+        return {**row, "status": "skipped", "reason": gpu.get("reason", "no CUDA device")}
+    reason = algo.supports(spec)
+    if reason is not None:
+        return {**row, "status": "unsupported", "reason": reason}
+    estimate = algo.workspace(spec) if algo.workspace else 0
+    if estimate > memory_budget:
+        return {**row, "status": "skipped",
+                "reason": f"estimated workspace {estimate / 2**20:.0f} MiB exceeds the memory "
+                          f"budget of {memory_budget / 2**20:.0f} MiB"}
+    try:
+        x, w, ref = problem.inputs(algo.operator)
+        warnings = []
+        first_prepare = time_once(lambda: algo.prepare(w, spec))  # compiles the prepare step
+        compute = algo.prepare(w, spec)
+        out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+        first_call = time_once(lambda: compute(x, out))  # compiles the kernels
+        err = accuracy.errors(out, ref)
+        accurate, why = accuracy.judge(err, algo.tolerance[spec.dtype], ref)
+        prepare_s = time_once(lambda: algo.prepare(w, spec))
+        workspace, nrt_allocs = _workspace(lambda: algo.prepare(w, spec), (x, out))
+        if nrt_allocs:
+            warnings.append(f"{nrt_allocs} Numba allocations per call are not in workspace_bytes")
+        t = measure(lambda: compute(x, out), min_time=timing.min_time, values=timing.values,
+                    max_seconds=timing.max_seconds, warmups=timing.warmups)
+        st = t.stats
+        if not accurate:
+            warnings.append(f"inaccurate: {why}")
+        return {
+            **row, **{k: v for k, v in err.items() if k.endswith("_err")},
+            "accurate": accurate,
+            "compile_s": max(first_prepare - prepare_s, 0.0) + max(first_call - st["median"], 0.0),
+            "prepare_s": prepare_s,
+            "median_s": st["median"], "min_s": st["min"], "q1_s": st["q1"], "q3_s": st["q3"],
+            "std_s": st["std"], "n_values": st["n_values"], "loops": t.loops,
+            "values_s": t.values,
+            "gflops": spec.flops / st["median"] / 1e9 if st["median"] > 0 else float("nan"),
+            "workspace_bytes": workspace, "nrt_allocs": nrt_allocs,
+            "warnings": "; ".join(warnings + t.warnings),
+        }
+    except Exception as exc:  # one algorithm's failure must not end the sweep
+        msg = str(exc).strip().splitlines()
+        return {**row, "status": "error",
+                "reason": f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]}
+
+
+def _key(row_or_spec, algo_name=None, device=None) -> tuple:
+    if isinstance(row_or_spec, ConvSpec):
+        return (row_or_spec.id, row_or_spec.name, algo_name, device)
+    return tuple(row_or_spec[k] for k in store.KEY)
+
+
+def resolve_config(config) -> sweep.SweepConfig:
+    """A SweepConfig from itself, a preset name, or a path to a TOML or batch file."""
+    if isinstance(config, sweep.SweepConfig):
+        return config
+    text = str(config)
+    if text in sweep.preset_names():
+        return sweep.preset(text)
+    path = Path(text)
+    if path.suffix == ".toml":
+        return sweep.load_config(path)
+    if path.exists():
+        return sweep.load_batch(path)
+    raise ValueError(f"config: {text!r} is neither a preset ({', '.join(sweep.preset_names())}) "
+                     "nor an existing .toml or batch file")
+
+
+def run_sweep(config="default", *, results_dir="results", run_id: str | None = None,
+              resume=None, threads: int | None = None, max_memory: int | None = None,
+              progress: Callable[[dict], None] | None = None,
+              entries: Sequence[registry.Algorithm] | None = None,
+              on_start: Callable[[Path, int], None] | None = None) -> pd.DataFrame:
+    """Run a sweep and return its rows (one per problem and algorithm).
+
+    Parameters
+    ----------
+    config : SweepConfig, preset name or path
+    results_dir : path
+        Where ``<run-id>/`` is created.
+    run_id : str, optional
+    resume : path, optional
+        A run directory to finish: pairs already in its journal are not run again, and its own
+        config is used (``config`` is ignored).
+    threads : int, optional
+        Numba and BLAS threads for the whole run (default: Numba's default).
+    max_memory : int, optional
+        Bytes of workspace one case may use (default: half the memory available at the start).
+    progress : callable, optional
+        Called with each row as it is saved.
+    entries : registry entries, optional
+        The algorithms to consider (default: the registry); tests pass fakes.
+    on_start : callable, optional
+        Called with the run directory and the number of cases left, before the first case.
+
+    Raises
+    ------
+    SweepInterrupted
+        On Ctrl-C, after saving the rows so far.
+    """
+    done: set = set()
+    if resume is not None:
+        run_dir = Path(resume)
+        meta = store.read_meta(run_dir)
+        config = sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}")
+        done = {_key(r) for r in store.read_journal(run_dir)}
+        meta.pop("end", None)
+        meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
+    else:
+        config = resolve_config(config)
+        run_id = run_id or store.new_run_id()
+        run_dir = Path(results_dir) / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        meta = {"run_id": run_id, "config": config.to_dict(),
+                "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    algos = [a for a in (registry.algorithms() if entries is None else entries)
+             if a.device in config.devices
+             and (config.algorithms is None or a.name in config.algorithms)]
+    threads = threads or meta.get("threads") or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(threads)
+    budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
+    run_id = meta["run_id"]
+    cases = [(spec, a) for spec in config.problems for a in algos
+             if _key(spec, a.name, a.device) not in done]
+    journal = store.Journal(run_dir)
+    interrupted = False
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            meta.update(threads=threads, memory_budget=budget, machine=machine.fingerprint())
+            store.write_meta(run_dir, meta)
+            if on_start:
+                on_start(run_dir, len(cases))
+            gpu = meta["machine"]["gpu"]
+            problems: dict[ConvSpec, _Problem] = {}
+            for spec, algo in cases:
+                problem = problems.setdefault(spec, _Problem(spec))
+                if len(problems) > 1:  # keep only the current problem's inputs alive
+                    problems = {spec: problem}
+                row = {"run_id": run_id, "threads": threads,
+                       **run_case(spec, algo, problem, config.timing, budget, gpu)}
+                journal.append(row)
+                if progress:
+                    progress(row)
+            meta["machine"]["numba_threading_layer"] = machine.threading_layer()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        journal.close()
+        df = store.rows_frame(store.read_journal(run_dir))
+        if not df.empty:
+            store.write_rows(run_dir, df)
+        meta["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        meta["complete"] = not interrupted
+        store.write_meta(run_dir, meta)
+    if interrupted:
+        raise SweepInterrupted(run_dir)
+    df.attrs["run_dir"] = str(run_dir)
+    return df

@@ -1,0 +1,375 @@
+"""The problem descriptor: one convolution layer, validated, with every derived quantity.
+
+`ConvSpec` is the single source of truth for a problem.  Its field names are the
+short names used everywhere else (DataFrame columns, TOML keys, CLI flags):
+``n, c, h, w`` (input), ``k`` (output channels), ``r, s`` (filter height and
+width), ``stride``, ``padding``, ``dilation``, ``groups``, ``dtype``.
+
+Derived quantities (output size, explicit padding, FLOPs, parameters, bytes,
+id) are properties computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+PADDING_MODES = ("valid", "same")
+_DTYPE_CODES = {"float32": "f32", "float64": "f64"}
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if v < 1:
+        raise ValueError(f"{name} must be a positive integer (>= 1), got {v}")
+    return v
+
+
+def _nonneg_int(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}") from None
+    if v < 0:
+        raise ValueError(f"{name} must be a non-negative integer (>= 0), got {v}")
+    return v
+
+
+def _pair(name: str, value) -> int | tuple[int, int]:
+    """An int or a pair of positive ints, canonical: a pair of equal ints becomes an int."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
+        a, b = (_positive_int(name, v) for v in value)
+        return a if a == b else (a, b)
+    return _positive_int(name, value)
+
+
+def _padding(value) -> str | int | tuple[int, ...]:
+    """Canonical padding: 'valid', 'same', an int, (ph, pw) or (top, bottom, left, right)."""
+    allowed = "'valid', 'same', an int >= 0, (ph, pw) or (top, bottom, left, right)"
+    if isinstance(value, str):
+        mode = value.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(f"padding must be {allowed}, got {value!r}")
+        return mode
+    if isinstance(value, (tuple, list)):
+        if len(value) not in (2, 4):
+            raise ValueError(f"padding must be {allowed}, got {value!r}")
+        vals = tuple(_nonneg_int("padding", v) for v in value)
+        if len(vals) == 4 and vals[0] == vals[1] and vals[2] == vals[3]:
+            vals = (vals[0], vals[2])
+        if len(vals) == 2 and vals[0] == vals[1]:
+            return vals[0]
+        return vals
+    try:
+        return _nonneg_int("padding", value)
+    except ValueError:
+        raise ValueError(f"padding must be {allowed}, got {value!r}") from None
+
+
+def _dtype(value) -> str:
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
+    return name
+
+
+def _hw(value) -> tuple[int, int]:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def same_padding(size: int, filt: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow/PyTorch 'same' padding along one axis: (before, after), odd pixel after."""
+    total = max((math.ceil(size / stride) - 1) * stride + (filt - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def out_size(size: int, pad: int, filt: int, stride: int, dilation: int) -> int:
+    """Output length along one axis: floor((size + pad - d*(filt-1) - 1) / stride) + 1."""
+    return (size + pad - dilation * (filt - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A 2-D convolution problem: NCHW input, OIHW weights, cross-correlation.
+
+    Parameters
+    ----------
+    n, c, h, w : int
+        Batch, input channels, input height and width (``w`` defaults to ``h``).
+    k : int
+        Output channels.
+    r, s : int
+        Filter height and width (``s`` defaults to ``r``).
+    stride, dilation : int or (int, int)
+    padding : 'valid', 'same', int, (ph, pw) or (top, bottom, left, right)
+        'same' follows TensorFlow/PyTorch: the odd pixel goes bottom/right.
+    groups : int
+        Must divide ``c`` and ``k``.
+    dtype : 'float32' or 'float64'
+    name : str
+        Optional label (a network layer name); not part of the problem's identity.
+    count : int
+        How many times the layer occurs in its network; not part of the identity.
+
+    Raises
+    ------
+    ValueError
+        Naming the field and the allowed values, when the problem is invalid.
+    """
+
+    n: int = 1
+    c: int = 1
+    h: int = 1
+    w: int | None = None
+    k: int = 1
+    r: int = 1
+    s: int | None = None
+    stride: int | tuple[int, int] = 1
+    padding: str | int | tuple[int, ...] = 0
+    dilation: int | tuple[int, int] = 1
+    groups: int = 1
+    dtype: str = "float32"
+    name: str = field(default="", compare=False)
+    count: int = field(default=1, compare=False)
+
+    def __post_init__(self):
+        put = object.__setattr__
+        for f in ("n", "c", "h", "k", "r", "groups", "count"):
+            put(self, f, _positive_int(f, getattr(self, f)))
+        put(self, "w", self.h if self.w is None else _positive_int("w", self.w))
+        put(self, "s", self.r if self.s is None else _positive_int("s", self.s))
+        put(self, "stride", _pair("stride", self.stride))
+        put(self, "dilation", _pair("dilation", self.dilation))
+        put(self, "padding", _padding(self.padding))
+        put(self, "dtype", _dtype(self.dtype))
+        put(self, "name", str(self.name))
+        if self.c % self.groups or self.k % self.groups:
+            raise ValueError(
+                f"groups must divide c={self.c} and k={self.k}, got groups={self.groups}"
+            )
+        pt, pb, pl, pr = self.pads
+        for axis, size, filt, d in (("r", self.h + pt + pb, self.r, self.dh),
+                                    ("s", self.w + pl + pr, self.s, self.dw)):
+            span = d * (filt - 1) + 1
+            if span > size:
+                raise ValueError(
+                    f"{axis}={filt} with dilation {d} spans {span} pixels, more than the "
+                    f"padded input ({size}); allowed: a dilated filter no larger than the padded input"
+                )
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def sh(self) -> int:
+        return _hw(self.stride)[0]
+
+    @property
+    def sw(self) -> int:
+        return _hw(self.stride)[1]
+
+    @property
+    def dh(self) -> int:
+        return _hw(self.dilation)[0]
+
+    @property
+    def dw(self) -> int:
+        return _hw(self.dilation)[1]
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """Explicit padding (top, bottom, left, right)."""
+        p = self.padding
+        if p == "valid":
+            return (0, 0, 0, 0)
+        if p == "same":
+            return (*same_padding(self.h, self.r, self.sh, self.dh),
+                    *same_padding(self.w, self.s, self.sw, self.dw))
+        if isinstance(p, int):
+            return (p, p, p, p)
+        if len(p) == 2:
+            return (p[0], p[0], p[1], p[1])
+        return tuple(p)
+
+    @property
+    def oh(self) -> int:
+        pt, pb, _, _ = self.pads
+        return out_size(self.h, pt + pb, self.r, self.sh, self.dh)
+
+    @property
+    def ow(self) -> int:
+        _, _, pl, pr = self.pads
+        return out_size(self.w, pl + pr, self.s, self.sw, self.dw)
+
+    @property
+    def cg(self) -> int:
+        """Input channels per group."""
+        return self.c // self.groups
+
+    @property
+    def kg(self) -> int:
+        """Output channels per group."""
+        return self.k // self.groups
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.k, self.cg, self.r, self.s)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.k, self.oh, self.ow)
+
+    # ------------------------------------------------------------------ costs
+    @property
+    def flops(self) -> int:
+        """Direct-method floating-point operations: 2·n·k·oh·ow·(c/groups)·r·s."""
+        return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.r * self.s
+
+    @property
+    def params(self) -> int:
+        """Weights (without bias): k·(c/groups)·r·s."""
+        return self.k * self.cg * self.r * self.s
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def min_bytes(self) -> int:
+        """Bytes moved at minimum: read input and weights once, write output once."""
+        elems = self.n * self.c * self.h * self.w + self.params + self.n * self.k * self.oh * self.ow
+        return elems * self.itemsize
+
+    # ------------------------------------------------------------------ names
+    @property
+    def id(self) -> str:
+        """Short canonical id, e.g. ``n1c64h56w56k64r3s3u1p1d1g1``; round-trips through `parse`."""
+
+        def enc(v):
+            return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+        s = (f"n{self.n}c{self.c}h{self.h}w{self.w}k{self.k}r{self.r}s{self.s}"
+             f"u{enc(self.stride)}p{enc(self.padding)}d{enc(self.dilation)}g{self.groups}")
+        return s if self.dtype == "float32" else s + _DTYPE_CODES[self.dtype]
+
+    def with_(self, **changes) -> ConvSpec:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def parse(cls, text: str) -> ConvSpec:
+        """Read a ConvSpec id or a oneDNN benchdnn convolution descriptor.
+
+        benchdnn form: ``[gX][mbX][icX][ihX][iwX][ocX][ohX][owX][khX][kwX][shX][swX]
+        [phX][pwX][dhX][dwX][n"name"]`` (``_`` ignored).  Its defaults: ``mb`` 2, ``g`` 1;
+        missing width fields copy the height fields; stride 1; dilation 0 (benchdnn counts
+        the zeros inserted between taps, so ours is one more); padding 0, or, when ``oh``
+        is given without ``ph``, the symmetric padding that yields ``oh``.  A given ``oh``
+        that disagrees with the rest is an error.
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("problem: empty descriptor")
+        if _ID_RE.fullmatch(text):
+            return _parse_id(text)
+        return _parse_benchdnn(text)
+
+
+_ID_RE = re.compile(
+    r"n(\d+)c(\d+)h(\d+)w(\d+)k(\d+)r(\d+)s(\d+)u([\dx]+)p(same|valid|[\dx]+)d([\dx]+)g(\d+)(f32|f64)?"
+)
+
+
+def _parse_id(text: str) -> ConvSpec:
+    n, c, h, w, k, r, s, u, p, d, g, dt = _ID_RE.fullmatch(text).groups()
+
+    def dec(v):
+        parts = tuple(int(x) for x in v.split("x"))
+        return parts[0] if len(parts) == 1 else parts
+
+    return ConvSpec(n=int(n), c=int(c), h=int(h), w=int(w), k=int(k), r=int(r), s=int(s),
+                    stride=dec(u), padding=p if p in PADDING_MODES else dec(p),
+                    dilation=dec(d), groups=int(g),
+                    dtype={"f64": "float64"}.get(dt, "float32"))
+
+
+_BENCHDNN_KEYS = ("mb", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh", "sw",
+                  "ph", "pw", "dh", "dw", "g", "id", "od", "kd", "sd", "pd", "dd")
+_BENCHDNN_TOKEN = re.compile(r"(" + "|".join(sorted(_BENCHDNN_KEYS, key=len, reverse=True))
+                             + r")(\d+)|n\"([^\"]*)\"|n([^\"\s]*)$")
+
+
+def _parse_benchdnn(text: str) -> ConvSpec:
+    body = text.replace("_", "") if 'n"' not in text else (
+        text[: text.index('n"')].replace("_", "") + text[text.index('n"'):])
+    vals: dict[str, int] = {}
+    name = ""
+    pos = 0
+    while pos < len(body):
+        m = _BENCHDNN_TOKEN.match(body, pos)
+        if not m:
+            raise ValueError(f"problem: cannot read {text!r} at {body[pos:]!r}; expected a ConvSpec "
+                             "id (n1c64h56w56k64r3s3u1p1d1g1) or a benchdnn descriptor "
+                             "(mb1ic64ih56oc64oh56kh3ph1)")
+        if m.group(1):
+            vals[m.group(1)] = int(m.group(2))
+        else:
+            name = m.group(3) if m.group(3) is not None else m.group(4)
+        pos = m.end()
+    # depth fields are accepted only with their 2-D values (size 1, stride 1, no pad or dilation)
+    for key, flat in (("id", 1), ("od", 1), ("kd", 1), ("sd", 1), ("pd", 0), ("dd", 0)):
+        if vals.get(key, flat) != flat:
+            raise ValueError(f"problem: {key}={vals[key]} describes a 3-D convolution; "
+                             f"allowed: {key}{flat} or absent (2-D only)")
+    for need in ("ic", "ih", "oc", "kh"):
+        if need not in vals:
+            raise ValueError(f"problem: benchdnn descriptor {text!r} lacks {need}")
+    h = vals["ih"]
+    w = vals.get("iw", h)
+    r = vals["kh"]
+    s = vals.get("kw", r)
+    sh = vals.get("sh", 1)
+    sw = vals.get("sw", sh)
+    dh = vals.get("dh", 0) + 1
+    dw = vals.get("dw", vals.get("dh", 0)) + 1
+    oh_given = vals.get("oh")
+    ow_given = vals.get("ow", oh_given if "iw" not in vals else None)
+
+    def pad_for(size, filt, stride, dil, out):
+        # symmetric padding whose output is `out` (benchdnn deduces the padding this way)
+        return max(((out - 1) * stride - size + (filt - 1) * dil + 1) // 2, 0)
+
+    ph = vals["ph"] if "ph" in vals else (pad_for(h, r, sh, dh, oh_given) if oh_given else 0)
+    pw = vals["pw"] if "pw" in vals else (
+        ph if "iw" not in vals and "ow" not in vals and "kw" not in vals and "sw" not in vals
+        else (pad_for(w, s, sw, dw, ow_given) if ow_given else 0))
+    spec = ConvSpec(n=vals.get("mb", 2), c=vals["ic"], h=h, w=w, k=vals["oc"], r=r, s=s,
+                    stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
+                    groups=vals.get("g", 1), name=name)
+    for key, got, want in (("oh", oh_given, spec.oh), ("ow", ow_given, spec.ow)):
+        if got is not None and got != want:
+            raise ValueError(f"problem: {key}={got} in {text!r} disagrees with the other fields, "
+                             f"which give {key}={want}")
+    return spec

@@ -1,0 +1,157 @@
+"""A run on disk: ``results/<run-id>/`` with a journal, the rows as Parquet, and ``meta.json``.
+
+- ``journal.jsonl``: one JSON row a line, appended, flushed and fsynced after every row, so a
+  sweep killed at any moment loses at most the row in flight.  A torn last line is ignored.
+- ``rows.parquet``: every row, written when the run ends (or is interrupted), atomically.
+- ``meta.json``: the sweep config, the machine fingerprint, threads, start and end, written
+  atomically at the start and again at the end.
+
+``schema_version`` is in ``meta.json`` and in every row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+JOURNAL = "journal.jsonl"
+ROWS = "rows.parquet"
+META = "meta.json"
+# A row is identified by its problem (id and layer name) and its algorithm on a device.
+KEY = ("problem", "name", "algorithm", "device")
+
+_INT, _FLOAT, _STR, _BOOL = "Int64", "float64", "string", "boolean"
+# Every row's columns and their types, in order; a row that lacks a column (an unsupported
+# row has no timing) gets a missing value of the column's type.
+COLUMNS = {
+    "run_id": _STR, "problem": _STR, "name": _STR, "count": _INT,
+    **dict.fromkeys(("n", "c", "h", "w", "k", "r", "s"), _INT),
+    **dict.fromkeys(("stride", "padding", "dilation"), _STR), "groups": _INT, "dtype": _STR,
+    **dict.fromkeys(("sh", "sw", "dh", "dw", "pt", "pb", "pl", "pr", "oh", "ow"), _INT),
+    **dict.fromkeys(("flops", "params", "min_bytes"), _INT),
+    **dict.fromkeys(("algorithm", "family", "device", "operator", "status", "reason"), _STR),
+    "threads": _INT, "tolerance": _FLOAT, "accurate": _BOOL,
+    **dict.fromkeys(("max_abs_err", "max_rel_err", "rel_l2_err"), _FLOAT),
+    **dict.fromkeys(("compile_s", "prepare_s", "median_s", "min_s", "q1_s", "q3_s", "std_s"),
+                    _FLOAT),
+    "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
+    "workspace_bytes": _INT, "nrt_allocs": _INT, "warnings": _STR, "schema_version": _INT,
+}
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_meta(run_dir: Path, meta: dict) -> None:
+    meta = {"schema_version": SCHEMA_VERSION, **meta}
+    _atomic_write(Path(run_dir) / META, json.dumps(meta, indent=2, default=str).encode())
+
+
+def read_meta(run_dir: Path) -> dict:
+    path = Path(run_dir) / META
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"run: {run_dir} is not a convbench run (no {META})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"run: {path} is not valid JSON ({err})") from None
+
+
+class Journal:
+    """Append-only row log of one run."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / JOURNAL
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def append(self, row: dict) -> None:
+        self._f.write(json.dumps({"schema_version": SCHEMA_VERSION, **row}, default=_json) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _json(v):
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
+
+
+def read_journal(run_dir: Path) -> list[dict]:
+    """The journal's rows; a torn final line (a kill mid-write) is dropped."""
+    path = Path(run_dir) / JOURNAL
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # the row in flight when the run was killed
+            raise ValueError(f"run: {path}:{i + 1} is corrupt") from None
+    return rows
+
+
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a DataFrame with the typed `COLUMNS`, one per key (the last row of a key wins)."""
+    df = pd.DataFrame(rows)
+    for col, dtype in COLUMNS.items():
+        if col not in df:
+            df[col] = None
+        df[col] = df[col].astype(dtype)
+    df = df[list(COLUMNS) + [c for c in df.columns if c not in COLUMNS]]
+    return df.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
+
+
+def write_rows(run_dir: Path, df: pd.DataFrame) -> Path:
+    """Parquet, atomically (write to a temporary name, then rename)."""
+    path = Path(run_dir) / ROWS
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load_run(path) -> pd.DataFrame:
+    """The rows of a run: a run directory (or its Parquet file).
+
+    Reads the journal when it holds rows the Parquet file lacks (a killed run), so nothing
+    that was measured is lost.
+    """
+    path = Path(path)
+    run_dir = path.parent if path.suffix == ".parquet" else path
+    if not run_dir.is_dir():
+        raise ValueError(f"run: {path} does not exist")
+    journal = read_journal(run_dir)
+    parquet = run_dir / ROWS
+    if parquet.exists():
+        df = pd.read_parquet(parquet)
+        if len(df) >= len(rows_frame(journal)):
+            return df
+    if not journal:
+        raise ValueError(f"run: {run_dir} holds no rows ({JOURNAL} and {ROWS} missing or empty)")
+    return rows_frame(journal)

@@ -1,0 +1,94 @@
+"""Every registered CPU algorithm against the float64 reference.
+
+Parametrized from the registry, so that a new algorithm is tested without writing a test.
+Outputs are filled with NaN before a kernel runs, so an element it fails to write fails.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from convbench import registry
+from kernels.cpu.depthwise import composed_weight
+from kernels.reference import reference_conv2d
+from tests.cases import CASES, problems, random_arrays, separable_weights
+
+ALGOS = registry.algorithms("cpu")
+
+
+def reference(spec, x, w):
+    return reference_conv2d(x, w, stride=(spec.sh, spec.sw), pads=spec.pads,
+                            dilation=(spec.dh, spec.dw), groups=spec.groups)
+
+
+def weights_and_reference(algo, spec, seed=0):
+    """The weights ``algo`` takes for ``spec`` and the float64 result it must match."""
+    x, w = random_arrays(spec, seed)
+    if algo.operator == "separable":
+        ws = separable_weights(spec, seed=seed + 1)
+        return x, ws, reference(spec, x, composed_weight(*ws))
+    return x, w, reference(spec, x, w)
+
+
+def compute(algo, spec, x, w):
+    out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+    algo.prepare(w, spec)(x, out)
+    return out
+
+
+def relative_error(out, ref):
+    return float(np.max(np.abs(out - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def check(algo, spec, seed=0):
+    x, w, ref = weights_and_reference(algo, spec, seed)
+    out = compute(algo, spec, x, w)
+    assert out.dtype == spec.dtype and out.shape == ref.shape
+    assert np.isfinite(out).all(), "the kernel left elements unwritten (NaN) or overflowed"
+    err = relative_error(out, ref)
+    assert err <= algo.tolerance[spec.dtype], f"{algo.name} on {spec.id}: error {err:.3g}"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_named_case(algo, case):
+    spec = CASES[case]
+    reason = algo.supports(spec)
+    if reason is None:
+        check(algo, spec)
+    else:
+        assert isinstance(reason, str) and reason.strip()
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_each_algorithm_computes_many_cases(algo):
+    supported = [c for c, spec in CASES.items() if algo.supports(spec) is None]
+    assert len(supported) >= 5, f"{algo.name} supports only {supported}"
+
+
+@pytest.mark.parametrize(
+    ("name", "spec_kw", "expected"),
+    [
+        ("winograd_f23", dict(c=2, h=9, k=2, r=5), "3x3"),
+        ("winograd_f43", dict(c=2, h=9, k=2, r=3, stride=2), "stride"),
+        ("winograd_f43", dict(c=2, h=9, k=2, r=3, dilation=2), "dilation"),
+        ("depthwise", dict(c=4, h=9, k=4, r=3), "groups"),
+        ("separable", dict(c=4, h=9, k=4, r=3, groups=2), "groups"),
+    ],
+)
+def test_unsupported_problems_give_reasons(name, spec_kw, expected):
+    from convbench.spec import ConvSpec
+
+    reason = registry.get(name).supports(ConvSpec(**spec_kw))
+    assert reason is not None and expected in reason
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=problems())
+def test_random_problems(spec):
+    ran = 0
+    for algo in ALGOS:
+        if algo.supports(spec) is None:
+            check(algo, spec, seed=spec.h * 31 + spec.w)
+            ran += 1
+    assert ran >= 2  # direct and im2col support everything

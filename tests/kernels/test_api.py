@@ -1,0 +1,82 @@
+"""The public API: argument forms, the input conversion rule, and clear errors."""
+
+import numpy as np
+import pytest
+
+import convbench
+from convbench import ConvSpec, conv2d, reference_conv2d, separable_conv2d
+from tests.cases import random_arrays
+
+
+def test_registry_names_as_designed():
+    names = [a.name for a in convbench.algorithms("cpu")]
+    assert names == ["direct", "im2col", "fft", "winograd_f23", "winograd_f43", "depthwise",
+                     "separable"]
+    assert all(a.device == "cpu" for a in convbench.algorithms())
+    assert all(a.tolerance["float64"] < a.tolerance["float32"] for a in convbench.algorithms())
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col", "fft", "winograd_f43"])
+def test_non_contiguous_views(algo):
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((2, 6, 20, 22)).astype(np.float32)
+    x = big[:, ::2, 1::2, ::2]  # (2, 3, 10, 11), strided in every axis
+    w = rng.standard_normal((3, 5, 3, 4)).astype(np.float32).transpose(1, 0, 3, 2)[:, :, :, :3]
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous
+    got = conv2d(x, w, padding=1, algo=algo)
+    want = reference_conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w), padding=1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+def test_array_likes_and_conversion_rule():
+    x = np.arange(2 * 5 * 5).reshape(1, 2, 5, 5).tolist()  # nested lists of ints
+    w = [[[[1, 0], [0, -1]]] * 2]  # (1, 2, 2, 2) ints
+    out = conv2d(x, w)
+    assert out.dtype == np.float64  # integers only: float64, exactly
+    np.testing.assert_array_equal(out, reference_conv2d(x, w))
+    assert conv2d(np.asarray(x, np.float32), w).dtype == np.float32  # ints take the float's type
+    assert conv2d(np.asarray(x, np.float16), np.asarray(w, np.float16)).dtype == np.float32
+    assert conv2d(np.asarray(x, np.float32), np.asarray(w, np.float64)).dtype == np.float64
+
+
+def test_stride_padding_dilation_forms_agree():
+    spec = ConvSpec(c=3, h=12, w=11, k=4, r=3, s=2)
+    x, w = random_arrays(spec)
+    a = conv2d(x, w, stride=(2, 1), padding=(1, 2, 0, 1), dilation=(1, 2))
+    b = conv2d(x, w, stride=[2, 1], padding=[1, 2, 0, 1], dilation=[1, 2], algo="im2col")
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert a.shape == (1, 4, (12 + 3 - 3) // 2 + 1, 11 + 1 - 3 + 1)
+
+
+def test_separable_with_multiplier_matches_two_reference_stages():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    wd = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)  # multiplier 2
+    wp = rng.standard_normal((5, 8, 1, 1)).astype(np.float32)
+    got = separable_conv2d(x, wd, wp, stride=2, padding=1)
+    want = reference_conv2d(reference_conv2d(x, wd, stride=2, padding=1, groups=4), wp)
+    assert got.shape == (2, 5, 5, 4)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda x, w: conv2d(x, w, algo="winograd"), "algo must be one of direct, im2col"),
+        (lambda x, w: conv2d(x, w, algo="winograd_f43", stride=2), "winograd_f43 does not"),
+        (lambda x, w: conv2d(x, w, algo="depthwise"), "depthwise does not"),
+        (lambda x, w: conv2d(x, w, algo="separable"), "separable_conv2d"),
+        (lambda x, w: conv2d(x, w, device="tpu"), "device must be one of cpu, cuda"),
+        (lambda x, w: conv2d(x, w, device="cuda"), "on device 'cuda'"),
+        (lambda x, w: conv2d(x, w, groups=2), "w must have shape (k, c/groups"),
+        (lambda x, w: conv2d(x, w, stride=0), "stride"),
+        (lambda x, w: conv2d(x, w, padding="full"), "padding"),
+        (lambda x, w: conv2d(x[0], w), "x must be 4-D"),
+        (lambda x, w: conv2d(x.astype(complex), w), "real numbers"),
+        (lambda x, w: conv2d(x[:, :, :2, :2], w), "larger than|more than the padded input"),
+    ],
+)
+def test_errors_are_value_errors_naming_the_problem(call, message):
+    x, w = random_arrays(ConvSpec(c=4, h=8, k=4, r=3))
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        call(x, w)

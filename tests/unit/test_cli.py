@@ -1,0 +1,72 @@
+"""Bad input through the CLI: one line naming the problem, exit status 2, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from convbench import cli
+
+BAD_TOML = 'name = "x"\n[gird]\nfilter = [3]\n'
+BAD_VALUE_TOML = 'name = "x"\n[grid]\nc = [4]\nh = [8]\nk = [4]\nfilter = [3]\nstride = [0]\n'
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "typo.toml").write_text(BAD_TOML)
+    (tmp_path / "badvalue.toml").write_text(BAD_VALUE_TOML)
+    (tmp_path / "broken.toml").write_text("name = \n")
+    (tmp_path / "bad.batch").write_text("# layers\nmb1ic4ih8oc4kh3\nmb1ic4ihXoc4kh3\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "sweep", "--preset", "nope"], "nope"),
+        (["run", "sweep", "--config", "{d}/missing.toml"], "missing.toml"),
+        (["run", "sweep", "--config", "{d}/typo.toml"], "gird"),
+        (["run", "sweep", "--config", "{d}/badvalue.toml"], "stride"),
+        (["run", "sweep", "--config", "{d}/broken.toml"], "broken.toml"),
+        (["run", "sweep", "--batch", "{d}/bad.batch"], "line 3"),
+        (["run", "sweep", "--batch", "{d}/none.batch"], "none.batch"),
+        (["run", "sweep", "--algo", "direct,fast"], "'fast'"),
+        (["run", "sweep", "--device", "tpu"], "'tpu'"),
+        (["run", "sweep", "--threads", "0"], "--threads"),
+        (["run", "sweep", "--max-memory", "lots"], "--max-memory"),
+        (["run", "sweep", "--resume", "{d}/norun"], "not a convbench run"),
+        (["run", "sweep", "--preset", "smoke", "--config", "{d}/typo.toml"], "not allowed"),
+        (["run", "walk"], "walk"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input(files, capsys, args, needle):
+    results = files / "results"
+    argv = [a.format(d=files) for a in args] + ["--results-dir", str(results)] * (
+        args[0] == "run" and args[1] == "sweep")
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convbench: error:"), err
+    assert needle in lines[0]
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_entry_point_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "convbench", "run", "sweep", "--preset", "x",
+                           "--results-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_names_algorithms_and_presets(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("direct", "im2col", "fft", "winograd_f43", "depthwise", "separable",
+                 "default", "smoke", "resnet50", "mobilenet"):
+        assert name in out

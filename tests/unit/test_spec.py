@@ -1,0 +1,179 @@
+"""ConvSpec: validation, derived quantities, ids and benchdnn descriptors."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from convbench.spec import ConvSpec, out_size, same_padding
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "allowed"),
+    [
+        (dict(n=0), "n", ">= 1"),
+        (dict(c=-1), "c", ">= 1"),
+        (dict(h=0), "h", ">= 1"),
+        (dict(w=0), "w", ">= 1"),
+        (dict(k=0), "k", ">= 1"),
+        (dict(r=0), "r", ">= 1"),
+        (dict(n=1.5), "n", "positive integer"),
+        (dict(n=True), "n", "positive integer"),
+        (dict(stride=0), "stride", ">= 1"),
+        (dict(stride=(1, 0)), "stride", ">= 1"),
+        (dict(stride=(1, 2, 3)), "stride", "pair"),
+        (dict(dilation=0), "dilation", ">= 1"),
+        (dict(padding=-1), "padding", "'same'"),
+        (dict(padding="full"), "padding", "'valid', 'same'"),
+        (dict(padding=(1, 2, 3)), "padding", "(top, bottom, left, right)"),
+        (dict(c=4, k=6, groups=4), "groups", "divide"),
+        (dict(c=6, k=4, groups=4), "groups", "divide"),
+        (dict(dtype="float16"), "dtype", "float32, float64"),
+        (dict(dtype="int8"), "dtype", "float32, float64"),
+        (dict(h=4, r=5), "r=5", "no larger than the padded input"),
+        (dict(h=9, w=4, r=3, s=3, dilation=2), "s=3", "no larger than the padded input"),
+    ],
+)
+def test_invalid_problems_name_the_field(kwargs, field, allowed):
+    base = dict(n=1, c=4, h=8, k=4, r=3)
+    with pytest.raises(ValueError) as err:
+        ConvSpec(**{**base, **kwargs})
+    msg = str(err.value)
+    assert field in msg and allowed in msg
+    assert "\n" not in msg
+
+
+def test_filter_fits_once_padded():
+    spec = ConvSpec(h=4, r=5, padding=1)  # 4 + 2 = 6 >= 5
+    assert (spec.oh, spec.ow) == (2, 2)
+
+
+def test_spec_is_frozen_and_hashable():
+    spec = ConvSpec(c=3, h=8, k=4, r=3)
+    with pytest.raises(AttributeError):
+        spec.c = 4
+    assert {spec: 1}[ConvSpec(c=3, h=8, k=4, r=3)] == 1
+
+
+def test_canonical_forms_compare_equal():
+    a = ConvSpec(h=8, r=3, stride=(2, 2), padding=(1, 1, 1, 1), dilation=[1, 1], dtype=np.float32)
+    b = ConvSpec(h=8, r=3, stride=2, padding=1)
+    assert a == b and a.id == b.id
+    assert ConvSpec(h=8, r=3, padding=(1, 1, 2, 2)).padding == (1, 2)
+    assert ConvSpec(h=8, r=3, padding="SAME").padding == "same"
+
+
+@pytest.mark.parametrize(
+    ("padding", "pads"),
+    [("valid", (0, 0, 0, 0)), (2, (2, 2, 2, 2)), ((1, 3), (1, 1, 3, 3)),
+     ((0, 1, 2, 3), (0, 1, 2, 3))],
+)
+def test_explicit_padding_forms(padding, pads):
+    assert ConvSpec(h=9, w=9, r=3, padding=padding).pads == pads
+
+
+@pytest.mark.parametrize(
+    ("h", "r", "u", "d", "expect"),
+    [
+        (8, 2, 1, 1, (0, 1)),   # even filter: odd pixel at the bottom
+        (8, 3, 1, 1, (1, 1)),
+        (7, 3, 2, 1, (1, 1)),   # ceil(7/2)=4 outputs: (4-1)*2+3-7 = 2
+        (8, 3, 2, 1, (0, 1)),   # (4-1)*2+3-8 = 1
+        (8, 3, 1, 2, (2, 2)),   # dilated span 5
+        (5, 1, 3, 1, (0, 0)),
+    ],
+)
+def test_same_padding_matches_tensorflow_rule(h, r, u, d, expect):
+    assert same_padding(h, r, u, d) == expect
+    spec = ConvSpec(h=h, w=h, r=r, stride=u, dilation=d, padding="same")
+    assert spec.oh == math.ceil(h / u)
+
+
+def test_derived_quantities_resnet_layer():
+    spec = ConvSpec(n=1, c=64, h=56, k=64, r=3, padding=1)
+    assert spec.output_shape == (1, 64, 56, 56)
+    assert spec.flops == 2 * 64 * 56 * 56 * 64 * 9
+    assert spec.params == 64 * 64 * 9
+    assert spec.min_bytes == 4 * (64 * 56 * 56 + 64 * 64 * 9 + 64 * 56 * 56)
+    assert spec.id == "n1c64h56w56k64r3s3u1p1d1g1"
+
+
+def test_derived_quantities_grouped_strided_dilated():
+    spec = ConvSpec(n=2, c=6, h=11, w=9, k=4, r=3, s=2, stride=(2, 3), padding=(0, 1, 2, 0),
+                    dilation=(2, 1), groups=2, dtype="float64")
+    assert (spec.cg, spec.kg) == (3, 2)
+    assert spec.oh == out_size(11, 1, 3, 2, 2) == (11 + 1 - 4 - 1) // 2 + 1 == 4
+    assert spec.ow == (9 + 2 - 1 - 1) // 3 + 1 == 4
+    assert spec.weight_shape == (4, 3, 3, 2)
+    assert spec.flops == 2 * 2 * 4 * 4 * 4 * 3 * 3 * 2
+    assert spec.min_bytes == 8 * (2 * 6 * 11 * 9 + 4 * 3 * 3 * 2 + 2 * 4 * 4 * 4)
+    assert spec.id == "n2c6h11w9k4r3s2u2x3p0x1x2x0d2x1g2f64"
+
+
+specs = st.builds(
+    ConvSpec,
+    n=st.integers(1, 4), c=st.sampled_from([2, 4, 6]), h=st.integers(9, 40),
+    w=st.integers(9, 40), k=st.sampled_from([2, 4, 12]), r=st.integers(1, 5), s=st.integers(1, 5),
+    stride=st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))),
+    padding=st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 2),
+                      st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                      st.tuples(*[st.integers(0, 2)] * 4)),
+    dilation=st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2), st.integers(1, 2))),
+    groups=st.sampled_from([1, 2]), dtype=st.sampled_from(["float32", "float64"]),
+)
+
+
+@given(specs)
+def test_id_round_trips(spec):
+    again = ConvSpec.parse(spec.id)
+    assert again == spec and again.id == spec.id
+
+
+@given(specs)
+def test_output_size_formula(spec):
+    pt, pb, pl, pr = spec.pads
+    assert spec.oh == (spec.h + pt + pb - spec.dh * (spec.r - 1) - 1) // spec.sh + 1
+    assert spec.ow == (spec.w + pl + pr - spec.dw * (spec.s - 1) - 1) // spec.sw + 1
+    assert spec.oh >= 1 and spec.ow >= 1
+
+
+def test_benchdnn_descriptor_with_name():
+    spec = ConvSpec.parse('mb1ic64ih56oc64oh56kh3ph1n"resnet50:res2a"')
+    assert spec == ConvSpec(n=1, c=64, h=56, k=64, r=3, padding=1)
+    assert spec.name == "resnet50:res2a"
+
+
+def test_benchdnn_canonical_form_with_underscores():
+    spec = ConvSpec.parse('ic3ih227iw227_oc96oh55ow55_kh11kw11_sh4sw4ph0pw0_n"alexnet:conv1"')
+    assert spec.n == 2  # benchdnn's default minibatch
+    assert (spec.c, spec.h, spec.w, spec.k, spec.r, spec.s, spec.stride) == (
+        3, 227, 227, 96, 11, 11, 4)
+    assert spec.output_shape == (2, 96, 55, 55)
+
+
+def test_benchdnn_defaults_deduce_padding_and_copy_width():
+    # no ph: the padding that yields oh is deduced; w fields copy h fields
+    spec = ConvSpec.parse("mb1ic64ih56oc64oh56kh3")
+    assert spec.pads == (1, 1, 1, 1) and spec.w == 56 and spec.s == 3
+    # no oh, no ph: padding 0
+    assert ConvSpec.parse("mb1ic8ih10oc8kh3").oh == 8
+    # benchdnn dilation counts inserted zeros
+    assert ConvSpec.parse("mb1ic8ih20oc8kh3dh1").dilation == 2
+    assert ConvSpec.parse("g2mb1ic8ih10oc4kh3sh2ph1").groups == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("mb1ic64ih56oc64oh57kh3ph1", "oh=57"),
+        ("mb1ic64oc64kh3", "ih"),
+        ("mb1ic64ih56oc64kh3xx", "cannot read"),
+        ("mb1ic64id5ih56oc64kh3", "id=5"),
+        ("", "empty"),
+    ],
+)
+def test_benchdnn_errors_are_clear(text, needle):
+    with pytest.raises(ValueError, match=needle):
+        ConvSpec.parse(text)
