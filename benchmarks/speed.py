@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import numba
 import numpy as np
@@ -114,20 +115,21 @@ def main(argv=None):
             for algo in convbench.algorithms("cpu"):
                 if algo.operator != "conv" or algo.supports(spec) is not None:
                     continue
-                out = np.empty(spec.output_shape, np.float32)
-                compute = algo.prepare(w, spec)
-                t_compute = median_time(lambda c=compute, o=out: c(x, o), args.min_time)
-
-                def call(a=algo.name):
-                    return convbench.conv2d(x, w, spec.stride, spec.padding, spec.dilation,
-                                            spec.groups, algo=a)
-
-                t_call = median_time(call, args.min_time)
-                err = np.abs(out - ref).max() / np.abs(ref).max()
+                t_call, t_compute, err = time_algorithm(algo, spec, x, w, ref, args.min_time)
                 ratio = f"{t_call / t_torch:8.2f}" if t_torch else f"{'':>8}"
                 print(f"{spec.name:<20} {algo.name:<13} {t_call * 1e3:9.3f} "
                       f"{t_compute * 1e3:10.3f} {spec.flops / t_call / 1e9:8.1f} {ratio} "
                       f"{err:9.1e}")
+
+
+def time_algorithm(algo, spec: ConvSpec, x, w, ref, min_time: float):
+    """(seconds per conv2d call, seconds per prepared compute, max error / max |ref|)."""
+    out = np.empty(spec.output_shape, np.float32)
+    t_compute = median_time(partial(algo.prepare(w, spec), x, out), min_time)
+    err = np.abs(out - ref).max() / np.abs(ref).max()
+    call = partial(convbench.conv2d, x, w, spec.stride, spec.padding, spec.dilation,
+                   spec.groups, algo=algo.name)
+    return median_time(call, min_time), t_compute, err
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def _as_arrays(**arrays) -> tuple[list[np.ndarray], np.dtype]:
     for name, a in arrays.items():
         a = np.asarray(a)
         if a.dtype.kind not in "fiub":
-            raise ValueError(f"{name} must hold real numbers (float, int or bool), got dtype {a.dtype}")
+            raise ValueError(f"{name} must hold real numbers (float, int or bool), "
+                             f"got dtype {a.dtype}")
         if a.ndim != 4:
             raise ValueError(f"{name} must be 4-D, got shape {a.shape}")
         arrs[name] = a

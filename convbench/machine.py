@@ -70,10 +70,10 @@ def gpu_info() -> dict:
         if not cuda.is_available():
             return {"available": False, "reason": "no CUDA device or driver"}
         dev = cuda.get_current_device()
-        return {"available": True, "simulated": False, "name": dev.name.decode()
-                if isinstance(dev.name, bytes) else str(dev.name),
-                "compute_capability": list(dev.compute_capability),
-                "driver": cuda.driver.get_version() if hasattr(cuda.driver, "get_version") else None}
+        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+        driver = cuda.driver.get_version() if hasattr(cuda.driver, "get_version") else None
+        return {"available": True, "simulated": False, "name": name,
+                "compute_capability": list(dev.compute_capability), "driver": driver}
     except Exception as err:  # the driver can fail in many ways; record, don't crash
         return {"available": False, "reason": f"CUDA unavailable: {err}"}
 
@@ -88,7 +88,7 @@ def git_commit() -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "-uno"],
                            capture_output=True, text=True, timeout=5, check=False).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 

@@ -171,7 +171,8 @@ class ConvSpec:
             if span > size:
                 raise ValueError(
                     f"{axis}={filt} with dilation {d} spans {span} pixels, more than the "
-                    f"padded input ({size}); allowed: a dilated filter no larger than the padded input"
+                    f"padded input ({size}); allowed: a dilated filter no larger than the "
+                    "padded input"
                 )
 
     # ------------------------------------------------------------------ geometry
@@ -256,7 +257,8 @@ class ConvSpec:
     @property
     def min_bytes(self) -> int:
         """Bytes moved at minimum: read input and weights once, write output once."""
-        elems = self.n * self.c * self.h * self.w + self.params + self.n * self.k * self.oh * self.ow
+        elems = (self.n * self.c * self.h * self.w + self.params
+                 + self.n * self.k * self.oh * self.ow)
         return elems * self.itemsize
 
     # ------------------------------------------------------------------ names
@@ -330,8 +332,8 @@ def _parse_benchdnn(text: str) -> ConvSpec:
     while pos < len(body):
         m = _BENCHDNN_TOKEN.match(body, pos)
         if not m:
-            raise ValueError(f"problem: cannot read {text!r} at {body[pos:]!r}; expected a ConvSpec "
-                             "id (n1c64h56w56k64r3s3u1p1d1g1) or a benchdnn descriptor "
+            raise ValueError(f"problem: cannot read {text!r} at {body[pos:]!r}; expected a "
+                             "ConvSpec id (n1c64h56w56k64r3s3u1p1d1g1) or a benchdnn descriptor "
                              "(mb1ic64ih56oc64oh56kh3ph1)")
         if m.group(1):
             vals[m.group(1)] = int(m.group(2))

@@ -112,7 +112,8 @@ def measure(call: Callable[[], object], *, min_time: float = 0.02, values: int =
         kept.append(run(loops))
     warnings = []
     if len(kept) < values:
-        warnings.append(f"budget of {max_seconds:g} s exhausted after {len(kept)} of {values} values")
+        warnings.append(f"budget of {max_seconds:g} s exhausted after {len(kept)} of "
+                        f"{values} values")
     s = stats(kept)
     if s["median"] > 0 and s["std"] > MAX_SPREAD * s["median"]:
         warnings.append(f"unstable: std is {s['std'] / s['median']:.0%} of the median")

@@ -2,8 +2,6 @@
 
 import time
 
-import numpy as np
-
 from convbench.registry import Algorithm
 from kernels.reference import reference_conv2d
 

@@ -300,7 +300,7 @@ def test_unknown_preset_lists_the_names():
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (sweep(gird={}), "unknown key 'gird' (allowed: name, algorithms"),
+        (sweep(gird={}), "unknown key 'gird' (allowed: name, description, algorithms"),
         (sweep(timing={"mintime": 1}), "timing: unknown key 'mintime'"),
         (sweep(timing={"values": 2.5}), "timing.values: expected an integer >= 1"),
         (sweep(timing={"min_time": -1}), "timing.min_time: expected a positive number"),
