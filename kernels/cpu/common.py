@@ -2,6 +2,28 @@
 
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import ThreadpoolController
+
+_BLAS = []
+
+
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread, for GEMMs issued from Numba's threads.
+
+    Two thread pools on few cores fight: after a ``prange`` region Numba's OpenMP workers
+    spin while OpenBLAS' worker waits for a core, and a 0.5 ms layer takes 8 ms (measured
+    on 2 cores, both for Winograd's GEMMs and separable's pointwise stage).  Kernels that
+    need BLAS next to ``prange`` therefore issue one single-threaded GEMM per Numba thread.
+
+    The controller is built once (finding the libraries takes ~2 ms).  ``np.dot`` inside
+    Numba calls SciPy's OpenBLAS, loaded only when SciPy's BLAS module is imported: import
+    it first, or the controller would not see (nor limit) it.
+    """
+    if not _BLAS:
+        import scipy.linalg.cython_blas  # noqa: F401
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 @njit(parallel=True, cache=True)

@@ -45,6 +45,8 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as U
 
+from kernels.cpu.common import single_threaded_blas
+
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
 # vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
 _VB = 64    # flat loop lengths are rounded up to this: 16 f32 lanes x 4-way unroll, no tail
@@ -382,11 +384,15 @@ def supports_separable(spec):
     return None
 
 
-@njit(cache=True)
-def _pointwise(wp, mid, out):
-    """out[b] (k, oh*ow) = wp (k, c*m) @ mid[b] (c*m, oh*ow): one BLAS GEMM per image."""
-    for b in range(mid.shape[0]):
-        np.dot(wp, mid[b], out[b])
+@njit(parallel=True, cache=True)
+def _pointwise(wp, mid, out, kblocks):
+    """out[b] (k, oh*ow) = wp (k, c*m) @ mid[b] (c*m, oh*ow), as ``kblocks`` row blocks per
+    image, one single-threaded BLAS GEMM per Numba thread (see `single_threaded_blas`)."""
+    k = wp.shape[0]
+    for j in prange(mid.shape[0] * kblocks):
+        b, kb = j // kblocks, j % kblocks
+        k0, k1 = kb * k // kblocks, (kb + 1) * k // kblocks
+        np.dot(wp[k0:k1], mid[b], out[b, k0:k1])
 
 
 def prepare_separable(ws, spec):
@@ -409,10 +415,10 @@ def prepare_separable(ws, spec):
 
     Notes
     -----
-    With numba's OpenMP threading layer its workers spin after the depthwise ``prange``
-    and starve OpenBLAS's GEMM thread: a MobileNet block then takes 4-8 ms instead of
-    0.25-0.45 ms (measured; depthwise alone 25-80 us, GEMM alone 135-330 us).
-    NUMBA_THREADING_LAYER=workqueue or OMP_WAIT_POLICY=PASSIVE avoid it.
+    Calling OpenBLAS' own threads right after the depthwise ``prange`` made a MobileNet
+    block take 8 ms instead of ~0.4 ms (Numba's OpenMP workers spin and starve OpenBLAS'
+    worker), so the pointwise GEMM runs as row blocks on Numba's threads, BLAS on one
+    thread each (`kernels.cpu.common.single_threaded_blas`).
     """
     reason = supports_separable(spec)
     if reason:
@@ -428,9 +434,12 @@ def prepare_separable(ws, spec):
     wp = np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype).reshape(k, c * m))
     mid = np.empty((n, c * m, spec.oh * spec.ow), dtype=spec.dtype)
 
+    kblocks = min(numba.get_num_threads(), k)
+
     def compute(x, out):
         depthwise(x.reshape(-1), mid.reshape(-1))
-        _pointwise(wp, mid, out.reshape(n, k, spec.oh * spec.ow))
+        with single_threaded_blas():
+            _pointwise(wp, mid, out.reshape(n, k, spec.oh * spec.ow), kblocks)
 
     return compute
 
