@@ -17,7 +17,6 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
-from numba.core.runtime import _nrt_python as nrt
 from threadpoolctl import threadpool_limits
 
 from kernels.reference import reference_conv2d
@@ -88,23 +87,17 @@ def problem_columns(spec: ConvSpec) -> dict:
     }
 
 
-def _workspace(prepare: Callable, compute_args) -> tuple[int, int]:
-    """Bytes allocated by a prepare and one call (NumPy allocations, seen by tracemalloc), and
-    the number of allocations Numba's runtime (NRT) made during the call."""
+def _workspace(prepare: Callable, compute_args) -> int:
+    """Peak bytes allocated during a prepare and one call: what the algorithm needs beyond
+    its input and output.  tracemalloc sees NumPy's allocations and Numba's too (Numba's
+    runtime allocates through CPython's allocator)."""
     tracemalloc.start()
     try:
         compute = prepare()
-        enabled = nrt.memsys_stats_enabled()
-        nrt.memsys_enable_stats()
-        before = nrt.memsys_get_stats_alloc()
         compute(*compute_args)
-        nrt_allocs = nrt.memsys_get_stats_alloc() - before
-        if not enabled:
-            nrt.memsys_disable_stats()
-        _, peak = tracemalloc.get_traced_memory()
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return peak, nrt_allocs
 
 
 def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
@@ -133,9 +126,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
         err = accuracy.errors(out, ref)
         accurate, why = accuracy.judge(err, algo.tolerance[spec.dtype], ref)
         prepare_s = time_once(lambda: algo.prepare(w, spec))
-        workspace, nrt_allocs = _workspace(lambda: algo.prepare(w, spec), (x, out))
-        if nrt_allocs:
-            warnings.append(f"{nrt_allocs} Numba allocations per call are not in workspace_bytes")
+        workspace = _workspace(lambda: algo.prepare(w, spec), (x, out))
         t = measure(lambda: compute(x, out), min_time=timing.min_time, values=timing.values,
                     max_seconds=timing.max_seconds, warmups=timing.warmups)
         st = t.stats
@@ -150,7 +141,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "std_s": st["std"], "n_values": st["n_values"], "loops": t.loops,
             "values_s": t.values,
             "gflops": spec.flops / st["median"] / 1e9 if st["median"] > 0 else float("nan"),
-            "workspace_bytes": workspace, "nrt_allocs": nrt_allocs,
+            "workspace_bytes": workspace,
             "warnings": "; ".join(warnings + t.warnings),
         }
     except Exception as exc:  # one algorithm's failure must not end the sweep

@@ -346,6 +346,22 @@ def _strategy(w, spec, m):
     return _Planar(w, spec, m)
 
 
+def workspace(spec):
+    """Bytes `prepare` and one call allocate (an upper bound): per-thread padded planes or
+    16-channel blocks, their accumulators, and the reordered weights."""
+    pt, pb, pl, pr = spec.pads
+    hp, wp = spec.h + pt + pb + spec.sh, spec.w + pl + pr + spec.sw
+    per_thread = _CB * (hp * wp + spec.oh * spec.ow) + 2 * _VB + 64
+    weights = (spec.k + _CB) * spec.r * spec.s
+    return spec.itemsize * (numba.config.NUMBA_NUM_THREADS * per_thread + weights)
+
+
+def workspace_separable(spec):
+    """`workspace` of the depthwise stage plus the intermediate and the pointwise weights."""
+    return workspace(spec) + spec.itemsize * (spec.n * spec.c * spec.oh * spec.ow
+                                              + spec.k * spec.c)
+
+
 def supports(spec):
     """None when ``spec`` is a depthwise convolution (groups == c), else the reason."""
     if spec.groups != spec.c:

@@ -208,6 +208,17 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
             x0 = 0
 
 
+def workspace(spec):
+    """Bytes `prepare` and one call allocate: the blocked weights (built through one padded
+    copy) and the phase-split padded input."""
+    pt, pb, pl, pr = spec.pads
+    kpad = -(-spec.kg // KB) * KB * spec.groups
+    weights = 2 * kpad * spec.cg * spec.r * spec.s
+    xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
+                            + TILE_BYTES // spec.itemsize + spec.r * spec.s)
+    return spec.itemsize * (weights + xq)
+
+
 def prepare(w, spec):
     """Reorder the weights, allocate the workspace, and return ``compute(x, out)``.
 

@@ -406,6 +406,22 @@ def _inverse(yf, yt, th, tw, mh, mw, out, nthreads):
 
 
 # ----------------------------------------------------------------------------- entry point
+def workspace(spec):
+    """Bytes `prepare` and one call allocate, from the plan: the filter spectra, the float64
+    temporaries that build them (bounded near 64 MB), and the transform buffers."""
+    plan = _plan(spec)
+    p, q = plan["p"], plan["q"]
+    nph = len(plan["ph_h"]) * len(plan["ph_w"])
+    cc = spec.c * nph
+    nt = spec.n * plan["rows"].shape[0] * plan["cols"].shape[0]
+    f = p * (q // 2 + 1)
+    b = spec.itemsize
+    spectra = b * 2 * f * spec.k * spec.cg * nph
+    temporaries = 4 * min(64 << 20, 8 * spec.k * spec.cg * nph * p * q) + 16 * spec.params
+    planes = b * nt * (cc + spec.k) * (p * q + 2 * f) + b * nt * f * 2 * (cc + 8 * spec.groups)
+    return spectra + temporaries + planes
+
+
 def prepare(w, spec):
     """Plan the tiling, transform the filter once and allocate every workspace.
 

@@ -163,6 +163,17 @@ def _run_1x1(x, wmat, out):
             np.dot(wmat[g], x[b, g * cg:(g + 1) * cg], out[b, g * kg:(g + 1) * kg])
 
 
+def workspace(spec):
+    """Bytes `prepare` and one call allocate: the GEMM-ready weights and the column buffer
+    (one image, or blocks of rows within ``COL_BUDGET``)."""
+    b = spec.itemsize
+    col = spec.c * spec.r * spec.s * spec.oh * spec.ow * b
+    if col > COL_BUDGET:  # blocked: a budget of rows plus the GEMM's output block
+        row = spec.c * spec.r * spec.s * spec.ow * b
+        col = max(COL_BUDGET // row, 1) * (row + spec.kg * spec.ow * b)
+    return spec.params * b + col
+
+
 def prepare(w, spec):
     """Reshape the weights and allocate the column workspace; return ``compute(x, out)``.
 

@@ -272,6 +272,22 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
             pos += run
 
 
+def workspace(spec, m=4):
+    """Bytes `prepare` and one call allocate: U, V, M, the tile-padded input and the
+    per-thread scratch of the transforms."""
+    ne = (m + 2) ** 2
+    th, tw = -(-spec.oh // m), -(-spec.ow // m)
+    tiles = spec.n * th * tw
+    elems = (ne * spec.k * spec.cg + ne * (spec.c + spec.k) * tiles
+             + spec.n * spec.c * (th * m + 2) * (tw * m + 2)
+             + numba.config.NUMBA_NUM_THREADS * (2 * ne * SPAN + tiles * spec.cg))
+    return spec.itemsize * elems
+
+
+workspace_f23 = partial(workspace, m=2)
+workspace_f43 = partial(workspace, m=4)
+
+
 def prepare(w, spec, m=4):
     """Transform the filters, allocate every buffer, return ``compute(x, out)``.
 

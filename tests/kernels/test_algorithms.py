@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from convbench import registry
+from convbench.spec import ConvSpec
 from kernels.cpu.depthwise import composed_weight
 from kernels.reference import reference_conv2d
 from tests.cases import CASES, problems, random_arrays, separable_weights
@@ -92,3 +93,31 @@ def test_random_problems(spec):
             check(algo, spec, seed=spec.h * 31 + spec.w)
             ran += 1
     assert ran >= 2  # direct and im2col support everything
+
+
+WORKSPACE_LAYERS = [
+    ConvSpec(c=64, h=56, k=64, r=3, padding=1),
+    ConvSpec(c=256, h=14, k=256, r=3, padding=1),
+    ConvSpec(c=3, h=64, k=16, r=7, stride=2, padding=3),
+    ConvSpec(c=16, h=48, k=16, r=15, padding="same"),
+    ConvSpec(c=32, h=28, k=32, r=3, groups=32, padding=1),
+    *CASES.values(),
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_workspace_estimate_bounds_what_is_allocated(algo):
+    """The estimate used to skip problems over the memory budget is an upper bound of the
+    bytes measured (tracemalloc) during a prepare and a call, and not a wild one."""
+    from convbench.runner import _workspace
+
+    for spec in WORKSPACE_LAYERS:
+        if algo.supports(spec) is not None:
+            continue
+        x, w, _ = weights_and_reference(algo, spec)
+        out = np.empty(spec.output_shape, spec.dtype)
+        algo.prepare(w, spec)(x, out)  # compile outside the measurement
+        measured = _workspace(lambda w=w, spec=spec: algo.prepare(w, spec), (x, out))
+        estimate = algo.workspace(spec)
+        assert measured <= estimate + (64 << 10), f"{spec.id}: {measured} > {estimate}"
+        assert estimate <= 4 * measured + (1 << 20), f"{spec.id}: {estimate} >> {measured}"
