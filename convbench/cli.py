@@ -93,7 +93,7 @@ def _run(args) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"run {run_dir} ({todo} cases, {meta['threads']} threads)", file=sys.stderr)
-        bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr, disable=None)
 
     def progress(row: dict):
         bar.set_postfix_str(f"{row['problem']} {row['algorithm']}: {row['status']}")
