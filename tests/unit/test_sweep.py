@@ -201,10 +201,10 @@ def test_preset_loads_with_exact_counts(name, counts):
 def test_default_preset_is_the_crossover_sweep():
     cfg = preset("default")
     assert cfg.algorithms is None
-    assert cfg.timing == TimingConfig(min_time=0.005, values=5, max_seconds=1.0, warmups=1)
+    assert cfg.timing == TimingConfig(min_time=0.02, values=10, max_seconds=3.0, warmups=1)
     assert [(p.r, p.stride) for p in cfg.problems[:3]] == [(1, 1), (1, 2), (3, 1)]
     assert {p.r for p in cfg.problems} == set(range(1, 16, 2))
-    assert all(p.padding == "same" and (p.c, p.k, p.h, p.w, p.n) == (16, 16, 32, 32, 1)
+    assert all(p.padding == "same" and (p.c, p.k, p.h, p.w, p.n) == (32, 32, 64, 64, 1)
                for p in cfg.problems)
 
 
