@@ -214,14 +214,19 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
     else:
         config = resolve_config(config)
+    algos = [a for a in (registry.algorithms() if entries is None else entries)
+             if a.device in config.devices
+             and (config.algorithms is None or a.name in config.algorithms)]
+    if not algos:
+        raise ValueError(f"{config.source or config.name}: no registered algorithm matches "
+                         f"algorithms={list(config.algorithms or ['all'])} on devices="
+                         f"{list(config.devices)}")
+    if resume is None:
         run_id = run_id or store.new_run_id()
         run_dir = Path(results_dir) / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
         meta = {"run_id": run_id, "config": config.to_dict(),
                 "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    algos = [a for a in (registry.algorithms() if entries is None else entries)
-             if a.device in config.devices
-             and (config.algorithms is None or a.name in config.algorithms)]
     threads = threads or meta.get("threads") or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
