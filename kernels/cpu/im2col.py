@@ -11,19 +11,18 @@ once to ``(groups, kg, cg*r*s)``, multiply that slab: ``out[b, g*kg:(g+1)*kg]`` 
 handled while packing (no padded copy of the input).  1x1 stride-1 unpadded layers skip the
 packing: the input image ``(c, h*w)`` already is the column matrix.
 
-When the column matrix of a whole image would exceed ``COL_BUDGET`` bytes (large filters:
-15x15 32->32 @64 needs 7200 x 4096 floats, 118 MB) it is packed and multiplied a block of
-output rows at a time; each block's GEMM lands in a small workspace copied into ``out``.
-
-Threads: the GEMM runs on OpenBLAS' own pool (2 threads); the packing runs serially on the
-calling thread, deliberately without ``prange``.  Measured here (numba's OpenMP layer, libgomp
-defaults): after a ``prange`` region the idle OpenMP worker spins for milliseconds and takes
-a core from the OpenBLAS worker that starts next (and vice versa), so a parallel pack followed
-by the GEMM cost ~8 ms per image where the two phases alone take 0.57 + 0.7 ms (3x3 64->64
-@56).  The serial pack writes ~35 GB/s (0.2 ms for that layer), well below the GEMM time.
-On this VM a pack that directly follows a GEMM over the same buffer sometimes runs 3-4x
-slower than alone (0.7 vs 0.2 ms, with BLAS on 2 threads only): the OpenBLAS worker core has
-read half of the buffer and the rewrite pays cross-core invalidations; it comes and goes.
+Threads: one pool.  Each Numba thread packs its own block of output rows into its own slice
+of the column workspace and multiplies it with single-threaded BLAS GEMMs (one per group) into
+its own output block, then copies that into ``out``: packing and GEMM run in parallel with no
+hand-over between thread pools.  Measured here: letting OpenBLAS' two threads run the GEMM
+after a ``prange`` pack cost ~8 ms per image instead of ~1.3 ms (the idle OpenMP worker spins
+and takes the core OpenBLAS needs), and a serial pack followed by OpenBLAS' threaded GEMM ran
+at 1.0-1.6 ms on 3x3 64->64 @56 against 0.8-0.9 ms this way (9x9 and 15x15 32->32 @64: 9 and
+24-27 ms against 3.9 and 11.3 ms).  Images too small to share by pixels (under
+``SMALL_IMAGE`` output pixels a thread) are packed whole, rows split over the threads, and
+each GEMM is split by blocks of output channels instead.  Blocks are sized so that all the
+threads' column blocks stay within ``COL_BUDGET`` bytes (large filters: 15x15 32->32 @64
+needs 7200 x 4096 floats, 118 MB, for a whole image).
 
 Supported problems
 ------------------
@@ -41,13 +40,20 @@ K. Chellapilla, S. Puri, P. Simard, "High Performance Convolutional Neural Netwo
 Document Processing", IWFHR 2006 (unfolding the convolution into a matrix product).
 """
 
+import numba
 import numpy as np
-from numba import njit, uint64
+from numba import njit, prange, uint64
+
+from kernels.cpu.common import single_threaded_blas
 
 # Bytes of column matrix packed at once.  Zen 5, 32->32 @64 'same', whole image vs budgets of
 # 0.5-16 MB: 9x9 6.4 ms unblocked, 4.7-4.8 ms at 4-16 MB; 15x15 18.7 ms unblocked, 13.9 ms at
 # 8 MB, 15.7 ms at 4 MB, 16.6 ms at 16 MB.  Every ResNet-50 layer (<= 7 MB) stays unblocked.
 COL_BUDGET = 8 << 20
+# Output pixels per thread below which an image is not split in pixel blocks, but its GEMMs
+# in blocks of output channels: 512 -> 512 @7 (25 pixels a thread) took 1.3 ms split by
+# pixels and 0.85-1.0 ms split by channels; 256 -> 256 @14 (98) ran the same either way.
+SMALL_IMAGE = 64
 
 
 def supports(spec):
@@ -65,9 +71,10 @@ def supports(spec):
     return None
 
 
-@njit(cache=True)
-def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col):
-    """Fill ``col`` (c*r*s, (y1-y0)*ow) with the patches of output rows [y0, y1) of image ``b``.
+@njit(parallel=True, cache=True)
+def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, chunks):
+    """Fill ``col`` (c*r*s, (y1-y0)*ow) with the patches of output rows [y0, y1) of image ``b``,
+    its rows split in ``chunks`` parallel ranges.
 
     Parameters
     ----------
@@ -79,10 +86,21 @@ def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col):
         Filter size, stride, dilation, top and left padding, output width.
     col : ndarray (c*r*s, (y1-y0)*ow)
         Written completely, padding taps as zeros.
+    chunks : int
+        Parallel ranges of rows (one per thread).
     """
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    rows = col.shape[0]
+    for t in prange(chunks):
+        _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col,
+                   t * rows // chunks, (t + 1) * rows // chunks)
+
+
+@njit(cache=True)
+def _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, row0, row1):
+    """Rows [row0, row1) of `_pack`."""
+    h, w = x.shape[2], x.shape[3]
     rs = r * s
-    for row in range(c * rs):
+    for row in range(row0, row1):
         ch = row // rs
         i = (row // s) % r
         j = row % s
@@ -125,16 +143,60 @@ def _scatter(tmp, out, b, k0, p0):
             dst[uint64(p0 + p)] = src[uint64(p)]
 
 
-@njit(cache=True)
-def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_buf, out):
-    """Pack and multiply every image and block of output rows; see the module docstring.
+@njit(parallel=True, cache=True)
+def _gemms(wmat, col, dst, kblocks):
+    """``dst[g*kg:(g+1)*kg] = wmat[g] @ col[g*kcol:(g+1)*kcol]`` for every group, each split in
+    ``kblocks`` blocks of rows: one single-threaded BLAS GEMM per Numba thread (the caller
+    limits BLAS to one thread; see `kernels.cpu.common.single_threaded_blas`)."""
+    groups, kg, kcol = wmat.shape
+    for j in prange(groups * kblocks):
+        g, kb = j // kblocks, j % kblocks
+        k0, k1 = kb * kg // kblocks, (kb + 1) * kg // kblocks
+        np.dot(wmat[g, k0:k1], col[g * kcol:(g + 1) * kcol], dst[g * kg + k0:g * kg + k1])
 
-    ``out`` is viewed as (n, k, oh*ow); ``col_buf`` and ``tmp_buf`` are flat workspaces holding
-    at least c*r*s*rows_blk*ow and kg*rows_blk*ow elements (``tmp_buf`` used only when
-    blocking).
+
+@njit(parallel=True, cache=True)
+def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_buf, out):
+    """Pack and multiply every (image, block of output rows), one block per thread at a time.
+
+    Each thread owns a slice of ``col_buf`` (c*r*s, rows_blk*ow) and of ``tmp_buf``
+    (k, rows_blk*ow): it packs its block, multiplies it by every group's weights with a
+    single-threaded BLAS GEMM (the caller limits BLAS to one thread), and copies the result
+    into ``out`` (n, k, oh*ow).  The blocks are independent: no thread waits for another
+    between packing and multiplying, and a block's columns stay in that core's cache.
     """
     n, c = x.shape[0], x.shape[1]
     groups, kg, kcol = wmat.shape
+    k = groups * kg
+    nblk = -(-oh // rows_blk)
+    items = n * nblk
+    threads = col_buf.shape[0]
+    for t in prange(threads):
+        for item in range(t, items, threads):
+            b, blk = item // nblk, item % nblk
+            y0 = blk * rows_blk
+            y1 = min(y0 + rows_blk, oh)
+            pb = (y1 - y0) * ow
+            col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
+            tmp = tmp_buf[t, : k * pb].reshape(k, pb)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)
+            for g in range(groups):
+                np.dot(wmat[g], col[g * kcol:(g + 1) * kcol], tmp[g * kg:(g + 1) * kg])
+            _scatter(tmp, out, b, 0, y0 * ow)
+
+
+@njit(cache=True)
+def _run_ksplit(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_buf, chunks,
+         kblocks, out):
+    """Small images: pack each image (its rows split over the threads), then split each
+    group's GEMM in ``kblocks`` blocks of output channels, one per thread.
+
+    ``out`` is viewed as (n, k, oh*ow); ``col_buf`` and ``tmp_buf`` are flat workspaces holding
+    at least c*r*s*rows_blk*ow and k*rows_blk*ow elements (``tmp_buf`` used only when
+    blocking).
+    """
+    n, c = x.shape[0], x.shape[1]
+    k = wmat.shape[0] * wmat.shape[1]
     npix = oh * ow
     for b in range(n):
         for y0 in range(0, oh, rows_blk):
@@ -142,36 +204,29 @@ def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_b
             p0 = y0 * ow
             pb = (y1 - y0) * ow
             col = col_buf[: c * r * s * pb].reshape(c * r * s, pb)
-            _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col)
-            for g in range(groups):
-                col_g = col[g * kcol:(g + 1) * kcol]  # (cg*r*s, pb)
-                if pb == npix:
-                    np.dot(wmat[g], col_g, out[b, g * kg:(g + 1) * kg])
-                else:
-                    tmp = tmp_buf[: kg * pb].reshape(kg, pb)
-                    np.dot(wmat[g], col_g, tmp)
-                    _scatter(tmp, out, b, g * kg, p0)
+            _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, chunks)
+            if pb == npix:
+                _gemms(wmat, col, out[b], kblocks)
+            else:
+                tmp = tmp_buf[: k * pb].reshape(k, pb)
+                _gemms(wmat, col, tmp, kblocks)
+                _scatter(tmp, out, b, 0, p0)
 
 
 @njit(cache=True)
-def _run_1x1(x, wmat, out):
+def _run_1x1(x, wmat, kblocks, out):
     """1x1, stride 1, no padding: ``out[b, group] = wmat[g] @ x[b, group]`` viewed (cg, h*w)."""
-    n = x.shape[0]
-    groups, kg, cg = wmat.shape
-    for b in range(n):
-        for g in range(groups):
-            np.dot(wmat[g], x[b, g * cg:(g + 1) * cg], out[b, g * kg:(g + 1) * kg])
+    for b in range(x.shape[0]):
+        _gemms(wmat, x[b], out[b], kblocks)
 
 
 def workspace(spec):
-    """Bytes `prepare` and one call allocate: the GEMM-ready weights and the column buffer
-    (one image, or blocks of rows within ``COL_BUDGET``)."""
+    """Bytes `prepare` and one call allocate (an upper bound): the GEMM-ready weights, and
+    column and output blocks of at most one image (or ``COL_BUDGET``) in all."""
     b = spec.itemsize
-    col = spec.c * spec.r * spec.s * spec.oh * spec.ow * b
-    if col > COL_BUDGET:  # blocked: a budget of rows plus the GEMM's output block
-        row = spec.c * spec.r * spec.s * spec.ow * b
-        col = max(COL_BUDGET // row, 1) * (row + spec.kg * spec.ow * b)
-    return spec.params * b + col
+    row = spec.c * spec.r * spec.s * spec.ow * b  # column bytes per output row
+    rows = max(min(spec.oh, COL_BUDGET // row), 1) + numba.get_num_threads()  # rounding up
+    return spec.params * b + rows * (row + spec.k * spec.ow * b)
 
 
 def prepare(w, spec):
@@ -195,22 +250,36 @@ def prepare(w, spec):
     r, s, oh, ow = spec.r, spec.s, spec.oh, spec.ow
     pt, _, pl, _ = spec.pads
     wmat = np.array(w, dtype=dtype, order="C").reshape(g, kg, cg * r * s)  # (groups, kg, cg*r*s)
+    threads = numba.get_num_threads()
+    kblocks = max(1, min(kg, -(-threads // g)))  # enough GEMMs to give every thread one
 
     if r == s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads):
 
         def compute(x, out):
-            _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat,
-                     out.reshape(spec.n, spec.k, oh * ow))
+            with single_threaded_blas():
+                _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat, kblocks,
+                         out.reshape(spec.n, spec.k, oh * ow))
 
         return compute
 
     row_bytes = spec.c * r * s * ow * dtype.itemsize  # column matrix bytes per output row
-    rows_blk = oh if row_bytes * oh <= COL_BUDGET else max(1, COL_BUDGET // row_bytes)
-    col_buf = np.empty(spec.c * r * s * rows_blk * ow, dtype=dtype)
-    tmp_buf = np.empty(kg * rows_blk * ow if rows_blk < oh else 1, dtype=dtype)
-    args = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_buf)
+    geometry = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, oh, ow)
+    if oh * ow < SMALL_IMAGE * threads:
+        # too few pixels to share: one packed image, its GEMMs split by output channels
+        rows_blk = oh if row_bytes * oh <= COL_BUDGET else max(1, COL_BUDGET // row_bytes)
+        col_buf = np.empty(spec.c * r * s * rows_blk * ow, dtype=dtype)
+        tmp_buf = np.empty(spec.k * rows_blk * ow if rows_blk < oh else 1, dtype=dtype)
+        run, args = _run_ksplit, (*geometry, rows_blk, col_buf, tmp_buf, threads, kblocks)
+    else:
+        # rows per block: every thread gets work; a thread's block fits its share of the budget
+        rows_blk = max(1, min(-(-oh // threads) if spec.n < threads else oh,
+                              COL_BUDGET // threads // row_bytes))
+        col_buf = np.empty((threads, spec.c * r * s * rows_blk * ow), dtype=dtype)
+        tmp_buf = np.empty((threads, spec.k * rows_blk * ow), dtype=dtype)
+        run, args = _run, (*geometry, rows_blk, col_buf, tmp_buf)
 
     def compute(x, out):
-        _run(x, wmat, *args, out.reshape(spec.n, spec.k, oh * ow))
+        with single_threaded_blas():
+            run(x, wmat, *args, out.reshape(spec.n, spec.k, oh * ow))
 
     return compute

@@ -16,16 +16,26 @@ def test_registry_names_as_designed():
     assert all(a.tolerance["float64"] < a.tolerance["float32"] for a in convbench.algorithms())
 
 
-@pytest.mark.parametrize("algo", ["direct", "im2col", "fft", "winograd_f43"])
+def _strided(shape, seed):
+    """A view of ``shape`` that is not contiguous in any axis."""
+    big = np.random.default_rng(seed).standard_normal([2 * d for d in shape]).astype(np.float32)
+    return big[::2, ::2, ::2, ::2]
+
+
+@pytest.mark.parametrize("algo", convbench.algorithms("cpu"), ids=lambda a: a.name)
 def test_non_contiguous_views(algo):
-    rng = np.random.default_rng(3)
-    big = rng.standard_normal((2, 6, 20, 22)).astype(np.float32)
-    x = big[:, ::2, 1::2, ::2]  # (2, 3, 10, 11), strided in every axis
-    w = rng.standard_normal((3, 5, 3, 4)).astype(np.float32).transpose(1, 0, 3, 2)[:, :, :3, :3]
-    assert not x.flags.c_contiguous and not w.flags.c_contiguous
-    got = conv2d(x, w, padding=1, algo=algo)
-    want = reference_conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w), padding=1)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+    x = _strided((2, 4, 10, 11), 3)
+    assert not x.flags.c_contiguous and not x.flags.f_contiguous
+    if algo.operator == "separable":
+        wd, wp = _strided((4, 1, 3, 3), 4), _strided((5, 4, 1, 1), 5)
+        got = separable_conv2d(x, wd, wp, padding=1)
+        want = reference_conv2d(reference_conv2d(x, wd, padding=1, groups=4), wp)
+    else:
+        groups = 4 if algo.family == "depthwise" else 1
+        w = _strided((8, 4 // groups, 3, 3), 4).transpose(0, 1, 3, 2)  # and transposed
+        got = conv2d(x, w, padding=1, groups=groups, algo=algo.name)
+        want = reference_conv2d(x, w, padding=1, groups=groups)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_array_likes_and_conversion_rule():
