@@ -1,6 +1,7 @@
 """Side-by-side speed of every CPU algorithm and PyTorch's conv2d (oneDNN), in one process.
 
-Batch 1, fp32, the same thread count for Numba, BLAS and PyTorch.  Each algorithm is timed as a
+Batch 1, fp32, the same thread count for Numba and PyTorch (BLAS single-threaded inside Numba's
+threads, as in the harness).  Each algorithm is timed as a
 user calls ``convbench.conv2d``: filter transforms included (``call``); the steady step alone
 (``compute``, prepare excluded) is shown beside it.  PyTorch is optional: without it the ratio
 column is empty.  Run it with OpenBLAS free to pick its best kernel:
@@ -92,7 +93,8 @@ def main(argv=None):
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
-    with threadpool_limits(args.threads, user_api="blas"):
+    # BLAS on one thread, as in the harness: convbench's kernels call it from Numba's threads
+    with threadpool_limits(1, user_api="blas"):
         blas = sorted({(i["internal_api"], i.get("version"), i.get("architecture"))
                        for i in threadpool_info() if i["user_api"] == "blas"})
         print(f"threads {args.threads}; BLAS {blas}; torch {torch_version}")

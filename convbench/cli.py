@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_names, help="devices, comma-separated (cpu, cuda)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--reports-dir", default="reports")
-    p.add_argument("--threads", type=_positive, help="Numba and BLAS threads for the whole run")
+    p.add_argument("--threads", type=_positive,
+                   help="Numba threads for the whole run (BLAS runs single-threaded in them)")
     p.add_argument("--max-memory", type=_size,
                    help="workspace one case may use, e.g. 4G (default: half the free memory)")
     p.set_defaults(func=_run)

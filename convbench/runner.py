@@ -7,11 +7,13 @@ an ``error`` row with the exception's message, or an ``ok`` row: prepare, compil
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -24,6 +26,12 @@ from kernels.reference import reference_conv2d
 from . import accuracy, machine, registry, store, sweep
 from .spec import ConvSpec
 from .timing import measure, time_once
+
+# One thread pool: the kernels parallelize with Numba's threads and call BLAS, single-threaded,
+# from inside them.  BLAS' own workers are never woken: after a call they spin for ~0.1 s and
+# take the cores Numba's workers need (measured: every 2-thread kernel then took 4-8 ms a call,
+# whatever its size, right after the float64 reference ran a multi-threaded GEMM).
+BLAS_THREADS = 1
 
 # Fraction of the memory available at the start of a run that one case may use for its
 # workspace, unless --max-memory says otherwise.
@@ -130,6 +138,9 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
         t = measure(lambda: compute(x, out), min_time=timing.min_time, values=timing.values,
                     max_seconds=timing.max_seconds, warmups=timing.warmups)
         st = t.stats
+        phases = {name: measure(partial(fn, x, out), min_time=timing.min_time / 2, values=3,
+                                max_seconds=timing.max_seconds / 4, warmups=0).stats["median"]
+                  for name, fn in getattr(compute, "phases", ())}
         if not accurate:
             warnings.append(f"inaccurate: {why}")
         return {
@@ -142,6 +153,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "values_s": t.values,
             "gflops": spec.flops / st["median"] / 1e9 if st["median"] > 0 else float("nan"),
             "workspace_bytes": workspace,
+            "phases_s": json.dumps(phases) if phases else "",
             "warnings": "; ".join(warnings + t.warnings),
         }
     except Exception as exc:  # one algorithm's failure must not end the sweep
@@ -189,7 +201,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         A run directory to finish: pairs already in its journal are not run again, and its own
         config is used (``config`` is ignored).
     threads : int, optional
-        Numba and BLAS threads for the whole run (default: Numba's default).
+        Numba threads for the whole run (default: Numba's default).  BLAS runs on one thread
+        throughout (`BLAS_THREADS`).
     max_memory : int, optional
         Bytes of workspace one case may use (default: half the memory available at the start).
     progress : callable, optional
@@ -236,8 +249,9 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     journal = store.Journal(run_dir)
     interrupted = False
     try:
-        with threadpool_limits(threads, user_api="blas"):
-            meta.update(threads=threads, memory_budget=budget, machine=machine.fingerprint())
+        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+            meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
+                        machine=machine.fingerprint())
             store.write_meta(run_dir, meta)
             if on_start:
                 on_start(run_dir, len(cases))

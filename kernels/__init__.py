@@ -15,4 +15,13 @@ pads groups cg kg oh ow dtype``):
     Work done once per layer (filter transforms, workspace allocation); returns
     ``compute(x, out)``, which writes the convolution of the C-contiguous input
     ``x`` (n, c, h, w) into the preallocated C-contiguous ``out`` (n, k, oh, ow).
+    Where the kernel has phases, ``compute.phases`` names them
+    (`kernels.cpu.common.with_phases`).
+``workspace(spec) -> int``
+    Bytes that ``prepare`` and one call allocate beyond input and output (an upper
+    bound, tested against measured allocations), so that a harness can skip a problem
+    before running out of memory.
+
+Kernels that call BLAS next to ``prange`` regions issue single-threaded GEMMs from Numba's
+threads (`kernels.cpu.common.single_threaded_blas`): one thread pool, not two fighting.
 """

@@ -1,6 +1,5 @@
 """Pieces shared by the CPU kernels."""
 
-import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
@@ -28,9 +27,10 @@ def single_threaded_blas():
 
 @njit(parallel=True, cache=True)
 def pad_into(x, pt, pl, xp):
-    """Copy ``x`` (n, c, h, w) into ``xp`` at offset (pt, pl); the border is zeroed.
+    """Copy ``x`` (n, c, h, w) into ``xp`` at offset (pt, pl); the rest of ``xp`` is zeroed.
 
-    ``xp`` (n, c, h + pt + pb, w + pl + pr) is a workspace allocated once in a prepare step.
+    ``xp`` (n, c, at least h + pt, at least w + pl) is a workspace allocated once in a
+    prepare step.
     """
     n, c, h, w = x.shape
     hp, wp = xp.shape[2], xp.shape[3]
@@ -51,7 +51,16 @@ def pad_into(x, pt, pl, xp):
                     xp[b, ch, i, j] = 0
 
 
-def padded_buffer(spec):
-    """A workspace for the padded input of ``spec`` (n, c, h + pt + pb, w + pl + pr)."""
-    pt, pb, pl, pr = spec.pads
-    return np.empty((spec.n, spec.c, spec.h + pt + pb, spec.w + pl + pr), dtype=spec.dtype)
+def with_phases(*phases):
+    """``compute(x, out)`` running the named ``phases`` (``(name, fn(x, out))`` pairs) in order.
+
+    ``compute.phases`` keeps them, so that a harness can time each one (the breakdown that
+    explains a crossover: transforms against multiplies, packing against GEMM).
+    """
+
+    def compute(x, out):
+        for _, phase in phases:
+            phase(x, out)
+
+    compute.phases = phases
+    return compute

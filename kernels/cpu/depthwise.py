@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as U
 
-from kernels.cpu.common import single_threaded_blas
+from kernels.cpu.common import single_threaded_blas, with_phases
 
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
 # vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
@@ -452,12 +452,14 @@ def prepare_separable(ws, spec):
 
     kblocks = min(numba.get_num_threads(), k)
 
-    def compute(x, out):
+    def depthwise_stage(x, out):
         depthwise(x.reshape(-1), mid.reshape(-1))
+
+    def pointwise_stage(x, out):
         with single_threaded_blas():
             _pointwise(wp, mid, out.reshape(n, k, spec.oh * spec.ow), kblocks)
 
-    return compute
+    return with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))
 
 
 def composed_weight(w_depthwise, w_pointwise, multiplier=1):

@@ -49,6 +49,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from kernels.cpu.common import with_phases
+
 KB = 8  # output channels per register tile
 TILE_BYTES = 128  # bytes of output pixels per register tile row (2 AVX-512 vectors)
 
@@ -267,8 +269,10 @@ def prepare(w, spec):
     reach = p_last + tile + int(toff.max())  # end of the last tile's reads
     xq = np.zeros((spec.n, spec.c, max(sh * sw * hq * wq, reach)), dtype=dtype)
 
-    def compute(x, out):
+    def pad(x, out):
         _phase_split(x, pt, pl, sh, sw, hq, wq, xq)
+
+    def convolve(x, out):
         _direct(xq, wt, toff, wq, tile, p_last, out)
 
-    return compute
+    return with_phases(("pad", pad), ("convolve", convolve))

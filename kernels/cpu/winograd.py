@@ -51,7 +51,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.common import pad_into, single_threaded_blas
+from kernels.cpu.common import pad_into, single_threaded_blas, with_phases
 from kernels.winograd_math import winograd_matrices
 
 # Longest (channel, tile) span a transform job handles: its scratch (2 * (m+2)^2 * SPAN
@@ -330,17 +330,22 @@ def prepare(w, spec, m=4):
     Vflat = V.reshape(groups, -1)  # (groups, ne * cg * tiles)
     Mflat = M.reshape(groups, -1)  # (groups, ne * kg * tiles)
 
-    def compute(x, out):
+    def input_transform(x, out):
         pad_into(x, pt, pl, xp)
         _input_transform(xp, BTd, m, th, tw, cg, in_jobs, scratch, Vflat)
+
+    def multiply(x, out):
         if skinny:
             _gemms_skinny(U, V, M, Vt)
         else:
             with single_threaded_blas():
                 _gemms(U, V, M)
+
+    def output_transform(x, out):
         _output_transform(Mflat, ATd, th, tw, kg, out_jobs, scratch, out)
 
-    return compute
+    return with_phases(("input transform", input_transform), ("multiply", multiply),
+                       ("output transform", output_transform))
 
 
 prepare_f23 = partial(prepare, m=2)

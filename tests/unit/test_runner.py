@@ -88,7 +88,8 @@ def test_store_round_trip(run):
                                   check_dtype=False)
     meta = store.read_meta(run_dir)
     assert meta["schema_version"] == store.SCHEMA_VERSION and meta["complete"] is True
-    assert meta["threads"] == 1 and meta["machine"]["blas"]
+    assert meta["threads"] == 1 and meta["blas_threads"] == 1 and meta["machine"]["blas"]
+    assert all(lib["num_threads"] == 1 for lib in meta["machine"]["blas"])
     assert sweep.from_dict(meta["config"]) == smoke()
     for key in ("versions", "cpu_model", "cpu_features", "cores", "gpu", "git_commit"):
         assert key in meta["machine"]
