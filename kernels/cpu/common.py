@@ -51,6 +51,11 @@ def pad_into(x, pt, pl, xp):
                     xp[b, ch, i, j] = 0
 
 
+def every_problem(spec):
+    """``supports`` of a family that computes every valid problem: always None."""
+    return None
+
+
 def with_phases(*phases):
     """``compute(x, out)`` running the named ``phases`` (``(name, fn(x, out))`` pairs) in order.
 

@@ -49,7 +49,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.cpu.common import with_phases
+from kernels.cpu.common import every_problem, with_phases
 
 KB = 8  # output channels per register tile
 TILE_BYTES = 128  # bytes of output pixels per register tile row (2 AVX-512 vectors)
@@ -80,19 +80,7 @@ def _stack_tile(typingctx, like):
     return retty(like), codegen
 
 
-def supports(spec):
-    """Direct convolution computes every valid problem.
-
-    Parameters
-    ----------
-    spec : ConvSpec-like
-        The problem.
-
-    Returns
-    -------
-    None
-    """
-    return None
+supports = every_problem  # any filter, stride, padding, dilation, groups, batch
 
 
 @njit(parallel=True, cache=True)

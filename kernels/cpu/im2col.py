@@ -44,7 +44,7 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu.common import single_threaded_blas
+from kernels.cpu.common import every_problem, single_threaded_blas
 
 # Bytes of column matrix packed at once.  Zen 5, 32->32 @64 'same', whole image vs budgets of
 # 0.5-16 MB: 9x9 6.4 ms unblocked, 4.7-4.8 ms at 4-16 MB; 15x15 18.7 ms unblocked, 13.9 ms at
@@ -56,19 +56,7 @@ COL_BUDGET = 8 << 20
 SMALL_IMAGE = 64
 
 
-def supports(spec):
-    """im2col + GEMM computes every valid problem.
-
-    Parameters
-    ----------
-    spec : ConvSpec-like
-        The problem.
-
-    Returns
-    -------
-    None
-    """
-    return None
+supports = every_problem  # any filter, stride, padding, dilation, groups, batch
 
 
 @njit(parallel=True, cache=True)
