@@ -14,7 +14,7 @@ import numpy as np
 
 from kernels.reference import reference_conv2d as _reference
 
-from . import registry
+from . import devices, registry
 from .spec import ConvSpec
 
 
@@ -50,10 +50,11 @@ def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarra
     reason = algo.supports(spec)
     if reason is not None:
         raise ValueError(f"{algo.name} does not compute {spec.id}: {reason}")
+    device = devices.get(algo.device)
     compute = algo.prepare(w, spec)
-    out = np.empty(spec.output_shape, dtype=spec.dtype)
-    compute(x, out)
-    return out
+    out = device.empty(spec.output_shape, spec.dtype)
+    compute(device.put(x), out)
+    return device.get(out)
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", device="cpu"):
@@ -69,7 +70,7 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
     algo : str
         A registry name (``convbench.algorithms()``).
     device : str
-        ``cpu`` (or ``cuda`` where CUDA algorithms are registered).
+        ``cpu`` or ``cuda`` (NumPy arrays in and out; the copies are made here).
 
     Returns
     -------

@@ -13,6 +13,8 @@ import llvmlite.binding as llvm
 import numba
 from threadpoolctl import threadpool_info
 
+from . import devices
+
 # OpenBLAS core types that use AVX-512 / AVX2 kernels.  A library pinned below what the CPU
 # supports (OPENBLAS_CORETYPE=Haswell on an AVX-512 machine) runs GEMMs at about half speed.
 _AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
@@ -59,21 +61,20 @@ def blas_warning(blas: list[dict] | None = None, features: list[str] | None = No
 
 
 def gpu_info() -> dict:
-    """The CUDA device, or why there is none."""
-    try:
-        from numba import cuda
-    except ImportError as err:  # pragma: no cover - numba ships numba.cuda or numba-cuda does
-        return {"available": False, "reason": f"numba.cuda cannot be imported: {err}"}
+    """The CUDA device (name, compute capability, driver), or why there is none."""
+    usable, reason = devices.cuda_status()
+    if not usable:
+        return {"available": False, "reason": reason}
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return {"available": True, "simulated": True, "name": "CUDA simulator"}
+    from numba import cuda
+
     try:
-        if not cuda.is_available():
-            return {"available": False, "reason": "no CUDA device or driver"}
         dev = cuda.get_current_device()
         name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
-        driver = cuda.driver.get_version() if hasattr(cuda.driver, "get_version") else None
         return {"available": True, "simulated": False, "name": name,
-                "compute_capability": list(dev.compute_capability), "driver": driver}
+                "compute_capability": list(dev.compute_capability),
+                "driver": cuda.cudadrv.driver.driver.get_version()}
     except Exception as err:  # the driver can fail in many ways; record, don't crash
         return {"available": False, "reason": f"CUDA unavailable: {err}"}
 

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from kernels.reference import reference_conv2d
 
-from . import accuracy, machine, registry, store, sweep
+from . import accuracy, devices, machine, registry, store, sweep
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -109,13 +109,16 @@ def _workspace(prepare: Callable, compute_args) -> int:
 
 
 def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
-             timing: sweep.TimingConfig, memory_budget: int, gpu: dict) -> dict:
-    """One row: the outcome of ``algo`` on ``spec``."""
+             timing: sweep.TimingConfig, memory_budget: int,
+             device: devices.Host | str) -> dict:
+    """One row: the outcome of ``algo`` on ``spec``, on ``device`` (a `devices.Host` or
+    `devices.Cuda`, or the reason the algorithm's device cannot be used)."""
     row = {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
            "device": algo.device, "operator": algo.operator, "status": "ok", "reason": "",
            "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
-    if algo.device == "cuda" and not gpu.get("available"):
-        return {**row, "status": "skipped", "reason": gpu.get("reason", "no CUDA device")}
+    if isinstance(device, str):
+        return {**row, "status": "skipped", "reason": device}
+    row["simulated"] = device.simulated
     reason = algo.supports(spec)
     if reason is not None:
         return {**row, "status": "unsupported", "reason": reason}
@@ -125,22 +128,34 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
                 "reason": f"estimated workspace {estimate / 2**20:.0f} MiB exceeds the memory "
                           f"budget of {memory_budget / 2**20:.0f} MiB"}
     try:
-        x, w, ref = problem.inputs(algo.operator)
+        host_x, w, ref = problem.inputs(algo.operator)
         warnings = []
-        first_prepare = time_once(lambda: algo.prepare(w, spec))  # compiles the prepare step
+        clock = device.clock
+        t0 = clock()
+        x = device.put(host_x)
+        h2d_s = clock() - t0
+        first_prepare = time_once(lambda: algo.prepare(w, spec), clock)  # compiles prepare
         compute = algo.prepare(w, spec)
-        out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
-        first_call = time_once(lambda: compute(x, out))  # compiles the kernels
-        err = accuracy.errors(out, ref)
+        out = device.nan(spec.output_shape, spec.dtype)
+        first_call = time_once(lambda: compute(x, out), clock)  # compiles the kernels
+        t0 = clock()
+        result = device.get(out)
+        d2h_s = clock() - t0
+        err = accuracy.errors(result, ref)
         accurate, why = accuracy.judge(err, algo.tolerance[spec.dtype], ref)
-        prepare_s = time_once(lambda: algo.prepare(w, spec))
-        workspace = _workspace(lambda: algo.prepare(w, spec), (x, out))
+        prepare_s = time_once(lambda: algo.prepare(w, spec), clock)
+        # host allocations only: device memory is not traced
+        workspace = (_workspace(lambda: algo.prepare(w, spec), (x, out))
+                     if device.name == "cpu" else None)
         t = measure(lambda: compute(x, out), min_time=timing.min_time, values=timing.values,
-                    max_seconds=timing.max_seconds, warmups=timing.warmups)
+                    max_seconds=timing.max_seconds, warmups=timing.warmups, clock=clock)
         st = t.stats
         phases = {name: measure(partial(fn, x, out), min_time=timing.min_time / 2, values=3,
-                                max_seconds=timing.max_seconds / 4, warmups=0).stats["median"]
+                                max_seconds=timing.max_seconds / 4, warmups=0,
+                                clock=clock).stats["median"]
                   for name, fn in getattr(compute, "phases", ())}
+        if device.simulated:
+            warnings.append("CUDA simulator: times say nothing about a GPU")
         if not accurate:
             warnings.append(f"inaccurate: {why}")
         return {
@@ -154,12 +169,24 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "gflops": spec.flops / st["median"] / 1e9 if st["median"] > 0 else float("nan"),
             "workspace_bytes": workspace,
             "phases_s": json.dumps(phases) if phases else "",
+            **({"h2d_s": h2d_s, "d2h_s": d2h_s} if device.name == "cuda" else {}),
             "warnings": "; ".join(warnings + t.warnings),
         }
     except Exception as exc:  # one algorithm's failure must not end the sweep
         msg = str(exc).strip().splitlines()
         return {**row, "status": "error",
                 "reason": f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]}
+
+
+def _devices(names) -> dict:
+    """Each device by name, or the reason it cannot be used (its rows are then skipped)."""
+    places = {}
+    for name in names:
+        try:
+            places[name] = devices.get(name)
+        except ValueError as err:
+            places[name] = str(err)
+    return places
 
 
 def _key(row_or_spec, algo_name=None, device=None) -> tuple:
@@ -255,14 +282,15 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
             store.write_meta(run_dir, meta)
             if on_start:
                 on_start(run_dir, len(cases))
-            gpu = meta["machine"]["gpu"]
+            places = _devices({a.device for a in algos})
             problems: dict[ConvSpec, _Problem] = {}
             for spec, algo in cases:
                 problem = problems.setdefault(spec, _Problem(spec))
                 if len(problems) > 1:  # keep only the current problem's inputs alive
                     problems = {spec: problem}
                 row = {"run_id": run_id, "threads": threads,
-                       **run_case(spec, algo, problem, config.timing, budget, gpu)}
+                       **run_case(spec, algo, problem, config.timing, budget,
+                                  places[algo.device])}
                 journal.append(row)
                 if progress:
                     progress(row)

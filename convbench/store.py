@@ -41,7 +41,8 @@ COLUMNS = {
     **dict.fromkeys(("compile_s", "prepare_s", "median_s", "min_s", "q1_s", "q3_s", "std_s"),
                     _FLOAT),
     "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
-    "workspace_bytes": _INT, "phases_s": _STR, "warnings": _STR, "schema_version": _INT,
+    "workspace_bytes": _INT, "phases_s": _STR, "simulated": _BOOL, "h2d_s": _FLOAT,
+    "d2h_s": _FLOAT, "warnings": _STR, "schema_version": _INT,
 }
 
 
