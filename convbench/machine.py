@@ -125,6 +125,22 @@ def threading_layer() -> str | None:
         return None
 
 
+def load_warning(load: float | None = None, cores: int | None = None) -> str | None:
+    """A sentence when other work keeps the CPUs busy (1-minute load average over half the
+    usable cores): every timing of the run is then suspect."""
+    if load is None:
+        if not hasattr(os, "getloadavg"):
+            return None
+        load = os.getloadavg()[0]
+    if cores is None:
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+    if load <= 0.5 * cores:
+        return None
+    return (f"the machine is busy (load average {load:.1f} on {cores} cores): other processes "
+            "share the CPUs, so times are inflated and noisy")
+
+
 def fingerprint() -> dict:
     """Everything about this machine and process that a result depends on."""
     return {
@@ -139,6 +155,8 @@ def fingerprint() -> dict:
         "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
         "blas": blas_info(),
         "blas_warning": blas_warning(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_warning": load_warning(),
         "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "NUMBA_",
                                                                       "OMP_", "MKL_"))},
         "gpu": gpu_info(),

@@ -17,6 +17,7 @@ times a margin of about 10.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,6 +102,50 @@ REGISTRY: tuple[Algorithm, ...] = (
               depthwise.prepare_separable, _EXACT,
               "Depthwise r x s then pointwise 1x1 GEMM, for the standard conv it replaces.",
               operator="separable", workspace=depthwise.workspace_separable),
+)
+
+
+
+def _cuda(module: str, name: str) -> Callable:
+    """``kernels.cuda.<module>.<name>``, imported on first call: ``import convbench`` must work
+    where numba-cuda is not installed.  (Each family's ``supports`` is its CPU twin's rule.)"""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(f"kernels.cuda.{module}"), name)(*args, **kwargs)
+
+    call.__name__ = f"{module}.{name}"
+    return call
+
+
+# CUDA twins: the same names, rules and tolerances (evidence: the simulator runs of
+# tests/cuda, F(4,3) <= 1.2e-6 and the rest <= 2e-7 in float32).
+REGISTRY += (
+    Algorithm("direct", "direct", "cuda", direct.supports, _cuda("direct", "prepare"), _EXACT,
+              "One thread per output pixel and 4 output channels; any problem.",
+              workspace=_cuda("direct", "workspace")),
+    Algorithm("im2col", "gemm", "cuda", im2col.supports, _cuda("im2col", "prepare"), _EXACT,
+              "im2col kernel then a tiled shared-memory GEMM kernel; 1x1 s1 skips the copy.",
+              workspace=_cuda("im2col", "workspace")),
+    Algorithm("fft", "fft", "cuda", fft.supports, _cuda("fft", "prepare"),
+              {"float32": 1e-4, "float64": 1e-11},
+              "Radix-2 Stockham FFT kernels, per-frequency channel sums, stride by subsampling.",
+              workspace=_cuda("fft", "workspace")),
+    Algorithm("winograd_f23", "winograd", "cuda", winograd.supports,
+              _cuda("winograd", "prepare_f23"), {"float32": 5e-5, "float64": 1e-11},
+              "Winograd F(2x2,3x3): transform kernels and a batched GEMM kernel.",
+              workspace=_cuda("winograd", "workspace_f23")),
+    Algorithm("winograd_f43", "winograd", "cuda", winograd.supports,
+              _cuda("winograd", "prepare_f43"), {"float32": 2e-4, "float64": 1e-10},
+              "Winograd F(4x4,3x3): transform kernels and a batched GEMM kernel.",
+              workspace=_cuda("winograd", "workspace_f43")),
+    Algorithm("depthwise", "depthwise", "cuda", depthwise.supports,
+              _cuda("depthwise", "prepare"), _EXACT,
+              "Depthwise, one thread per output element.",
+              workspace=_cuda("depthwise", "workspace")),
+    Algorithm("separable", "separable", "cuda", depthwise.supports_separable,
+              _cuda("depthwise", "prepare_separable"), _EXACT,
+              "Depthwise kernel then the pointwise 1x1 as one batched GEMM launch.",
+              operator="separable", workspace=_cuda("depthwise", "workspace_separable")),
 )
 
 DEVICES = ("cpu", "cuda")

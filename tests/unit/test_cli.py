@@ -32,7 +32,6 @@ def files(tmp_path):
         (["run", "sweep", "--batch", "{d}/none.batch"], "none.batch"),
         (["run", "sweep", "--algo", "direct,fast"], "'fast'"),
         (["run", "sweep", "--device", "tpu"], "'tpu'"),
-        (["run", "sweep", "--preset", "smoke", "--device", "cuda"], "no registered algorithm"),
         (["run", "sweep", "--threads", "0"], "--threads"),
         (["run", "sweep", "--max-memory", "lots"], "--max-memory"),
         (["run", "sweep", "--resume", "{d}/norun"], "not a convbench run"),
@@ -63,6 +62,18 @@ def test_entry_point_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_cuda_sweep_without_a_gpu_skips_with_the_reason(tmp_path, capsys, monkeypatch):
+    from convbench import devices, load_run
+
+    monkeypatch.setattr(devices, "cuda_status", lambda: (False, "no CUDA device (test)"))
+    assert cli.main(["run", "sweep", "--preset", "smoke", "--device", "cuda",
+                     "--results-dir", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    df = load_run(run_dir)
+    assert set(df["device"]) == {"cuda"} and set(df["status"]) == {"skipped"}
+    assert (df["reason"] == "device 'cuda' cannot be used: no CUDA device (test)").all()
 
 
 def test_list_names_algorithms_and_presets(capsys):

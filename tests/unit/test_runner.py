@@ -1,5 +1,6 @@
 """The runner and the store with a fake registry: every outcome becomes a row, none is lost."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,10 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def smoke(**changes):
-    cfg = sweep.preset("smoke")
-    import dataclasses
-
-    return dataclasses.replace(cfg, devices=("cpu", "cuda"), **changes)
+    """The smoke preset on both devices (the fake registry has a CUDA entry)."""
+    return dataclasses.replace(sweep.preset("smoke"), **{"devices": ("cpu", "cuda"), **changes})
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +138,13 @@ def test_sigkill_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     assert store.read_meta(tmp_path / "killed")["complete"] is True
 
 
+def test_a_sweep_selecting_no_algorithm_is_an_error_before_anything_is_written(tmp_path):
+    cpu_only = [e for e in fakes.entries() if e.device == "cpu"]
+    with pytest.raises(ValueError, match="no registered algorithm"):
+        runner.run_sweep(smoke(devices=("cuda",)), results_dir=tmp_path / "r", entries=cpu_only)
+    assert not (tmp_path / "r").exists()
+
+
 def test_ctrl_c_saves_and_can_resume(tmp_path):
     calls = []
 
@@ -155,3 +161,16 @@ def test_ctrl_c_saves_and_can_resume(tmp_path):
     assert store.read_meta(tmp_path / "r")["complete"] is False
     df = runner.run_sweep(resume=tmp_path / "r", entries=fakes.entries(), threads=1)
     assert len(df) == len(smoke().problems) * len(fakes.entries())
+
+
+def test_machine_warnings():
+    from convbench import machine
+
+    assert machine.load_warning(load=0.4, cores=2) is None
+    assert "load average 3.0 on 2 cores" in machine.load_warning(load=3.0, cores=2)
+    avx512 = ["avx2", "avx512f"]
+    pinned = [{"internal_api": "openblas", "architecture": "Haswell", "prefix": "libopenblas"}]
+    best = [{"internal_api": "openblas", "architecture": "SkylakeX", "prefix": "libopenblas"}]
+    assert "libopenblas (Haswell)" in machine.blas_warning(pinned, avx512)
+    assert machine.blas_warning(best, avx512) is None
+    assert machine.blas_warning(pinned, ["avx2"]) is None

@@ -1,0 +1,170 @@
+"""im2col + GEMM convolution on the GPU: unfold a chunk of images, then one batched GEMM.
+
+Layout
+------
+As in the CPU twin (`kernels.cpu.im2col`): for image ``b`` the column matrix holds, in row
+``(ch, i, j)`` (``ch`` over all ``c`` input channels, ``i < r``, ``j < s``) and column
+``p = y*ow + xo``, the input pixel ``x[b, ch, y*sh + i*dh - pt, xo*sw + j*dw - pl]`` (zero
+where that falls in the padding), so group ``g`` owns the contiguous row slab
+``[g*cg*r*s, (g+1)*cg*r*s)``.  The weights, copied once to the device as
+``(groups, kg, cg*r*s)``, multiply those slabs: ``out[b, g*kg:(g+1)*kg]`` viewed as
+``(kg, oh*ow)`` is ``wmat[g] @ col[b, g]``.
+
+Kernels
+-------
+``_im2col`` writes the column matrices of a chunk of ``nb`` images, ``col`` (nb, c*r*s,
+oh*ow), one element per thread: consecutive threads take consecutive output pixels, so the
+stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
+``IM2COL_THREADS`` threads per block, at most ``MAX_BLOCKS`` blocks, the threads looping in
+grid strides over the rest.  Then one launch of `kernels.cuda.gemm.gemm` multiplies the whole
+chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
+``col`` viewed (nb*groups, cg*r*s, oh*ow), C = the chunk's ``out`` viewed (nb*groups, kg,
+oh*ow).  Chunks hold as many images as fit in ``COL_BUDGET`` bytes of column matrix (at
+least one), so a small layer costs two launches per batch, not two per image.
+
+1x1 stride-1 unpadded layers skip the column matrix: the input viewed (n*groups, cg, h*w)
+is B, and the layer is a single GEMM launch.
+
+Supported problems
+------------------
+The CPU twin's rule (`kernels.cpu.im2col.supports`): every valid problem.
+
+Error
+-----
+Each output is a sum of ``cg*r*s`` products in the input dtype, accumulated in 16-term panels
+by the GEMM: ~1e-6 relative in float32, ~1e-15 in float64, against the float64 oracle.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from kernels.cpu.common import with_phases
+from kernels.cpu.im2col import supports
+from kernels.cuda.gemm import gemm
+
+__all__ = ["supports", "prepare", "workspace"]
+
+IM2COL_THREADS = 256  # threads per block of the unfolding kernel
+MAX_BLOCKS = 1 << 16  # blocks of the unfolding kernel at most (threads then loop)
+COL_BUDGET = 128 << 20  # bytes of column matrices per chunk of images (at least one image)
+
+
+@cuda.jit
+def _im2col(x, b0, r, s, sh, sw, dh, dw, pt, pl, ow, col):
+    """Write the column matrices of images ``b0 .. b0 + col.shape[0]`` of ``x`` into ``col``.
+
+    Parameters
+    ----------
+    x : device array (n, c, h, w)
+    b0 : int
+        First image of the chunk.
+    r, s, sh, sw, dh, dw, pt, pl, ow : int
+        Filter size, stride, dilation, top and left padding, output width.
+    col : device array (nb, c*r*s, oh*ow)
+        Every element written, padding taps as zeros.
+    """
+    h, w = x.shape[2], x.shape[3]
+    nb, rows, npix = col.shape
+    rs = r * s
+    for idx in range(cuda.grid(1), nb * rows * npix, cuda.gridsize(1)):
+        p = idx % npix
+        rest = idx // npix
+        row = rest % rows
+        bb = rest // rows
+        ch = row // rs
+        tap = row - ch * rs
+        i = tap // s
+        j = tap - i * s
+        y = p // ow
+        xo = p - y * ow
+        iy = y * sh + i * dh - pt
+        ix = xo * sw + j * dw - pl
+        if 0 <= iy < h and 0 <= ix < w:
+            col[bb, row, p] = x[b0 + bb, ch, iy, ix]
+        else:
+            col[bb, row, p] = 0
+
+
+def _blocks(total):
+    return max(1, min(math.ceil(total / IM2COL_THREADS), MAX_BLOCKS))
+
+
+def _is_pointwise(spec):
+    return spec.r == spec.s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads)
+
+
+def _chunk(spec):
+    """Images per column-matrix chunk."""
+    per_image = spec.c * spec.r * spec.s * spec.oh * spec.ow * spec.itemsize
+    return max(1, min(spec.n, COL_BUDGET // per_image))
+
+
+def workspace(spec):
+    """Device bytes `prepare` allocates: the weights and, unless 1x1, one chunk of column
+    matrices."""
+    cols = 0 if _is_pointwise(spec) else _chunk(spec) * spec.c * spec.r * spec.s * spec.oh * spec.ow
+    return (spec.params + cols) * spec.itemsize
+
+
+def prepare(w, spec):
+    """Copy the weights to the device, allocate the column matrices; return ``compute``.
+
+    Parameters
+    ----------
+    w : ndarray (k, cg, r, s)
+        Host weights, C-contiguous, of dtype ``spec.dtype``.
+    spec : ConvSpec-like
+        The problem.
+
+    Returns
+    -------
+    compute : callable
+        ``compute(x, out)`` launches the kernels writing the convolution of the device array
+        ``x`` (n, c, h, w) into the device array ``out`` (n, k, oh, ow); it does not
+        synchronize.  With a single chunk of images its phases are ``im2col`` and ``gemm``.
+    """
+    dtype = np.dtype(spec.dtype)
+    n, c, groups, kg, cg = spec.n, spec.c, spec.groups, spec.kg, spec.cg
+    r, s, oh, ow = spec.r, spec.s, spec.oh, spec.ow
+    pt, _, pl, _ = spec.pads
+    npix = oh * ow
+    wmat = cuda.to_device(np.ascontiguousarray(w, dtype=dtype).reshape(groups, kg, cg * r * s))
+
+    if _is_pointwise(spec):
+
+        def compute(x, out):
+            gemm(wmat, x.reshape(n * groups, cg, spec.h * spec.w),
+                 out.reshape(n * groups, kg, npix))
+
+        return compute
+
+    nb = _chunk(spec)
+    col = cuda.device_array((nb, c * r * s, npix), dtype=dtype)
+    geometry = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, ow)
+    chunks = []  # (first image, images, column view, launch of the unfolding kernel)
+    for b0 in range(0, n, nb):
+        m = min(nb, n - b0)
+        cview = col if m == nb else col[:m]
+        launch = _im2col[_blocks(m * c * r * s * npix), IM2COL_THREADS]
+        chunks.append((b0, m, cview, cview.reshape(m * groups, cg * r * s, npix), launch))
+
+    def unfold(x, chunk):
+        b0, _, cview, _, launch = chunk
+        launch(x, b0, *geometry, cview)
+
+    def multiply(out, chunk):
+        b0, m, _, bmat, _ = chunk
+        gemm(wmat, bmat, out[b0:b0 + m].reshape(m * groups, kg, npix))
+
+    if len(chunks) == 1:
+        return with_phases(("im2col", lambda x, out: unfold(x, chunks[0])),
+                           ("gemm", lambda x, out: multiply(out, chunks[0])))
+
+    def compute(x, out):
+        for chunk in chunks:
+            unfold(x, chunk)
+            multiply(out, chunk)
+
+    return compute

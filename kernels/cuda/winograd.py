@@ -1,0 +1,235 @@
+"""Winograd F(m x m, 3 x 3) convolution on the GPU: two transform kernels around a batched GEMM.
+
+The CUDA twin of `kernels.cpu.winograd` (Lavin & Gray 2015, section 4), same matrices
+(`kernels.winograd_math.winograd_matrices`: F(2, 3) points 0, +-1; F(4, 3) points
+0, +-1, 1/2, -2) and same supported problems (3 x 3, stride 1, dilation 1; any padding,
+groups, batch, float32 and float64).  ``winograd_f23`` is m = 2, ``winograd_f43`` m = 4.
+
+Layout (nt = m + 2, ne = nt^2, tiles = n * ceil(oh/m) * ceil(ow/m), over all images)
+-----------------------------------------------------------------------------------
+``U`` (ne, groups, kg, cg)
+    Filter transform ``G g G^T``, computed on the host in float64 in `prepare`, rounded
+    once to the dtype and copied to the device.
+``V`` (ne, groups, cg, tiles)
+    Input transform ``BT d BT^T`` (kernel ``input_transform``), one thread per (channel, tile),
+    consecutive threads on consecutive tiles (coalesced writes).  The patch is read straight
+    from ``x`` with bounds checks, so padding and the partial tiles at the right and bottom
+    edges read zeros without a padded copy of the input.
+``M`` (ne, groups, kg, tiles)
+    ``M[e, g] = U[e, g] @ V[e, g]``: one batched GEMM over the ne * groups planes.
+``out``
+    Output transform ``AT M AT^T`` (kernel ``output_transform``), one thread per (output
+    channel, tile), writing only the part of each tile inside (oh, ow).
+
+The transform matrices are passed to the kernels as device arrays of the dtype (copied
+once in `prepare`).  Kernels are compiled per (nt, dtype) (`_transform_kernels`): the
+local arrays need compile-time shapes and dtype, and every sum stays in the input dtype.
+
+The GEMM is `kernels.cuda.gemm.gemm`, one launch batched over the ne * groups planes.
+"""
+
+import math
+from functools import cache, partial
+
+import numpy as np
+from numba import cuda
+
+from kernels.cpu.common import with_phases
+from kernels.cpu.winograd import supports
+from kernels.cuda.gemm import gemm
+from kernels.winograd_math import winograd_matrices
+
+__all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
+           "workspace_f23", "workspace_f43"]
+
+#: Threads per block of the transform kernels (36 + 24 local values per thread at F(4, 3)).
+TRANSFORM_THREADS = 128
+
+
+def _scalar_type(dtype):
+    """The NumPy scalar type of ``dtype``: a cast function and a local array dtype in kernels
+    (and in the simulator, where kernels run as Python)."""
+    return np.dtype(dtype).type
+
+
+# ------------------------------------------------------------------------ transforms
+
+
+@cache
+def _transform_kernels(nt, dtype):
+    """(input transform, output transform) kernels for tiles of nt = m + 2 and ``dtype``."""
+    dt = _scalar_type(dtype)
+    NT = nt
+    MO = nt - 2
+
+    @cuda.jit
+    def input_transform(x, BT, pt, pl, th, tw, V):
+        """V[e1*nt + e2, g, cl, t] = (BT d BT^T)[e1, e2], d the patch of tile t, channel
+        g*cg + cl; one thread per (channel, tile)."""
+        i = cuda.grid(1)
+        c, h, w = x.shape[1], x.shape[2], x.shape[3]
+        cg = V.shape[2]
+        tiles = V.shape[3]
+        if i >= c * tiles:
+            return
+        ch = i // tiles
+        t = i % tiles
+        tpi = th * tw
+        b = t // tpi
+        rem = t % tpi
+        y0 = (rem // tw) * MO - pt
+        x0 = (rem % tw) * MO - pl
+        d = cuda.local.array((NT, NT), dt)
+        for a in range(NT):
+            yy = y0 + a
+            for j in range(NT):
+                xx = x0 + j
+                if yy >= 0 and yy < h and xx >= 0 and xx < w:
+                    d[a, j] = x[b, ch, yy, xx]
+                else:
+                    d[a, j] = dt(0)
+        e = cuda.local.array((NT, NT), dt)  # BT d
+        for r in range(NT):
+            for j in range(NT):
+                s = dt(0)
+                for a in range(NT):
+                    s += BT[r, a] * d[a, j]
+                e[r, j] = s
+        g = ch // cg
+        cl = ch % cg
+        for r in range(NT):
+            for q in range(NT):
+                s = dt(0)
+                for j in range(NT):
+                    s += e[r, j] * BT[q, j]
+                V[r * NT + q, g, cl, t] = s
+
+    @cuda.jit
+    def output_transform(M, AT, th, tw, out):
+        """out tile = AT Mtile AT^T inside (oh, ow); one thread per (output channel, tile)."""
+        i = cuda.grid(1)
+        k = out.shape[1]
+        oh, ow = out.shape[2], out.shape[3]
+        kg = M.shape[2]
+        tiles = M.shape[3]
+        if i >= k * tiles:
+            return
+        ko = i // tiles
+        t = i % tiles
+        g = ko // kg
+        kl = ko % kg
+        tpi = th * tw
+        b = t // tpi
+        rem = t % tpi
+        y0 = (rem // tw) * MO
+        x0 = (rem % tw) * MO
+        mt = cuda.local.array((NT, NT), dt)
+        for r in range(NT):
+            for q in range(NT):
+                mt[r, q] = M[r * NT + q, g, kl, t]
+        f = cuda.local.array((MO, NT), dt)  # AT Mtile
+        for p in range(MO):
+            for q in range(NT):
+                s = dt(0)
+                for r in range(NT):
+                    s += AT[p, r] * mt[r, q]
+                f[p, q] = s
+        for p in range(MO):
+            oy = y0 + p
+            if oy < oh:
+                for q in range(MO):
+                    ox = x0 + q
+                    if ox < ow:
+                        s = dt(0)
+                        for r in range(NT):
+                            s += f[p, r] * AT[q, r]
+                        out[b, ko, oy, ox] = s
+
+    return input_transform, output_transform
+
+
+def filter_transform(w, spec, G):
+    """U (ne, groups, kg, cg) = G w G^T per filter, in float64, rounded once to spec.dtype."""
+    nt = G.shape[0]
+    wg = np.asarray(w, dtype=np.float64).reshape(spec.groups, spec.kg, spec.cg, 3, 3)
+    U = np.einsum("ea,gkcab,fb->efgkc", G, wg, G)  # (nt, nt, groups, kg, cg)
+    return np.ascontiguousarray(U.reshape(nt * nt, spec.groups, spec.kg, spec.cg),
+                                dtype=spec.dtype)
+
+
+def workspace(spec, m=4):
+    """Device bytes `prepare` allocates beyond x and out: U, V, M and the matrices."""
+    ne = (m + 2) ** 2
+    tiles = spec.n * -(-spec.oh // m) * -(-spec.ow // m)
+    elems = ne * (spec.k * spec.cg + (spec.c + spec.k) * tiles) + ne + m * (m + 2)
+    return spec.itemsize * elems
+
+
+workspace_f23 = partial(workspace, m=2)
+workspace_f43 = partial(workspace, m=4)
+
+
+def prepare(w, spec, m=4):
+    """Transform the filters, allocate V and M on the device, return ``compute(x, out)``.
+
+    Parameters
+    ----------
+    w : numpy.ndarray (k, cg, 3, 3), host
+    spec : ConvSpec-like, supported (see `supports`)
+    m : int
+        Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
+
+    Returns
+    -------
+    callable
+        ``compute(x, out)`` on device arrays x (n, c, h, w) and out (n, k, oh, ow), with
+        phases "input transform", "multiply", "output transform".  Launches on the default
+        stream, no synchronization.
+
+    Launch configurations: the transforms run TRANSFORM_THREADS threads per block over
+    c * tiles (input) and k * tiles (output) threads; the GEMM as `kernels.cuda.gemm` picks.
+    """
+    reason = supports(spec)
+    if reason is not None:
+        raise ValueError(reason)
+    dtype = np.dtype(spec.dtype)
+    AT, G, BT = winograd_matrices(m, 3)
+    nt = m + 2
+    ne = nt * nt
+    groups, cg, kg = spec.groups, spec.cg, spec.kg
+    pt, _, pl, _ = spec.pads
+    th, tw = -(-spec.oh // m), -(-spec.ow // m)
+    tiles = spec.n * th * tw
+
+    U = cuda.to_device(filter_transform(w, spec, G))
+    V = cuda.device_array((ne, groups, cg, tiles), dtype=dtype)
+    M = cuda.device_array((ne, groups, kg, tiles), dtype=dtype)
+    d_BT = cuda.to_device(np.ascontiguousarray(BT, dtype=dtype))
+    d_AT = cuda.to_device(np.ascontiguousarray(AT, dtype=dtype))
+    # the GEMM's view: ne * groups planes, (kg, cg) @ (cg, tiles)
+    U3 = U.reshape(ne * groups, kg, cg)
+    V3 = V.reshape(ne * groups, cg, tiles)
+    M3 = M.reshape(ne * groups, kg, tiles)
+
+    in_kernel, out_kernel = _transform_kernels(nt, dtype)
+    nthr = TRANSFORM_THREADS
+    in_launch = in_kernel[math.ceil(spec.c * tiles / nthr), nthr]
+    out_launch = out_kernel[math.ceil(spec.k * tiles / nthr), nthr]
+
+    def input_transform(x, out):
+        in_launch(x, d_BT, pt, pl, th, tw, V)
+
+    def multiply(x, out):
+        gemm(U3, V3, M3)
+
+    def output_transform(x, out):
+        out_launch(M, d_AT, th, tw, out)
+
+    return with_phases(("input transform", input_transform), ("multiply", multiply),
+                       ("output transform", output_transform))
+
+
+prepare_f23 = partial(prepare, m=2)
+prepare_f23.__doc__ = "`prepare` for F(2x2, 3x3) (registry name ``winograd_f23``)."
+prepare_f43 = partial(prepare, m=4)
+prepare_f43.__doc__ = "`prepare` for F(4x4, 3x3) (registry name ``winograd_f43``)."
