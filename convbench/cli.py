@@ -77,7 +77,7 @@ def _config(args) -> sweep.SweepConfig:
 def _run(args) -> int:
     from tqdm import tqdm
 
-    from . import analysis, runner, store
+    from . import analysis, report, runner, store
 
     if args.resume:
         store.read_meta(args.resume)  # a clear error before anything is touched
@@ -89,9 +89,9 @@ def _run(args) -> int:
     def on_start(run_dir: Path, todo: int):
         nonlocal bar
         meta = store.read_meta(run_dir)
-        warning = meta["machine"].get("blas_warning")
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+        for key in ("blas_warning", "load_warning"):
+            if meta["machine"].get(key):
+                print(f"warning: {meta['machine'][key]}", file=sys.stderr)
         print(f"run {run_dir} ({todo} cases, {meta['threads']} threads)", file=sys.stderr)
         bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr, disable=None)
 
@@ -115,8 +115,13 @@ def _run(args) -> int:
     run_dir = Path(df.attrs["run_dir"])
     counts = df["status"].value_counts().to_dict()
     print(f"results: {run_dir}  ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    print(f"report:  {Path(args.reports_dir) / run_dir.name} (written by `convbench report "
-          f"{run_dir}` once reports exist)")
+    code = 0
+    try:
+        print(f"report:  {report.write_report(run_dir, Path(args.reports_dir) / run_dir.name)}")
+    except Exception as err:  # the rows are saved: say so and how to retry, and go on
+        print(f"convbench: error: report not written ({type(err).__name__}: {err}); the "
+              f"results are saved, retry with: convbench report {run_dir}", file=sys.stderr)
+        code = 1
     table = analysis.winners_table(df)
     if not table.empty:
         print()
@@ -124,6 +129,73 @@ def _run(args) -> int:
     errors = df[df["status"] == "error"]
     for _, row in errors.iterrows():
         print(f"error: {row['problem']} {row['algorithm']}: {row['reason']}", file=sys.stderr)
+    return code
+
+
+def _compare(args) -> int:
+    import pandas as pd
+
+    from . import analysis, compare, store
+
+    if not args.threshold >= 0:
+        raise ValueError(f"--threshold: expected a percentage >= 0, got {args.threshold:g}")
+    df_a, df_b = store.load_run(args.run_a), store.load_run(args.run_b)
+    try:
+        diffs = compare.environment_differences(store.read_meta(args.run_a),
+                                                store.read_meta(args.run_b))
+    except ValueError:  # a run without meta.json (a killed run's journal) still compares
+        diffs = []
+    for line in diffs:
+        print(f"note: the runs differ in {line}", file=sys.stderr)
+
+    cmp = compare.compare(df_a, df_b, threshold=args.threshold / 100)
+    changed = cmp[cmp["changed"].astype(bool)]
+    slower = int((changed["direction"] == "slower").sum())
+    print(f"{len(cmp)} cases ok in both runs; {len(changed)} changed beyond their noise and "
+          f"{args.threshold:g}% ({slower} slower, {len(changed) - slower} faster)")
+    few = int((cmp["test"] == "ratio").sum())
+    if few:
+        print(f"note: {few} cases have too few values for the rank test; their ratio alone "
+              f"decides")
+    if not changed.empty:
+        print()
+        print(pd.DataFrame({
+            "problem": [n or p for n, p in zip(changed["name"], changed["problem"], strict=True)],
+            "algorithm": [analysis.label(a, d) for a, d in
+                          zip(changed["algorithm"], changed["device"], strict=True)],
+            "A ms": (changed["median_a"] * 1e3).round(3),
+            "B ms": (changed["median_b"] * 1e3).round(3),
+            "ratio B/A": changed["ratio"].round(3),
+            "p-value": changed["p_value"].map(lambda p: "-" if pd.isna(p) else f"{p:.3g}"),
+        }).to_string(index=False))
+    moved = compare.moved_winners(df_a, df_b)
+    if not moved.empty:
+        print("\nmoved winners:")
+        for _, m in moved.iterrows():
+            print(f"  {m['name'] or m['problem']}: {m['winner_a']} -> {m['winner_b']}"
+                  + (" (within noise)" if m["within_noise"] else ""))
+    cross = compare.moved_crossovers(df_a, df_b)
+    if not cross.empty:
+        print("\nmoved crossovers:")
+        for _, c in cross.iterrows():
+            print(f"  {c['change']}: " + (f"{c['a']}  ->  now {c['b']}" if c["change"] == "moved"
+                                          else c["a"] or c["b"]))
+    status = compare.status_changes(df_a, df_b)
+    if not status.empty:
+        print("\nstatus changes:")
+        for _, s in status.iterrows():
+            print(f"  {s['name'] or s['problem']} {analysis.label(s['algorithm'], s['device'])}"
+                  f": {s['status_a']} -> {s['status_b']}"
+                  + (" (inaccurate)" if s["status_b"] == "ok" and not s["accurate_b"] else "")
+                  + (f" ({s['reason_b']})" if s["reason_b"] else ""))
+    failed = len(changed) > 0 or bool(status["regression"].any())
+    return 1 if args.fail and failed else 0
+
+
+def _report(args) -> int:
+    from . import report
+
+    print(f"report: {report.write_report(args.run_dir, args.out)}")
     return 0
 
 
@@ -151,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=_size,
                    help="workspace one case may use, e.g. 4G (default: half the free memory)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("compare", help="two runs case by case: what changed beyond noise")
+    p.add_argument("run_a", metavar="RUN_A", help="the reference run directory")
+    p.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
+    p.add_argument("--threshold", type=float, default=10.0, metavar="PCT",
+                   help="smallest change that counts, in percent (default 10)")
+    p.add_argument("--fail", action="store_true",
+                   help="exit 1 when a case changed or stopped running ok (for CI)")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where report.html and its charts go (default: reports/<run-id>)")
+    p.set_defaults(func=_report)
     return ap
 
 

@@ -8,9 +8,10 @@ from convbench import cli, sweep
 
 def test_smoke_sweep_end_to_end(tmp_path, capsys):
     assert cli.main(["run", "sweep", "--preset", "smoke", "--results-dir", str(tmp_path),
-                     "--threads", "2"]) == 0
+                     "--reports-dir", str(tmp_path / "reports"), "--threads", "2"]) == 0
     out = capsys.readouterr().out
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name != "reports"]
+    assert (tmp_path / "reports" / run_dir.name / "report.html").exists()
     assert f"results: {run_dir}" in out and "winner" in out
     df = convbench.load_run(run_dir)
     pd.testing.assert_frame_equal(df, pd.read_parquet(run_dir / "rows.parquet"))

@@ -69,8 +69,9 @@ def test_cuda_sweep_without_a_gpu_skips_with_the_reason(tmp_path, capsys, monkey
 
     monkeypatch.setattr(devices, "cuda_status", lambda: (False, "no CUDA device (test)"))
     assert cli.main(["run", "sweep", "--preset", "smoke", "--device", "cuda",
-                     "--results-dir", str(tmp_path)]) == 0
-    (run_dir,) = tmp_path.iterdir()
+                     "--results-dir", str(tmp_path / "results"),
+                     "--reports-dir", str(tmp_path / "reports")]) == 0
+    (run_dir,) = (tmp_path / "results").iterdir()
     df = load_run(run_dir)
     assert set(df["device"]) == {"cuda"} and set(df["status"]) == {"skipped"}
     assert (df["reason"] == "device 'cuda' cannot be used: no CUDA device (test)").all()

@@ -1,0 +1,598 @@
+"""Charts of a run's rows, as PNG files: one question per chart.  Runs nothing.
+
+Each chart function takes the rows DataFrame (`convbench.store.COLUMNS`) and a path, writes a
+PNG there and returns the path, or returns None when the run holds nothing the chart can show
+(a network chart for a filter sweep, a filter chart for a single layer).
+
+Every chart colours an algorithm the same way (`colors`: the registry's order mapped onto
+matplotlib's ``tab10``), so that a reader learns the colours once.  Rows of the separable
+operator compute a different function from the standard convolution: they are drawn dashed
+(or hatched) and never counted as winners.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap, to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    LogFormatterSciNotation,
+    LogLocator,
+    NullLocator,
+)
+
+from . import analysis, registry  # noqa: E402
+
+DPI = 110
+# One look for every chart: fonts a person reads without zooming, light grids, no top/right
+# frame.
+STYLE = {
+    "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "figure.titlesize": 15,
+    "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 11,
+    "axes.grid": True, "grid.alpha": 0.35, "grid.linewidth": 0.6,
+    "axes.spines.top": False, "axes.spines.right": False,
+    "savefig.dpi": DPI, "savefig.facecolor": "white", "figure.facecolor": "white",
+}
+# Fields that, with the filter size and stride, make a problem; rows that share them are one
+# "context" (one line chart, one winner map).
+CONTEXT = ("n", "c", "k", "h", "w", "groups", "dilation", "padding", "dtype")
+MIN_ERR = 1e-10  # exact results (error 0) are drawn here on the log axis
+# Inches.  Every chart is about this wide with its legend (wider only when its panels need
+# it), so that the report, which fits them all to one column, shows their text at one size.
+WIDTH = 12.5
+
+
+def colors(names=()) -> dict[str, tuple]:
+    """A fixed colour per algorithm name: the registry's order on ``tab10``.
+
+    Names outside the registry (an old run, a test's fake entries) continue the cycle in the
+    order given, so that they are still told apart.
+    """
+    order = list(dict.fromkeys(a.name for a in registry.algorithms()))
+    order += [n for n in dict.fromkeys(names) if n not in order]
+    palette = plt.get_cmap("tab10").colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(order)}
+
+
+def _algo(label: str) -> str:
+    """The algorithm of a label (`convbench.analysis.label`: ``direct``, ``direct@cuda``)."""
+    return label.split("@", 1)[0]
+
+
+def algorithm_order(names) -> list[str]:
+    """``names`` (unique) in registry order, unknown names last in their given order."""
+    rank = {n: i for i, n in enumerate(colors(names))}
+    return sorted(dict.fromkeys(names), key=rank.__getitem__)
+
+
+@contextmanager
+def _figure(*args, **kwargs):
+    with plt.rc_context(STYLE):
+        fig = plt.figure(*args, **kwargs)
+        try:
+            yield fig
+        finally:
+            plt.close(fig)
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # bbox "tight" keeps legends placed outside the axes inside the image.
+    fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.15)
+    return path
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows, with plain float columns for plotting."""
+    if df.empty:
+        return df
+    ok = df[(df["status"] == "ok") & df["median_s"].notna()].copy()
+    for col in ("median_s", "gflops", "max_rel_err", "tolerance", "compile_s",
+                "workspace_bytes", "r", "s", "sh", "sw"):
+        if col in ok:
+            ok[col] = pd.to_numeric(ok[col], errors="coerce").astype(float)
+    ok["median_ms"] = ok["median_s"] * 1e3
+    ok["name"] = ok["name"].fillna("").astype(str)
+    ok["operator"] = ok["operator"].fillna("conv").astype(str)
+    ok["accurate"] = ok["accurate"].fillna(False).astype(bool)
+    return ok
+
+
+def _series(rows: pd.DataFrame):
+    """(label, algorithm, operator, device, rows) per algorithm and device, registry order."""
+    keys = rows[["algorithm", "device"]].drop_duplicates().itertuples(index=False)
+    order = algorithm_order(rows["algorithm"])
+    for algo, device in sorted(keys, key=lambda k: (order.index(k[0]), k[1])):
+        g = rows[(rows["algorithm"] == algo) & (rows["device"] == device)]
+        yield analysis.label(algo, device), algo, g["operator"].iloc[0], device, g
+
+
+def _line_style(operator: str, device: str) -> dict:
+    if operator != "conv":  # a different function: compared, not ranked
+        return {"linestyle": (0, (5, 3)), "marker": "o", "markerfacecolor": "white"}
+    return {"linestyle": "-" if device == "cpu" else "-.", "marker": "o"}
+
+
+def _stride_label(sh, sw) -> str:
+    return f"stride {int(sh)}" if sh == sw else f"stride {int(sh)}x{int(sw)}"
+
+
+def _context_label(key: dict) -> str:
+    text = (f"{key['c']}\u2192{key['k']} channels, {key['h']}\u00d7{key['w']} input, "
+            f"batch {key['n']}, {key['dtype']}")
+    if key["groups"] != 1:
+        text += f", groups {key['groups']}"
+    if str(key["dilation"]) != "1":
+        text += f", dilation {key['dilation']}"
+    return text + f", padding {key['padding']}"
+
+
+def _contexts(ok: pd.DataFrame):
+    """(context dict, rows) for each context with at least two square filter sizes."""
+    sq = ok[ok["r"] == ok["s"]]
+    if sq.empty:
+        return []
+    out = []
+    for key, g in sq.groupby(list(CONTEXT), sort=False, dropna=False):
+        if g["r"].nunique() >= 2:
+            out.append((dict(zip(CONTEXT, key, strict=True)), g))
+    return out
+
+
+def _strides(rows: pd.DataFrame) -> list[tuple]:
+    return sorted(rows[["sh", "sw"]].drop_duplicates().itertuples(index=False, name=None))
+
+
+class _PlainLog(LogFormatterSciNotation):
+    """Log-axis labels as plain numbers (0.02, 5, 300), on the ticks matplotlib would label:
+    a reader of milliseconds should not have to decode 2×10⁻²."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _plain_log(axis) -> None:
+    axis.set_major_formatter(_PlainLog())
+    axis.set_minor_formatter(_PlainLog(labelOnlyBase=False))
+
+
+def _filter_axis(ax, sizes):
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{int(s)}" for s in sizes])
+    ax.set_xlabel("filter size r = s")
+
+
+def _crossovers_for(xo: pd.DataFrame, key: dict, stride: tuple) -> pd.DataFrame:
+    """The crossovers on the filter-size axis that belong to one panel.
+
+    A crossover row names the fields it holds fixed; those present (and not missing) must
+    equal the panel's.
+    """
+    if xo is None or xo.empty:
+        return xo.iloc[0:0] if xo is not None else pd.DataFrame()
+    want = {**key, "sh": stride[0], "sw": stride[1]}
+    # Only where the winner of the problem changes: every pair of algorithms crosses
+    # somewhere, and a band per pair would bury the answer.
+    mask = (xo["axis"] == "r") & xo["winner_changed"].fillna(False).astype(bool)
+    for col, v in want.items():
+        if col in xo:
+            mask &= xo[col].isna() | xo[col].map(lambda x, v=v: _same(x, v)).astype(bool)
+    return xo[mask]
+
+
+def _same(a, b) -> bool:
+    """Equal as numbers when both are numbers (1 == 1.0), else as text."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _mark_crossovers(ax, xo: pd.DataFrame) -> None:
+    """A grey band over each interval where the winner changes, labelled "before → after"
+    (several changes over one interval share the band and stack their labels)."""
+    for (lo, hi), g in xo.groupby(["lo", "hi"], sort=True):
+        inset = 0.03 * (float(hi) - float(lo))  # adjacent bands stay apart
+        ax.axvspan(float(lo) + inset, float(hi) - inset, color="0.9", zorder=0, linewidth=0)
+        pairs = zip(g["before"], g["after"], strict=True)
+        text = "\n".join(dict.fromkeys(f"{b} \u2192 {a}" for b, a in pairs))
+        ax.text((float(lo) + float(hi)) / 2, 0.03, text, rotation=90, fontsize=10, color="0.15",
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", zorder=6,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.75,
+                      "linewidth": 0})
+
+
+def _against_filter(df: pd.DataFrame, path, *, value: str, ylabel: str, title: str,
+                    log: bool, crossovers: bool, operators=("conv", "separable")) -> Path | None:
+    ok = _ok(df)
+    if not ok.empty:
+        ok = ok[ok["operator"].isin(operators)]
+    if ok.empty:
+        return None
+    contexts = _contexts(ok)
+    if not contexts:
+        return None
+    xo = None
+    if crossovers:
+        xo = analysis.crossovers(df)
+    ncols = max(len(_strides(g)) for _, g in contexts)
+    colour = colors(ok["algorithm"])
+    with _figure(figsize=(max(WIDTH - 2.4, 4.4 * ncols), 4.3 * len(contexts) + 0.9)) as fig:
+        # Panels of one context share a y scale, to compare strides by eye.
+        axes = fig.subplots(len(contexts), ncols, squeeze=False, sharex=True, sharey="row")
+        handles: dict[str, Line2D] = {}
+        for row, (key, rows) in enumerate(contexts):
+            sizes = sorted(rows["r"].unique())
+            strides = _strides(rows)
+            for col in range(ncols):
+                ax = axes[row][col]
+                if col >= len(strides):
+                    ax.set_visible(False)
+                    continue
+                stride = strides[col]
+                panel = rows[(rows["sh"] == stride[0]) & (rows["sw"] == stride[1])]
+                for label, algo, operator, device, g in _series(panel):
+                    g = g.sort_values("r")
+                    (line,) = ax.plot(g["r"], g[value], color=colour[algo], linewidth=2,
+                                      markersize=5, label=label, **_line_style(operator, device))
+                    handles.setdefault(label, line)
+                    bad = g[~g["accurate"]]
+                    if len(bad):
+                        ax.plot(bad["r"], bad[value], "x", color="black", markersize=9,
+                                markeredgewidth=2, zorder=5)
+                        handles.setdefault("inaccurate (not ranked)", Line2D(
+                            [], [], marker="x", color="black", linestyle="none",
+                            markersize=9, markeredgewidth=2))
+                if log:
+                    ax.set_yscale("log")
+                    _plain_log(ax.yaxis)
+                if xo is not None:
+                    mine = _crossovers_for(xo, key, stride)
+                    _mark_crossovers(ax, mine)
+                    if len(mine):
+                        handles.setdefault("winner changes", Patch(color="0.9"))
+                _filter_axis(ax, sizes)
+                ax.xaxis.set_tick_params(labelbottom=True)
+                ax.set_title(_stride_label(*stride) + (
+                    f"\n{_context_label(key)}" if len(contexts) > 1 else ""), fontsize=11)
+                if col == 0:
+                    ax.set_ylabel(ylabel)
+                else:
+                    ax.yaxis.set_tick_params(labelleft=True)
+        subtitle = _context_label(contexts[0][0]) if len(contexts) == 1 else ""
+        fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), x=0.02, ha="left")
+        fig.legend(handles.values(), handles.keys(), loc="upper left",
+                   bbox_to_anchor=(1.0, 0.9), frameon=False, title="algorithm")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def time_vs_filter(df: pd.DataFrame, path) -> Path | None:
+    """Median time against filter size, one line per algorithm, one panel per stride.
+
+    Only square-filter problems; one row of panels per context (channels, size, ...) with at
+    least two filter sizes.  The bands mark where the winner changes
+    (`convbench.analysis.crossovers` on the ``r`` axis) and say which algorithm takes over.
+    """
+    return _against_filter(
+        df, path, value="median_ms", ylabel="median time per call (ms, log scale)",
+        title="Which algorithm is fastest at each filter size?  (lower is better)",
+        log=True, crossovers=True) if _has_rows(df) else None
+
+
+def gflops_vs_filter(df: pd.DataFrame, path) -> Path | None:
+    """Effective GFLOP/s (direct-method FLOPs over time) against filter size.
+
+    Standard convolutions only: the separable operator does a fraction of the direct
+    method's FLOPs, so its "effective" rate against them would dwarf every other line.
+    """
+    return _against_filter(
+        df, path, value="gflops", ylabel="effective GFLOP/s (direct-method FLOPs / time)",
+        title="How fast does each algorithm compute?  (higher is better)",
+        log=False, crossovers=False, operators=("conv",)) if _has_rows(df) else None
+
+
+def _has_rows(df: pd.DataFrame) -> bool:
+    return not df.empty and "median_s" in df
+
+
+def error_vs_filter(df: pd.DataFrame, path) -> Path | None:
+    """The worst error (``max_rel_err``) of each algorithm at each filter size, log scale,
+    with each algorithm's tolerance as a dashed line of its colour; one panel per dtype.
+
+    Every measured row counts (grid problems and network layers alike); an exact result is
+    drawn at `MIN_ERR`.
+    """
+    ok = _ok(df) if _has_rows(df) else pd.DataFrame()
+    if ok.empty or ok["max_rel_err"].notna().sum() == 0:
+        return None
+    ok = ok[ok["max_rel_err"].notna()]
+    dtypes = sorted(ok["dtype"].astype(str).unique())
+    colour = colors(ok["algorithm"])
+    with _figure(figsize=(max(WIDTH - 3.2, 5.5 * len(dtypes)), 4.8)) as fig:
+        axes = fig.subplots(1, len(dtypes), squeeze=False)[0]
+        handles: dict[str, object] = {}
+        for ax, dtype in zip(axes, dtypes, strict=True):
+            rows = ok[ok["dtype"].astype(str) == dtype]
+            series = list(_series(rows))
+            sizes = sorted(rows["r"].unique())
+            # Algorithms often agree to the last bit (direct and im2col sum in the same
+            # order): a small sideways shift per algorithm keeps coinciding points visible.
+            step = min(np.diff(sizes), default=1.0)
+            shift = 0.025 * step
+            for i, (label, algo, operator, device, g) in enumerate(series):
+                worst = g.groupby("r")["max_rel_err"].max().clip(lower=MIN_ERR)
+                x = worst.index + (i - (len(series) - 1) / 2) * shift
+                (line,) = ax.plot(x, worst.values, color=colour[algo], linewidth=2,
+                                  markersize=5, label=label, **_line_style(operator, device))
+                handles.setdefault(label, line)
+            _tolerances(ax, rows, colour)
+            ax.set_yscale("log")
+            _filter_axis(ax, sizes)
+            ax.set_xlim(min(sizes) - 0.7, max(sizes) + 0.7)
+            ax.set_ylabel("worst max|error| / max|reference| (log scale)")
+            ax.set_title(f"{dtype}", fontsize=11)
+        handles["tolerance (dashed, own colour)"] = Line2D([], [], color="0.3", linewidth=1.4,
+                                                          linestyle=(0, (4, 3)))
+        fig.suptitle("How accurate is each algorithm?  Worst error at each filter size, against "
+                     "its tolerance", x=0.02, ha="left")
+        fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.9),
+                   frameon=False, title="algorithm")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _tolerances(ax, rows: pd.DataFrame, colour: dict) -> None:
+    """One dashed line per tolerance; algorithms that share a tolerance share its line in
+    interleaved dashes, so that every colour shows."""
+    tol = rows[rows["tolerance"].notna()].groupby("tolerance", sort=True)["algorithm"]
+    for value, algos in tol:
+        algos = algorithm_order(algos)
+        n = len(algos)
+        for i, algo in enumerate(algos):
+            ax.axhline(value, color=colour[algo], linewidth=1.6,
+                       linestyle=(6 * i, (6, 6 * (n - 1) + 3)))
+
+
+def _text_color(rgb) -> str:
+    r, g, b = to_rgb(rgb)
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
+
+
+def winner_map(df: pd.DataFrame, path) -> Path | None:
+    """Filter size by stride, each cell coloured and labelled by the winning algorithm, with
+    its lead over the runner-up; one map per context that sweeps at least two filter sizes."""
+    if not _has_rows(df):
+        return None
+    win = analysis.winners(df)
+    if win.empty:
+        return None
+    win = win.copy()
+    for col in ("r", "s", "sh", "sw"):
+        win[col] = pd.to_numeric(win[col]).astype(int)
+    win = win[win["r"] == win["s"]]
+    # The context of a winner row: the problem's fields from the rows (analysis keeps most).
+    fields = df.drop_duplicates(subset=["problem", "name"])[["problem", "name", *CONTEXT]]
+    win = win.drop(columns=[c for c in CONTEXT if c in win]).merge(fields, on=["problem", "name"])
+    maps = []
+    for key, g in win.groupby(list(CONTEXT), sort=False, dropna=False):
+        if g["r"].nunique() >= 2:  # a filter sweep; single layers are the network chart's
+            maps.append((dict(zip(CONTEXT, key, strict=True)), g))
+    if not maps:
+        return None
+    colour = colors(win["winner"].map(_algo))
+    names = list(dict.fromkeys(win["winner"]))
+    cmap = ListedColormap([colour[_algo(n)] for n in names] + [(0.93, 0.93, 0.93)])
+    blank = len(names)
+    width = max(len(sorted(g["r"].unique())) for _, g in maps)
+    height = sum(len(_strides(g)) for _, g in maps)
+    with _figure(figsize=(max(WIDTH, 1.25 * width + 2.0), 1.0 * height + 1.3 * len(maps) + 0.6)) \
+            as fig:
+        axes = fig.subplots(len(maps), 1, squeeze=False,
+                            height_ratios=[len(_strides(g)) for _, g in maps])[:, 0]
+        for ax, (key, g) in zip(axes, maps, strict=True):
+            sizes = sorted(g["r"].unique())
+            strides = _strides(g)
+            grid = np.full((len(strides), len(sizes)), blank)
+            ax.grid(False)
+            for _, w in g.iterrows():
+                i, j = strides.index((w["sh"], w["sw"])), sizes.index(w["r"])
+                grid[i, j] = names.index(w["winner"])
+                ratio = w.get("runner_up_ratio")
+                if w.get("ties"):  # within noise of the winner: say so, not "ahead"
+                    lead = f"\ntied: {w['ties']}"
+                elif pd.notna(ratio) and w.get("runner_up"):
+                    lead = f"\n{_times(ratio)} ahead"
+                else:
+                    lead = "\nonly one ran"
+                ax.text(j, i, f"{w['winner']}{lead}", ha="center", va="center", fontsize=11,
+                        color=_text_color(colour[_algo(w["winner"])]))
+            ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=blank + 0.5, aspect="auto")
+            for i, j in zip(*np.nonzero(grid == blank), strict=True):
+                ax.text(j, i, "no winner", ha="center", va="center", fontsize=11, color="0.4")
+            ax.set_xticks(range(len(sizes)), [f"{s}\u00d7{s}" for s in sizes])
+            ax.set_yticks(range(len(strides)), [_stride_label(*s) for s in strides])
+            ax.set_xticks(np.arange(len(sizes) + 1) - 0.5, minor=True)
+            ax.set_yticks(np.arange(len(strides) + 1) - 0.5, minor=True)
+            ax.grid(which="minor", color="white", linewidth=2)
+            ax.tick_params(which="minor", length=0)
+            for side in ("left", "bottom"):
+                ax.spines[side].set_visible(False)
+            ax.set_xlabel("filter size")
+            ax.set_title(_context_label(key), fontsize=10, loc="left")
+        fig.suptitle("Which algorithm wins at each filter size and stride?", x=0.02, ha="left")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}\u00d7" if ratio < 10 else f"{ratio:.0f}\u00d7"
+
+
+def _shape_label(row) -> str:
+    text = f"{row['c']}\u2192{row['k']} {row['r']}\u00d7{row['s']}"
+    if int(row["sh"]) != 1 or int(row["sw"]) != 1:
+        text += f" s{row['sh']}" if row["sh"] == row["sw"] else f" s{row['sh']}x{row['sw']}"
+    if int(row["groups"]) != 1:
+        text += " dw" if int(row["groups"]) == int(row["c"]) else f" g{row['groups']}"
+    return text + f" @{row['h']}"
+
+
+def network(df: pd.DataFrame, path) -> Path | None:
+    """Layers of networks (rows named ``net:layer``): each algorithm's time per layer as
+    grouped horizontal bars (log scale), the winner marked with a star."""
+    ok = _ok(df) if _has_rows(df) else pd.DataFrame()
+    if ok.empty:
+        return None
+    # The network's layers as analysis counts them (comparisons such as MobileNet's
+    # conv_std_<i> are not layers), each with its winner.
+    summary, _ = analysis.network_summary(df)
+    if summary.empty:
+        return None
+    layers = list(summary[["problem", "name"]].itertuples(index=False, name=None))
+    winner = dict(zip(layers, summary["winner"], strict=True))
+    networks = list(dict.fromkeys(summary["network"]))
+    ok = ok.merge(summary[["problem", "name"]], on=["problem", "name"])
+    if ok.empty:
+        return None
+    series = [(label, algo, device) for label, algo, _, device, _ in _series(ok)]
+    colour = colors(ok["algorithm"])
+    most = ok.groupby(["problem", "name"]).size().max()
+    with _figure(figsize=(WIDTH, 0.9 + len(layers) * (0.2 * most + 0.25))) as fig:
+        ax = fig.subplots()
+        ax.grid(axis="y", visible=False)
+        labels = []
+        for i, (problem, name) in enumerate(layers):
+            rows = ok[(ok["problem"] == problem) & (ok["name"] == name)]
+            first = df[(df["problem"] == problem) & (df["name"] == name)].iloc[0]
+            short = name.split(":", 1)[1] if len(networks) == 1 else name
+            labels.append(f"{short}\n{_shape_label(first)}")
+            # Only the algorithms that ran on this layer get a bar: colours name them, and
+            # empty slots would read as missing data.
+            present = [(algo, device) for _, algo, device in series
+                       if ((rows["algorithm"] == algo) & (rows["device"] == device)).any()]
+            bar = 0.8 / max(len(present), 1)
+            for j, (algo, device) in enumerate(present):
+                r = rows[(rows["algorithm"] == algo) & (rows["device"] == device)].iloc[0]
+                y = i - 0.4 + bar * (j + 0.5)
+                ax.barh(y, r["median_ms"], height=bar * 0.92, color=colour[algo],
+                        hatch="///" if r["operator"] != "conv" else None,
+                        edgecolor="white" if r["operator"] != "conv" else None, linewidth=0)
+                if winner.get((problem, name)) == analysis.label(algo, device):
+                    ax.plot(r["median_ms"] * 1.08, y, marker="*", color="black",
+                            markersize=11, linestyle="none")
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis)
+        ax.set_yticks(range(len(layers)), labels, fontsize=9)
+        ax.set_ylim(len(layers) - 0.5, -0.5)  # first layer on top
+        ax.set_xlabel("median time per call (ms, log scale; shorter is faster)")
+        if len(layers) > 6:  # a tall chart: the scale at the top too
+            ax.tick_params(axis="x", labeltop=True, top=True)
+        handles = [Patch(color=colour[algo], label=label) for label, algo, _ in series]
+        if (ok["operator"] != "conv").any():
+            handles.append(Patch(facecolor="0.6", hatch="///", edgecolor="white",
+                                 label="different operator (not ranked)"))
+        handles.append(Line2D([], [], marker="*", color="black", linestyle="none",
+                              markersize=11, label="fastest for the layer"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  title="algorithm")
+        ax.set_title("Which algorithm is fastest for each layer"
+                     + (f" of {networks[0]}?" if len(networks) == 1 else "?"),
+                     loc="left", fontsize=15)
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _bytes(v, _pos=None) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if v >= size:
+            return f"{v / size:.3g} {unit}"
+    return f"{v:.0f} B"
+
+
+def _byte_ticks(ax, values) -> None:
+    """Ticks at powers of 4, 16, ... bytes (1 KiB, 4 KiB, 16 KiB): round numbers in binary
+    units, about six of them whatever the range."""
+    if not values:
+        return
+    span = np.log2(max(values)) - np.log2(min(values)) + 4
+    base = 2 ** max(2, 2 * int(np.ceil(span / 12)))
+    ax.xaxis.set_major_locator(LogLocator(base=base, subs=(1.0,)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(_bytes))
+
+
+def costs(df: pd.DataFrame, path) -> Path | None:
+    """Two bar panels per algorithm: compile time (largest first-call cost in the run) and
+    workspace (largest allocation beyond input and output)."""
+    ok = _ok(df) if _has_rows(df) else pd.DataFrame()
+    if ok.empty:
+        return None
+    series = list(_series(ok))
+    colour = colors(ok["algorithm"])
+    labels = [s[0] for s in series]
+    compile_s = [g["compile_s"].max() for *_, g in series]
+    workspace = [g["workspace_bytes"].max() for *_, g in series]
+    with _figure(figsize=(WIDTH, 0.6 + 0.42 * len(series) + 1.0)) as fig:
+        left, right = fig.subplots(1, 2, sharey=True)
+        y = np.arange(len(series))
+        bar_colours = [colour[s[1]] for s in series]
+        for ax, values, fmt, xlabel, title in (
+                (left, compile_s, lambda v: f"{v:.2f} s", "seconds",
+                 "Compile time (largest first-call cost)"),
+                (right, workspace, _bytes, "bytes (log scale)",
+                 "Workspace (largest extra allocation)")):
+            vals = np.nan_to_num(np.asarray(values, dtype=float))
+            ax.barh(y, vals, color=bar_colours, height=0.7)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel(xlabel)
+            ax.set_title(title, loc="left", fontsize=11)
+            for yi, v in zip(y, vals, strict=True):
+                ax.text(v, yi, " " + fmt(v), va="center", fontsize=10)
+            ax.margins(x=0.25)
+        right.set_xscale("log", base=2)
+        _byte_ticks(right, [v for v in workspace if pd.notna(v) and v > 0])
+        left.set_yticks(y, labels)
+        left.set_ylim(len(series) - 0.5, -0.5)
+        fig.suptitle("What does each algorithm cost besides run time?", x=0.02, ha="left")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+# The charts of a report, in the order it shows them: (file name, function, caption).
+CHARTS = (
+    ("time_vs_filter.png", time_vs_filter,
+     "Median time per call against filter size; shaded bands mark where the winner changes."),
+    ("winner_map.png", winner_map,
+     "The fastest accurate algorithm for each filter size and stride, and its lead over the "
+     "runner-up."),
+    ("gflops_vs_filter.png", gflops_vs_filter,
+     "Effective GFLOP/s: the direct method's FLOP count divided by the measured time."),
+    ("network.png", network, "Each network layer's time per algorithm; the star marks the "
+     "fastest."),
+    ("error_vs_filter.png", error_vs_filter,
+     "Worst relative error at each filter size; dashed lines are the tolerances."),
+    ("costs.png", costs, "Compile time and workspace per algorithm."),
+)
+
+
+def write_charts(df: pd.DataFrame, out_dir) -> list[tuple[Path, str]]:
+    """Every chart that has something to show, as (path, caption), in `CHARTS` order."""
+    out = []
+    for filename, chart, caption in CHARTS:
+        path = chart(df, Path(out_dir) / filename)
+        if path is not None:
+            out.append((path, caption))
+    return out

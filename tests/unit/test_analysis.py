@@ -1,0 +1,300 @@
+"""The analysis layer on synthetic rows whose answers are known by construction."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from convbench import analysis
+from convbench.runner import problem_columns
+from convbench.spec import ConvSpec
+from convbench.store import rows_frame
+
+
+def row(algorithm="direct", t=1.0, spread=0.0, *, q=None, values=None, status="ok",
+        accurate=True, operator=None, device="cpu", simulated=False, **problem):
+    """One result row as the runner writes it: `algorithm` on ``ConvSpec(**problem)``
+    (default 32 -> 32 channels at 16x16, 3x3, stride 1, 'same').  Timed rows have median `t`
+    and quartiles ``t * (1 -/+ spread / 2)`` (or `q`), or the statistics of `values`."""
+    spec = ConvSpec(**{"c": 32, "k": 32, "h": 16, "r": 3, "padding": "same", **problem})
+    out = {**problem_columns(spec), "algorithm": algorithm, "family": algorithm,
+           "device": device, "status": status, "simulated": simulated,
+           "operator": operator or ("separable" if algorithm == "separable" else "conv")}
+    if status != "ok":
+        return out
+    if values is not None:
+        t = float(np.median(values))
+        q = tuple(np.percentile(values, [25, 75]))
+    q1, q3 = q if q is not None else (t * (1 - spread / 2), t * (1 + spread / 2))
+    vals = list(values) if values is not None else [q1, t, q3]
+    return {**out, "accurate": accurate, "median_s": t, "q1_s": q1, "q3_s": q3,
+            "values_s": vals, "n_values": len(vals), "gflops": spec.flops / t / 1e9}
+
+
+def frame(*rows):
+    return rows_frame(list(rows))
+
+
+def sweep(axis, times, **fixed):
+    """Rows along one axis: ``times = {value: {algorithm: seconds}}``; the filter axis sets
+    r (and so s), the stride and image axes their square pair."""
+    field = {"r": "r", "sh": "stride", "h": "h"}.get(axis, axis)
+    return [row(algo, t, **{field: x, **fixed}) for x, ts in times.items()
+            for algo, t in ts.items()]
+
+
+# -- noise and ties ---------------------------------------------------------------------------
+
+def test_noise_is_iqr_over_median_with_a_floor():
+    df = frame(row("direct", 2.0, q=(1.8, 2.4)), row("fft", 1.0, spread=0.001),
+               row("im2col", status="unsupported"))
+    assert analysis.noise(df.iloc[0]) == pytest.approx(0.3)
+    assert analysis.noise(df.iloc[1]) == analysis.NOISE_FLOOR
+    got = analysis.noise(df)
+    assert isinstance(got, pd.Series)
+    assert got.tolist() == pytest.approx([0.3, analysis.NOISE_FLOOR, analysis.NOISE_FLOOR])
+
+
+# -- winners ----------------------------------------------------------------------------------
+
+def test_a_faster_inaccurate_row_never_wins():
+    df = frame(row("direct", 1.0), row("im2col", 0.5, accurate=False), row("fft", 2.0),
+               row("separable", 0.1), row("winograd_f23", status="error"))
+    w = analysis.winners(df)
+    assert len(w) == 1
+    best = w.iloc[0]
+    assert best["winner"] == "direct"
+    assert best["median_s"] == 1.0
+    assert best["runner_up"] == "fft" and best["runner_up_ratio"] == pytest.approx(2.0)
+    assert best["ties"] == "" and best["n_ranked"] == 2
+    assert (best["c"], best["k"], best["h"], best["r"], best["sh"], best["groups"],
+            best["dtype"]) == (32, 32, 16, 3, 1, 1, "float32")
+    assert best["gflops"] == pytest.approx(df.iloc[0]["flops"] / 1e9)
+
+
+def test_simulator_times_never_win_and_gpu_rows_are_labelled():
+    df = frame(row("direct", 1.0), row("direct", 0.5, device="cuda", simulated=True),
+               row("im2col", 0.8, device="cuda"))
+    best = analysis.winners(df).iloc[0]
+    assert (best["winner"], best["runner_up"], best["n_ranked"]) == ("im2col@cuda", "direct", 2)
+    assert "direct@cuda" not in analysis.ratios(df, "direct")["label"].tolist()
+
+
+def test_ties_within_noise_or_overlapping_quartiles():
+    df = frame(
+        row("direct", 1.0, q=(0.9, 1.3)),              # noise 0.4
+        row("im2col", 1.003, spread=0.0),               # ratio 1.003 < 1 + 0.4: tied
+        row("fft", 1.5, q=(1.25, 1.6)),                 # ratio 1.5 > 1.4 but [q1, q3] overlap
+        row("winograd_f23", 1.5, q=(1.45, 1.55)),       # neither: decisively slower
+        row("winograd_f43", 1.39, q=(1.38, 1.4)),       # ratio 1.39 < 1.4: tied
+    )
+    best = analysis.winners(df).iloc[0]
+    assert best["winner"] == "direct"
+    assert best["ties"] == "im2col, winograd_f43, fft"
+    assert best["runner_up"] == "im2col"
+
+
+def test_winners_one_row_per_problem_and_layer_name():
+    df = frame(row("direct", 1.0, r=1), row("fft", 2.0, r=1),
+               row("direct", 3.0, r=5), row("fft", 2.0, r=5),
+               row("direct", 3.0, r=5, name="net:a", count=4), row("fft", 2.0, r=5, name="net:a",
+                                                                    count=4))
+    w = analysis.winners(df)
+    assert w[["r", "name", "winner", "count"]].values.tolist() == [
+        [1, "", "direct", 1], [5, "", "fft", 1], [5, "net:a", "fft", 4]]
+    table = analysis.winners_table(df)
+    assert table["winner"].tolist() == ["direct", "fft", "fft"]
+    assert table["problem"].tolist()[2] == "net:a"
+
+
+def test_winners_of_nothing_ranked_is_empty_with_columns():
+    w = analysis.winners(frame(row("direct", 1.0, accurate=False)))
+    assert w.empty and list(w.columns) == analysis.WINNER_COLUMNS
+
+
+# -- crossovers -------------------------------------------------------------------------------
+
+def _pairs(cx):
+    return [(c.axis, c.lo, c.hi, c.before, c.after) for c in cx.itertuples()]
+
+
+def test_no_crossover():
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 3}, 3: {"direct": 2, "fft": 4},
+                            5: {"direct": 3, "fft": 5}}))
+    cx = analysis.crossovers(df)
+    assert cx.empty and list(cx.columns) == analysis.CROSSOVER_COLUMNS
+
+
+def test_one_crossover_along_the_filter_and_its_sentence():
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 4}, 3: {"direct": 2, "fft": 4},
+                            5: {"direct": 4, "fft": 2}, 7: {"direct": 8, "fft": 2}}))
+    cx = analysis.crossovers(df)
+    assert _pairs(cx) == [("r", 3, 5, "direct", "fft")]
+    c = cx.iloc[0]
+    assert c["axis_label"] == "filter"
+    assert c["context"] == "stride 1, 32→32 channels, 16x16"
+    assert c["sentence"] == ("fft overtakes direct between filter 3 and 5 at stride 1, "
+                             "32→32 channels, 16x16")
+    assert c["ratio_lo"] == pytest.approx(2.0) and c["ratio_hi"] == pytest.approx(2.0)
+    assert bool(c["winner_changed"])
+    assert pd.isna(c["r"]) and pd.isna(c["s"]) and c["c"] == 32 and c["sh"] == 1
+
+
+def test_several_crossovers_along_the_filter():
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 4}, 3: {"direct": 4, "fft": 1},
+                            5: {"direct": 4, "fft": 1}, 7: {"direct": 1, "fft": 4},
+                            9: {"direct": 4, "fft": 1}}))
+    assert _pairs(analysis.crossovers(df)) == [
+        ("r", 1, 3, "direct", "fft"), ("r", 5, 7, "fft", "direct"),
+        ("r", 7, 9, "direct", "fft")]
+
+
+def test_a_tie_between_two_decisive_points_is_skipped():
+    times = {3: {"direct": 1.0, "fft": 2.0}, 5: {"direct": 1.0, "fft": 1.005},
+             7: {"direct": 2.0, "fft": 1.0}}
+    assert _pairs(analysis.crossovers(frame(*sweep("r", times)))) == [
+        ("r", 3, 7, "direct", "fft")]
+    # a tie that returns to the same order is no crossover
+    times[7] = {"direct": 1.0, "fft": 2.0}
+    assert analysis.crossovers(frame(*sweep("r", times))).empty
+
+
+def test_winner_changed_only_when_the_pair_holds_the_lead():
+    # fft overtakes im2col, but direct wins every problem
+    df = frame(*sweep("r", {3: {"direct": 1, "im2col": 2, "fft": 4},
+                            5: {"direct": 1, "im2col": 4, "fft": 2}}))
+    cx = analysis.crossovers(df)
+    assert _pairs(cx) == [("r", 3, 5, "im2col", "fft")]
+    assert not cx.iloc[0]["winner_changed"]
+
+
+def test_crossover_along_the_stride():
+    df = frame(*sweep("sh", {1: {"direct": 4, "fft": 1}, 2: {"direct": 1, "fft": 3}}, r=5))
+    cx = analysis.crossovers(df)
+    assert _pairs(cx) == [("sh", 1, 2, "fft", "direct")]
+    assert cx.iloc[0]["sentence"] == ("direct overtakes fft between stride 1 and 2 at 5x5 "
+                                      "filter, 32→32 channels, 16x16")
+
+
+def test_crossovers_along_input_and_output_channels():
+    df = frame(*sweep("c", {8: {"direct": 1, "im2col": 2}, 16: {"direct": 2, "im2col": 2.5},
+                            64: {"direct": 4, "im2col": 3}}, k=16),
+               *sweep("k", {8: {"direct": 1, "im2col": 3}, 64: {"direct": 5, "im2col": 3}},
+                      c=8))
+    cx = analysis.crossovers(df)
+    # the (c=8, k=16) problem lies on both sweeps
+    assert _pairs(cx) == [("c", 16, 64, "direct", "im2col"), ("k", 16, 64, "direct", "im2col")]
+    assert cx["sentence"].tolist() == [
+        "im2col overtakes direct between input channels 16 and 64 at 3x3 filter, stride 1, "
+        "16 output channels, 16x16",
+        "im2col overtakes direct between output channels 16 and 64 at 3x3 filter, stride 1, "
+        "8 input channels, 16x16"]
+
+
+def test_contexts_are_kept_apart():
+    # at 16x16 direct leads on filters 1 and 3, at 32x32 fft on 5 and 7: merged, that would
+    # read as a crossover between 3 and 5; apart, neither context has one
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 2}, 3: {"direct": 1, "fft": 2}}, h=16),
+               *sweep("r", {5: {"direct": 2, "fft": 1}, 7: {"direct": 2, "fft": 1}}, h=32))
+    assert analysis.crossovers(df).empty
+    # each size with its own crossover, each under its own context
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 2}, 3: {"direct": 2, "fft": 1}}, h=16),
+               *sweep("r", {3: {"direct": 1, "fft": 2}, 5: {"direct": 2, "fft": 1}}, h=32))
+    cx = analysis.crossovers(df, axes=("r",))
+    assert sorted(zip(cx["context"], cx["lo"], cx["hi"], strict=True)) == [
+        ("stride 1, 32→32 channels, 16x16", 1, 3), ("stride 1, 32→32 channels, 32x32", 3, 5)]
+
+
+def test_the_filter_axis_uses_square_filters_only():
+    # a 5x1 filter where fft leads must not join the square sweep
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 2}, 3: {"direct": 1, "fft": 2}}),
+               row("direct", 2, r=5, s=1), row("fft", 1, r=5, s=1))
+    assert analysis.crossovers(df, axes=("r",)).empty
+
+
+def test_inaccurate_points_do_not_count():
+    df = frame(*sweep("r", {1: {"direct": 1, "fft": 2}}),
+               row("direct", 2, r=3), row("fft", 1, r=3, accurate=False))
+    assert analysis.crossovers(df).empty
+
+
+def test_unknown_axis_is_an_error():
+    with pytest.raises(ValueError, match="'q'"):
+        analysis.crossovers(frame(row()), axes=("q",))
+
+
+# -- ratios -----------------------------------------------------------------------------------
+
+def test_ratios_against_a_baseline():
+    df = frame(row("direct", 2.0, r=1), row("im2col", 1.0, r=1), row("fft", 5.0, r=1),
+               row("direct", status="error", r=3), row("im2col", 1.0, r=3))
+    got = analysis.ratios(df, "direct")
+    assert list(got.columns) == analysis.RATIO_COLUMNS
+    assert got["label"].tolist() == ["direct", "im2col", "fft", "im2col"]
+    assert got["ratio"].tolist()[:3] == pytest.approx([1.0, 0.5, 2.5])
+    assert math.isnan(got["ratio"].iloc[3]) and math.isnan(got["baseline_s"].iloc[3])
+
+
+# -- networks ---------------------------------------------------------------------------------
+
+def test_network_summary_totals_by_hand():
+    df = frame(
+        row("direct", 1.0, name="toy:a", count=2, r=1), row("im2col", 2.0, name="toy:a",
+                                                           count=2, r=1),
+        row("direct", 4.0, name="toy:b", count=3), row("im2col", 1.0, name="toy:b", count=3),
+        row("direct", 1.0, name="toy:dw", groups=32), row("depthwise", 0.25, name="toy:dw",
+                                                          groups=32),
+        row("im2col", status="skipped", name="toy:dw", groups=32),
+        # not layers of the network: a stand-in comparison and an unnamed problem
+        row("direct", 0.01, name="toy:conv_std_1", r=5), row("direct", 0.01, r=7),
+        row("direct", 7.0, name="other:x"), row("fft", 5.0, name="other:x"),
+    )
+    layers, totals = analysis.network_summary(df)
+    assert list(layers.columns) == analysis.LAYER_COLUMNS
+    assert list(totals.columns) == analysis.TOTAL_COLUMNS
+    assert layers[["network", "name", "winner"]].values.tolist() == [
+        ["toy", "toy:a", "direct"], ["toy", "toy:b", "im2col"], ["toy", "toy:dw", "depthwise"],
+        ["other", "other:x", "fft"]]
+    assert layers["total_s"].tolist() == pytest.approx([2.0, 3.0, 0.25, 5.0])
+    toy = totals[totals["network"] == "toy"]
+    best = 2 * 1.0 + 3 * 1.0 + 1 * 0.25
+    direct = 2 * 1.0 + 3 * 4.0 + 1 * 1.0
+    # im2col did not run on the depthwise layer, depthwise only ran there
+    assert toy["algorithm"].tolist() == [analysis.BEST_PER_LAYER, "direct"]
+    assert toy["total_s"].tolist() == pytest.approx([best, direct])
+    assert toy["vs_best_per_layer"].tolist() == pytest.approx([1.0, direct / best])
+    assert toy["complete"].all()
+    other = totals[totals["network"] == "other"]
+    assert other["algorithm"].tolist() == [analysis.BEST_PER_LAYER, "fft", "direct"]
+
+
+def test_network_summary_without_networks_is_empty():
+    layers, totals = analysis.network_summary(frame(row("direct", 1.0)))
+    assert layers.empty and totals.empty
+
+
+# -- separable --------------------------------------------------------------------------------
+
+def test_separable_savings_by_hand():
+    c, k, r = 32, 64, 3
+    df = frame(row("direct", 2.0, k=k), row("im2col", 0.5, k=k, accurate=False),
+               row("separable", 0.5, k=k),
+               row("direct", 1.0, k=k, stride=2), row("separable", 0.5, k=k, stride=2),
+               row("direct", 1.0, k=k, r=5))  # no separable row: not in the table
+    got = analysis.separable_savings(df)
+    assert list(got.columns) == analysis.SEPARABLE_COLUMNS
+    assert len(got) == 2
+    one, two = got.iloc[0], got.iloc[1]
+    assert one["standard_params"] == k * c * r * r == 18432
+    assert one["separable_params"] == c * r * r + k * c == 2336
+    assert one["params_ratio"] == pytest.approx(1 / k + 1 / (r * r))
+    assert one["standard_flops"] == 2 * 16 * 16 * k * c * r * r
+    assert one["separable_flops"] == 2 * 16 * 16 * (c * r * r + k * c)
+    assert two["separable_flops"] == 2 * 8 * 8 * (c * r * r + k * c)
+    assert one["flops_ratio"] == pytest.approx(1 / k + 1 / (r * r))
+    # the inaccurate im2col does not count as the standard conv's best time
+    assert (one["best_standard"], one["standard_s"], one["separable_s"]) == ("direct", 2.0, 0.5)
+    assert one["time_ratio"] == pytest.approx(0.25) and one["speedup"] == pytest.approx(4.0)
+    assert two["time_ratio"] == pytest.approx(0.5)
+    assert one["separable_gflops"] == pytest.approx(one["separable_flops"] / 0.5 / 1e9)
