@@ -229,6 +229,12 @@ def findings(df, meta, win, xo, layers, totals, sep) -> list[dict]:
                     f"{int(flagged.sum())} of {len(ran)} measured times carry a timing warning "
                     "(a wide spread, too few values, or values too short to time): a lead "
                     "smaller than the spread is not a result; see Warnings."})
+    sim = ran[analysis.simulated(ran)]
+    if len(sim):
+        out.append({"kind": "warn", "items": [], "text":
+                    f"{len(sim)} CUDA result{'s' if len(sim) != 1 else ''} ran on Numba's CUDA "
+                    "simulator (NUMBA_ENABLE_CUDASIM=1): correct or not, their times are "
+                    "meaningless, and they are left out of winners and crossovers."})
     for _, text in machine_warnings(meta):
         out.append({"kind": "warn", "items": [], "text": f"Machine: {text}."})
     errors = df[df["status"] == "error"]

@@ -436,3 +436,15 @@ def test_crossovers_marked_on_the_panel_they_belong_to():
         (3, 5, "direct", "fft")]
     assert plots._crossovers_for(xo, key, (2.0, 2.0)).empty
     assert plots._crossovers_for(xo, {**key, "c": 16}, (1.0, 1.0)).empty
+
+
+def test_simulated_cuda_rows_are_flagged_and_never_win(tmp_path):
+    rows = synthetic_rows()
+    fastest = rows[rows["status"] == "ok"]["median_s"].min()
+    sim = rows[rows["status"] == "ok"].head(1).copy()
+    sim["device"], sim["simulated"], sim["median_s"] = "cuda", True, fastest / 100
+    rows = pd.concat([rows, sim], ignore_index=True)
+    html = report.write_report(make_run(tmp_path, rows=rows), tmp_path / "out").read_text()
+    findings = section(html, "findings")
+    assert "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)" in findings
+    assert "@cuda" not in findings  # a simulated time never wins
