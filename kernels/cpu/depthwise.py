@@ -411,6 +411,22 @@ def _pointwise(wp, mid, out, kblocks):
         np.dot(wp[k0:k1], mid[b], out[b, k0:k1])
 
 
+def separable_weights(ws, spec):
+    """``(w_depthwise, w_pointwise, m)`` checked against ``spec`` (the standard convolution
+    replaced, groups == 1): shapes (c*m, 1, r, s) and (k, c*m, 1, 1), m the multiplier."""
+    reason = supports_separable(spec)
+    if reason:
+        raise ValueError(reason)
+    w_dw, w_pw = ws
+    c, k = spec.c, spec.k
+    m = max(w_dw.shape[0] // c, 1)
+    if w_dw.shape != (c * m, 1, spec.r, spec.s) or w_pw.shape != (k, c * m, 1, 1):
+        raise ValueError(f"separable weights must be ({c * m}, 1, {spec.r}, {spec.s}) and "
+                         f"({k}, {c * m}, 1, 1) for multiplier {m}, got {w_dw.shape} and "
+                         f"{w_pw.shape}")
+    return w_dw, w_pw, m
+
+
 def prepare_separable(ws, spec):
     """Depthwise r x s then pointwise 1x1: the separable replacement of ``spec``.
 
@@ -436,16 +452,8 @@ def prepare_separable(ws, spec):
     worker), so the pointwise GEMM runs as row blocks on Numba's threads, BLAS on one
     thread each (`kernels.cpu.common.single_threaded_blas`).
     """
-    reason = supports_separable(spec)
-    if reason:
-        raise ValueError(reason)
-    w_dw, w_pw = ws
+    w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
-    m = max(w_dw.shape[0] // c, 1)
-    if w_dw.shape != (c * m, 1, spec.r, spec.s) or w_pw.shape != (k, c * m, 1, 1):
-        raise ValueError(f"separable weights must be ({c * m}, 1, {spec.r}, {spec.s}) and "
-                         f"({k}, {c * m}, 1, 1) for multiplier {m}, got {w_dw.shape} and "
-                         f"{w_pw.shape}")
     depthwise = _strategy(w_dw, spec, m)
     wp = np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype).reshape(k, c * m))
     mid = np.empty((n, c * m, spec.oh * spec.ow), dtype=spec.dtype)

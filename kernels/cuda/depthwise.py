@@ -21,7 +21,12 @@ import numpy as np
 from numba import cuda
 
 from kernels.cpu.common import with_phases
-from kernels.cpu.depthwise import composed_weight, supports, supports_separable
+from kernels.cpu.depthwise import (  # the CPU twin's rules, shared
+    composed_weight,
+    separable_weights,
+    supports,
+    supports_separable,
+)
 from kernels.cuda.gemm import gemm
 
 __all__ = ["supports", "prepare", "workspace", "supports_separable", "prepare_separable",
@@ -134,16 +139,8 @@ def prepare_separable(ws, spec):
         ``compute(x, out)`` with phases "depthwise" and "pointwise"; the device intermediate
         (n, c*m, oh, ow) is allocated here.
     """
-    reason = supports_separable(spec)
-    if reason:
-        raise ValueError(reason)
-    w_dw, w_pw = ws
+    w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
-    m = max(w_dw.shape[0] // c, 1)
-    if w_dw.shape != (c * m, 1, spec.r, spec.s) or w_pw.shape != (k, c * m, 1, 1):
-        raise ValueError(f"separable weights must be ({c * m}, 1, {spec.r}, {spec.s}) and "
-                         f"({k}, {c * m}, 1, 1) for multiplier {m}, got {w_dw.shape} and "
-                         f"{w_pw.shape}")
     depthwise = _launcher(w_dw, spec, m)
     plane = spec.oh * spec.ow
     wp = cuda.to_device(np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype)
