@@ -8,7 +8,7 @@ column is empty.  Run it with OpenBLAS free to pick its best kernel:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/speed.py
 
-Options: ``--layers resnet50|large|quick|all``, ``--threads N``, ``--min-time S``.
+Options: ``--layers resnet50|large|mobilenet-dw|quick|all``, ``--threads N``, ``--min-time S``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,14 @@ LAYERS = {
         ConvSpec(c=32, h=32, k=32, r=3, groups=32, padding=1, name="dw 3x3 32 @32"),
     ],
 }
-LAYERS["all"] = LAYERS["resnet50"] + LAYERS["large"]
+# MobileNet v1's depthwise 3x3 layers (DESIGN.md), channel multiplier 1
+LAYERS["mobilenet-dw"] = [
+    ConvSpec(c=c, h=h, k=c, r=3, stride=st, padding=1, groups=c,
+             name=f"dw {c}{' s2' if st == 2 else ''} @{h}")
+    for c, h, st in [(32, 112, 1), (64, 112, 2), (128, 56, 1), (128, 56, 2), (256, 28, 1),
+                     (256, 28, 2), (512, 14, 1), (512, 14, 2), (1024, 7, 1)]
+]
+LAYERS["all"] = LAYERS["resnet50"] + LAYERS["large"] + LAYERS["mobilenet-dw"]
 
 
 def median_time(fn, min_time: float) -> float:
@@ -102,6 +109,7 @@ def main(argv=None):
                 f"{'GFLOP/s':>8} {'/oneDNN':>8} {'rel err':>9}")
         print(head)
         print("-" * len(head))
+        results = []  # (spec, torch seconds or None, {algorithm: call seconds})
         for spec in LAYERS[args.layers]:
             rng = np.random.default_rng(0)
             x = rng.standard_normal(spec.input_shape).astype(np.float32)
@@ -114,14 +122,46 @@ def main(argv=None):
                 t_torch = median_time(fn, args.min_time)
                 print(f"{spec.name:<20} {'onednn':<13} {t_torch * 1e3:9.3f} {'':>10} "
                       f"{spec.flops / t_torch / 1e9:8.1f} {1:8.2f}")
+            calls = {}
+            results.append((spec, t_torch, calls))
             for algo in convbench.algorithms("cpu"):
-                if algo.operator != "conv" or algo.supports(spec) is not None:
+                if (algo.operator != "conv" or algo.family == "baseline"
+                        or algo.supports(spec) is not None):
                     continue
                 t_call, t_compute, err = time_algorithm(algo, spec, x, w, ref, args.min_time)
+                calls[algo.name] = t_call
                 ratio = f"{t_call / t_torch:8.2f}" if t_torch else f"{'':>8}"
                 print(f"{spec.name:<20} {algo.name:<13} {t_call * 1e3:9.3f} "
                       f"{t_compute * 1e3:10.3f} {spec.flops / t_call / 1e9:8.1f} {ratio} "
                       f"{err:9.1e}")
+    summary(results)
+
+
+def summary(results) -> None:
+    """The issue's targets: best convbench call / oneDNN over the ResNet-50 layers (geometric
+    mean and worst), Winograd F(4,3) against oneDNN, depthwise against PyTorch's depthwise."""
+    resnet = {s.name for s in LAYERS["resnet50"]}
+    rows = [(s, t, c) for s, t, c in results if s.name in resnet and t]
+    if rows:
+        print("\nResNet-50 layers: best convbench call / oneDNN")
+        ratios = []
+        for spec, t_torch, calls in rows:
+            best = min(calls, key=calls.get)
+            ratios.append(calls[best] / t_torch)
+            f43 = calls.get("winograd_f43")
+            extra = f"   winograd_f43 {f43 / t_torch:.2f}" if f43 else ""
+            print(f"  {spec.name:<20} {best:<13} {ratios[-1]:5.2f}{extra}")
+        wins = sum(c.get("winograd_f43", np.inf) < t for _, t, c in rows)
+        print(f"  geometric mean {np.exp(np.mean(np.log(ratios))):.3f}, worst {max(ratios):.2f}, "
+              f"winograd_f43 faster than oneDNN on {wins} layers")
+    dw = [(s, t, c) for s, t, c in results if s.groups == s.c and t and "depthwise" in c]
+    if dw:
+        print("\nDepthwise layers: depthwise call / PyTorch depthwise, and bytes moved at minimum "
+              "(input, weights, output) per second")
+        for spec, t_torch, calls in dw:
+            t = calls["depthwise"]
+            print(f"  {spec.name:<20} {t / t_torch:5.2f}   {spec.min_bytes / t / 1e9:6.1f} GB/s "
+                  f"(PyTorch {spec.min_bytes / t_torch / 1e9:.1f})")
 
 
 def time_algorithm(algo, spec: ConvSpec, x, w, ref, min_time: float):

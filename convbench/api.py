@@ -42,7 +42,7 @@ def _spec(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> Co
         raise ValueError(f"w must have shape (k, c/groups, r, s) = (k, {c}/{groups}, r, s) "
                          f"for x of shape {x.shape}, got {w.shape}")
     return ConvSpec(n=n, c=c, h=h, w=wd, k=k, r=r, s=s, stride=stride, padding=padding,
-                    dilation=dilation, groups=groups, dtype=x.dtype.name)
+                    dilation=dilation, groups=groups, dtype=x.dtype)
 
 
 def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarray:

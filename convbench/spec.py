@@ -15,6 +15,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -80,9 +81,14 @@ def _padding(value) -> str | int | tuple[int, ...]:
         raise ValueError(f"padding must be {allowed}, got {value!r}") from None
 
 
+_DTYPE_NAMES = {np.dtype(d): d for d in DTYPES}
+
+
 def _dtype(value) -> str:
+    if isinstance(value, str) and value in DTYPES:
+        return value  # the common case, without NumPy's dtype.name (1.5 us a call)
     try:
-        name = np.dtype(value).name
+        name = _DTYPE_NAMES.get(np.dtype(value)) or np.dtype(value).name
     except TypeError:
         name = None
     if name not in DTYPES:
@@ -176,23 +182,26 @@ class ConvSpec:
                 )
 
     # ------------------------------------------------------------------ geometry
-    @property
+    # The geometry is cached on first use (a frozen dataclass keeps the values in its
+    # __dict__): conv2d builds a spec per call, and recomputing pads, oh and ow at every
+    # use cost ~5 us of a 60 us depthwise layer.
+    @cached_property
     def sh(self) -> int:
         return _hw(self.stride)[0]
 
-    @property
+    @cached_property
     def sw(self) -> int:
         return _hw(self.stride)[1]
 
-    @property
+    @cached_property
     def dh(self) -> int:
         return _hw(self.dilation)[0]
 
-    @property
+    @cached_property
     def dw(self) -> int:
         return _hw(self.dilation)[1]
 
-    @property
+    @cached_property
     def pads(self) -> tuple[int, int, int, int]:
         """Explicit padding (top, bottom, left, right)."""
         p = self.padding
@@ -207,12 +216,12 @@ class ConvSpec:
             return (p[0], p[0], p[1], p[1])
         return tuple(p)
 
-    @property
+    @cached_property
     def oh(self) -> int:
         pt, pb, _, _ = self.pads
         return out_size(self.h, pt + pb, self.r, self.sh, self.dh)
 
-    @property
+    @cached_property
     def ow(self) -> int:
         _, _, pl, pr = self.pads
         return out_size(self.w, pl + pr, self.s, self.sw, self.dw)
@@ -250,7 +259,7 @@ class ConvSpec:
         """Weights (without bias): k·(c/groups)·r·s."""
         return self.k * self.cg * self.r * self.s
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
         return np.dtype(self.dtype).itemsize
 
