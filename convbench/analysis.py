@@ -7,6 +7,8 @@ Every function takes the rows of a run (`store.COLUMNS`) and returns a new DataF
 - `crossovers`: where, along a swept axis, one algorithm overtakes another (`swept_pairs`:
   which pairs were compared along which axis);
 - `ratios`: every time against a baseline algorithm's;
+- `baseline_ratios`: per layer, each algorithm's time over a baseline library's (torch), a
+  table with the best convbench algorithm and a geometric-mean line;
 - `network_summary`: per layer winners and network totals, best per layer vs one algorithm;
 - `separable_savings`: MobileNet's depthwise-separable factorisation: parameters, FLOPs, time.
 
@@ -25,7 +27,8 @@ from itertools import combinations
 import pandas as pd
 
 __all__ = ["ranked", "simulated", "label", "noise", "tied", "winners", "winners_table",
-           "crossovers", "swept_pairs", "ratios", "network_summary", "separable_savings",
+           "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baselines",
+           "network_summary", "separable_savings",
            "AXES", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR", "NOT_A_LAYER",
            "BEST_PER_LAYER"]
 
@@ -78,6 +81,11 @@ SEPARABLE_COLUMNS = ["problem", "name", "count", "n", "c", "k", "h", "w", "r", "
                      "best_standard", "standard_s", "separable_s", "time_ratio", "speedup",
                      "separable_gflops"]
 BEST_PER_LAYER = "best per layer"
+# The family of other libraries' convolutions (`convbench.baselines`): shown, compared against,
+# never ranked.
+BASELINE = "baseline"
+BEST_CONVBENCH = "best convbench"
+GEOMEAN = "geometric mean"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,12 +94,21 @@ BEST_PER_LAYER = "best per layer"
 def ranked(df: pd.DataFrame) -> pd.DataFrame:
     """Rows that can win: ``ok``, accurate, timed, and computing the standard convolution (the
     separable operator computes a different function, so it is compared, not ranked), on
-    real hardware (the CUDA simulator's times say nothing about a GPU)."""
+    real hardware (the CUDA simulator's times say nothing about a GPU), and convbench's own
+    (`baselines` rows, other libraries' convolutions, are references to compare against)."""
     if df.empty or "median_s" not in df:
         return df.iloc[0:0]
     mask = ((df["status"] == "ok") & df["accurate"].fillna(False).astype(bool)
-            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df))
+            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df)
+            & ~baselines(df))
     return df[mask.fillna(False).astype(bool)]
+
+
+def baselines(df: pd.DataFrame) -> pd.Series:
+    """Rows of family ``baseline`` (another library's convolution)."""
+    if "family" not in df:
+        return pd.Series(False, index=df.index)
+    return (df["family"] == BASELINE).fillna(False).astype(bool)
 
 
 def simulated(df: pd.DataFrame) -> pd.Series:
@@ -389,6 +406,71 @@ def ratios(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     out = ok.assign(baseline=baseline, baseline_s=base_s,
                     ratio=ok["median_s"].to_numpy(dtype=float) / base_s)
     return out[RATIO_COLUMNS].reset_index(drop=True)
+
+
+def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
+    """Per layer, each algorithm's median time over a baseline's: below 1 is faster.
+
+    Only results that count are compared: ``ok``, accurate, timed standard convolutions, not
+    simulated (`ranked`'s rule, with baseline rows allowed), and the baseline's own row must be
+    one of them.  A problem measured under several layer names is one line per name.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of a run.
+    baseline : str
+        The label of the baseline (default ``torch``: PyTorch's oneDNN ``conv2d``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Empty (no columns) when the baseline has no counted row.  Otherwise one row per layer
+        where the baseline counted, in run order, then a last row: ``layer`` (the layer's name,
+        else the problem id; `GEOMEAN` on the last row), ``problem``, ``baseline_s`` (the
+        baseline's median seconds), one column per other algorithm label (convbench's in the
+        order met in the rows, then other baselines), each ``median_s / baseline_s`` (NaN
+        where it did not count), ``best convbench`` (`BEST_CONVBENCH`: the fastest counted
+        non-baseline algorithm's ratio) and ``best_algorithm`` (its label).  The last row holds
+        each column's geometric mean over the layers where it has a value (so two columns'
+        means cover different layers when one algorithm does not support them all; the
+        ``best convbench`` mean covers every layer that had one); it is unweighted: every
+        distinct layer counts once, whatever its ``count``.
+    """
+    if df.empty or "median_s" not in df:
+        return pd.DataFrame()
+    mask = ((df["status"] == "ok") & df["accurate"].fillna(False).astype(bool)
+            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df))
+    rows = df[mask.fillna(False).astype(bool)]
+    rows = rows.assign(label=_labels(rows), is_base=baselines(rows))
+    base = rows[rows["label"] == baseline].drop_duplicates(subset=["problem", "name"])
+    if base.empty:
+        return pd.DataFrame()
+    others = rows[rows["label"] != baseline]
+    own = list(dict.fromkeys(others.loc[~others["is_base"], "label"]))
+    labels = own + list(dict.fromkeys(others.loc[others["is_base"], "label"]))
+    times = others.drop_duplicates(subset=["problem", "name", "label"]).set_index(
+        ["problem", "name", "label"])["median_s"]
+    out = []
+    for _, b in base.iterrows():
+        t0 = float(b["median_s"])
+        line = {"layer": b["name"] if isinstance(b["name"], str) and b["name"]
+                else b["problem"], "problem": b["problem"], "baseline_s": t0}
+        for lab in labels:
+            key = (b["problem"], b["name"], lab)
+            line[lab] = float(times[key]) / t0 if key in times.index else math.nan
+        mine = {lab: line[lab] for lab in labels if lab in own and not math.isnan(line[lab])}
+        best = min(mine, key=lambda lab: (mine[lab], lab)) if mine else ""
+        line[BEST_CONVBENCH] = mine[best] if best else math.nan
+        line["best_algorithm"] = best
+        out.append(line)
+    table = pd.DataFrame(out, columns=["layer", "problem", "baseline_s", *labels,
+                                       BEST_CONVBENCH, "best_algorithm"])
+    mean = {"layer": GEOMEAN, "problem": "", "baseline_s": math.nan, "best_algorithm": ""}
+    for col in [*labels, BEST_CONVBENCH]:
+        v = table[col].dropna().astype(float)
+        mean[col] = math.exp(sum(math.log(x) for x in v) / len(v)) if len(v) else math.nan
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
 def network_summary(df: pd.DataFrame, exclude: str | None = NOT_A_LAYER):

@@ -38,11 +38,15 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _list(args) -> int:
-    rows = [(a.name, a.device, a.family, a.doc) for a in registry.algorithms(args.device)]
+    rows = [(a.name, a.device, a.family, ("" if a.default else "(opt-in) ") + a.doc)
+            for a in registry.algorithms(args.device)]
     width = max(len(r[0]) for r in rows)
     print(f"{'algorithm':<{width}}  device  family     what it computes")
     for name, device, family, doc in rows:
         print(f"{name:<{width}}  {device:<6}  {family:<9}  {doc}")
+    if any(a.family == "baseline" for a in registry.algorithms(args.device)):
+        print("baseline: another library's convolution, measured alike and compared against, "
+              "never ranked;\nopt-in: run only when named (--algo NAME or algorithms = [...])")
     print()
     print("presets (convbench run sweep --preset NAME):")
     for name in sweep.preset_names():
@@ -102,7 +106,8 @@ def _run(args) -> int:
     try:
         df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
                               threads=args.threads, max_memory=args.max_memory,
-                              progress=progress, on_start=on_start)
+                              progress=progress, on_start=on_start,
+                              remeasure=args.remeasure)
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
@@ -126,10 +131,41 @@ def _run(args) -> int:
     if not table.empty:
         print()
         print(table.to_string(index=False))
+    ratios = ratio_table(df)
+    if ratios:
+        print()
+        print(ratios)
     errors = df[df["status"] == "error"]
     for _, row in errors.iterrows():
         print(f"error: {row['problem']} {row['algorithm']}: {row['reason']}", file=sys.stderr)
     return code
+
+
+def ratio_table(df, baseline: str = "torch") -> str:
+    """`convbench.analysis.baseline_ratios` as text for a terminal ("" when the run has no
+    counted baseline row): one line per layer, a column per algorithm, the geometric mean."""
+    import pandas as pd
+
+    from . import analysis, baselines
+
+    t = analysis.baseline_ratios(df, baseline)
+    if t.empty:
+        return ""
+    name = baselines.title(baseline)
+    algos = [c for c in t.columns if c not in ("layer", "problem", "baseline_s",
+                                               analysis.BEST_CONVBENCH, "best_algorithm")]
+
+    def ratio(v):
+        return "-" if v != v else f"{v:.2f}"  # NaN: did not run, or not accurately
+
+    shown = {"layer": t["layer"],
+             f"{baseline} ms": [("" if v != v else f"{v * 1e3:.3f}") for v in t["baseline_s"]],
+             **{baselines.title(a): [ratio(v) for v in t[a]] for a in algos},
+             analysis.BEST_CONVBENCH: [ratio(v) for v in t[analysis.BEST_CONVBENCH]],
+             "by": t["best_algorithm"]}
+    text = pd.DataFrame(shown).to_string(index=False)
+    return (f"time / {name} per layer (below 1: faster than {name}; -: not run or not "
+            f"accurate)\n{text}")
 
 
 def _compare(args) -> int:
@@ -222,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Numba threads for the whole run (BLAS runs single-threaded in them)")
     p.add_argument("--max-memory", type=_size,
                    help="workspace one case may use, e.g. 4G (default: half the free memory)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the machine's roofline (peak GFLOP/s, bandwidth) again "
+                        "instead of reading it from the cache")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("compare", help="two runs case by case: what changed beyond noise")

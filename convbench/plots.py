@@ -33,6 +33,7 @@ from matplotlib.ticker import (  # noqa: E402
 )
 
 from . import analysis, registry  # noqa: E402
+from . import roofline as rl  # noqa: E402
 
 DPI = 110
 # One look for every chart: fonts a person reads without zooming, light grids, no top/right
@@ -562,14 +563,116 @@ def costs(df: pd.DataFrame, path) -> Path | None:
             for yi, v in zip(y, vals, strict=True):
                 ax.text(v, yi, " " + fmt(v), va="center", fontsize=10)
             ax.margins(x=0.25)
-        right.set_xscale("log", base=2)
-        _byte_ticks(right, [v for v in workspace if pd.notna(v) and v > 0])
+        positive = [v for v in workspace if pd.notna(v) and v > 0]
+        if positive:  # a run whose rows allocate nothing (baselines only) has no log scale
+            right.set_xscale("log", base=2)
+            _byte_ticks(right, positive)
         left.set_yticks(y, labels)
         left.set_ylim(len(series) - 0.5, -0.5)
         fig.suptitle("What does each algorithm cost besides run time?", x=0.02, ha="left")
         fig.tight_layout()
         return _save(fig, path)
 
+
+def roofline(df: pd.DataFrame, path, roof=None) -> Path | None:
+    """Each measured row under the machine's roofline: log-log, FLOP/byte against GFLOP/s.
+
+    The roofs are float32's: ``min(peak, intensity x bandwidth)`` per memory level (DRAM, L3,
+    L2), from the run's `convbench.roofline.Roofline` (``meta["roofline"]``); float64's peak
+    is a dashed line when float64 rows exist.  One point per (problem, algorithm) row, in its
+    algorithm's colour: x its intensity (`convbench.roofline.bytes_moved`), y the FLOPs it
+    computes per second (direct-method FLOPs: Winograd and FFT may sit above the peak; the
+    separable operator, hollow, at the FLOPs it does).  A point's distance below the roof of
+    its level is what the algorithm leaves on the table; a point above the roof of its level
+    moves fewer bytes than `convbench.roofline.bytes_moved` counts (the workspace estimate is
+    an upper bound) or finds its data in a nearer cache.  None without a roofline or rows
+    carrying the roofline columns (runs before they existed, CUDA-only runs).
+    """
+    if roof is None or not _has_rows(df) or "intensity" not in df:
+        return None
+    try:
+        roof = roof if isinstance(roof, rl.Roofline) else rl.Roofline.from_dict(roof)
+    except ValueError:  # a run whose measurement failed records the error instead
+        return None
+    ok = _ok(df)
+    if ok.empty:
+        return None
+    for col in ("intensity", "peak_fraction"):
+        ok[col] = pd.to_numeric(ok[col], errors="coerce").astype(float)
+    ok = ok[(ok["intensity"] > 0) & (ok["peak_fraction"] > 0)]
+    if ok.empty:
+        return None
+    ok = ok.assign(rate=[f * roof.peak_gflops.get(str(d), np.nan)
+                         for f, d in zip(ok["peak_fraction"], ok["dtype"], strict=True)])
+    colour = colors(ok["algorithm"])
+    peak = roof.peak_gflops.get("float32") or max(roof.peak_gflops.values())
+    ridge = peak / min(roof.bandwidth_gbs.values())  # the right-most ridge point (DRAM's)
+    x_lo = min(ok["intensity"].min(), 0.1) / 2
+    x_hi = max(ok["intensity"].max() * 3, ridge * 8)
+    xs = np.geomspace(x_lo, x_hi, 400)
+    with _figure(figsize=(WIDTH - 2.4, 6.2)) as fig:
+        ax = fig.subplots()
+        greys = {"DRAM": "0.15", "L3": "0.4", "L2": "0.6"}
+        for level in reversed(rl.LEVELS):  # DRAM, L3, L2: lowest roof first
+            bw = roof.bandwidth_gbs[level]
+            ax.plot(xs, np.minimum(peak, xs * bw), color=greys[level], linewidth=1.6,
+                    zorder=1)
+            # labels at the left edge: the roofs are parallel (slope 1), so their labels
+            # stack in bandwidth order without overlapping
+            ax.annotate(f"{level} {bw:.0f} GB/s", (x_lo * 1.15, x_lo * 1.15 * bw),
+                        textcoords="offset points", xytext=(0, 5), fontsize=10,
+                        color=greys[level], ha="left", va="bottom")
+        # at the nearest ridge point, where the flat roof starts and points are fewest
+        ax.text(peak / max(roof.bandwidth_gbs.values()) * 1.1, peak * 1.08,
+                f"float32 peak {peak:.0f} GFLOP/s", ha="left", va="bottom", fontsize=10,
+                color="0.15")
+        if (ok["dtype"].astype(str) == "float64").any() and "float64" in roof.peak_gflops:
+            p64 = roof.peak_gflops["float64"]
+            ax.axhline(p64, color="0.3", linewidth=1.2, linestyle=(0, (4, 3)), zorder=1)
+            ax.text(x_hi / 1.2, p64 / 1.08, f"float64 peak {p64:.0f} GFLOP/s", ha="right",
+                    va="top", fontsize=10, color="0.3")
+        handles: dict[str, object] = {}
+        for label, algo, operator, _, g in _series(ok):
+            for dtype, gg in g.groupby(g["dtype"].astype(str), sort=True):
+                hollow = operator != "conv"
+                ax.scatter(gg["intensity"], gg["rate"], s=36, zorder=3,
+                           marker="s" if dtype == "float64" else "o",
+                           facecolors="white" if hollow else colour[algo],
+                           edgecolors=colour[algo], linewidths=1.4)
+            handles.setdefault(label, Line2D([], [], marker="o", linestyle="none",
+                                             color=colour[algo], markersize=7))
+        if (ok["operator"] != "conv").any():
+            handles["different operator (hollow)"] = Line2D(
+                [], [], marker="o", linestyle="none", color="0.4", markerfacecolor="white",
+                markersize=7)
+        if (ok["dtype"].astype(str) == "float64").any():
+            handles["float64 (square)"] = Line2D([], [], marker="s", linestyle="none",
+                                                 color="0.4", markersize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.xaxis)
+        _plain_log(ax.yaxis)
+        ax.set_xlim(x_lo, x_hi)
+        y_lo = min(ok["rate"].min(), x_lo * roof.bandwidth_gbs["DRAM"]) / 2
+        ax.set_ylim(y_lo, max(ok["rate"].max(), peak) * 1.6)
+        ax.set_xlabel("arithmetic intensity (FLOP per byte moved, log scale)")
+        ax.set_ylabel("GFLOP/s (direct-method FLOPs / time, log scale)")
+        ax.set_title(f"How close to the machine's limits?  Roofline at {roof.threads} "
+                     f"thread{'s' if roof.threads != 1 else ''} (measured GEMM peak and triad "
+                     "bandwidths)", loc="left", fontsize=13)
+        ax.legend(handles.values(), handles.keys(), loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False, title="algorithm")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+# The roofline chart needs the run's roofline (meta.json) besides the rows: `write_charts`
+# draws it, after the GFLOP/s chart, when it is given one.
+ROOFLINE_CHART = ("roofline.png", roofline,
+                  "Each row under the roofline of this machine: min(GEMM peak, intensity × "
+                  "triad bandwidth) for data in L2, L3 and DRAM (float32 roofs; squares are "
+                  "float64). Intensity counts the compulsory bytes plus the algorithm's own "
+                  "intermediates, written and read once: an upper bound on its traffic.")
 
 # The charts of a report, in the order it shows them: (file name, function, caption).
 CHARTS = (
@@ -588,11 +691,18 @@ CHARTS = (
 )
 
 
-def write_charts(df: pd.DataFrame, out_dir) -> list[tuple[Path, str]]:
-    """Every chart that has something to show, as (path, caption), in `CHARTS` order."""
+def write_charts(df: pd.DataFrame, out_dir, roofline=None) -> list[tuple[Path, str]]:
+    """Every chart that has something to show, as (path, caption), in `CHARTS` order, with
+    `ROOFLINE_CHART` after the GFLOP/s chart when ``roofline`` (the run's
+    ``meta["roofline"]``) is given."""
     out = []
     for filename, chart, caption in CHARTS:
         path = chart(df, Path(out_dir) / filename)
         if path is not None:
             out.append((path, caption))
+        if filename == "gflops_vs_filter.png" and roofline is not None:
+            name, draw, text = ROOFLINE_CHART
+            path = draw(df, Path(out_dir) / name, roofline)
+            if path is not None:
+                out.append((path, text))
     return out

@@ -1,7 +1,8 @@
 """The registry: every algorithm convbench can run, in one table read top to bottom.
 
-Each entry names a kernel family in ``kernels/`` and states what it supports.  The
-harness reaches kernels only through this table.
+Each entry names a kernel family in ``kernels/`` (or, for a ``baseline``, another library's
+convolution: `convbench.baselines`) and states what it supports.  The harness reaches kernels
+only through this table.
 
 An entry's ``prepare(w, spec)`` does the once-per-layer work and returns
 ``compute(x, out)``, which writes into a preallocated output (see ``kernels``).
@@ -18,11 +19,13 @@ times a margin of about 10.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kernels.cpu import depthwise, direct, fft, im2col, winograd
 
+from . import baselines
 from .spec import ConvSpec
 
 
@@ -36,7 +39,8 @@ class Algorithm:
         Stable name used in results, the CLI and the API.
     family : str
         The algorithm family (``direct``, ``gemm``, ``fft``, ``winograd``, ``depthwise``,
-        ``separable``).
+        ``separable``, or ``baseline``: another library's convolution, a reference point that
+        is shown and compared against but never ranked, see `convbench.baselines`).
     device : str
         ``cpu`` or ``cuda``.
     supports : callable
@@ -56,6 +60,9 @@ class Algorithm:
         `convbench.separable_conv2d`) and which computes a different function from the
         standard convolution of the same shape, so it is compared on time, not ranked
         against exact algorithms.
+    default : bool
+        Whether a sweep that names no algorithms runs it.  False marks an *opt-in* entry (one
+        too slow to run on every problem), run only when a sweep or ``--algo`` names it.
     """
 
     name: str
@@ -67,6 +74,7 @@ class Algorithm:
     doc: str
     operator: str = "conv"
     workspace: Callable[[ConvSpec], int] | None = None
+    default: bool = True
 
 
 # Tolerance evidence (float32, max|err|/max|ref|, measured on the kernel test cases and the
@@ -147,6 +155,37 @@ REGISTRY += (
               "Depthwise kernel then the pointwise 1x1 as one batched GEMM launch.",
               operator="separable", workspace=_cuda("depthwise", "workspace_separable")),
 )
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported, without importing it (``import convbench`` must
+    stay light and work without the ``baselines`` extra)."""
+    return importlib.util.find_spec(package) is not None
+
+
+# Baselines (family ``baseline``): other libraries' convolutions, called as their users call
+# them, timed and checked like the kernels above; compared against, never ranked
+# (`convbench.analysis.ranked`).  Each is present only when its package is installed.
+# Tolerances (max|err|/max|ref|, the kernels' _EXACT): torch float32 (oneDNN) 5e-8 .. 5e-7 on
+# the kernel test cases, 2e-7 .. 9e-7 on the ResNet-50 layers; float64 (im2col + MKL) <= 4e-16.
+# scipy float32 7e-8 .. 3e-7 (per-pair sums in the problem's dtype), float64 <= 2e-16.
+def baseline_entries() -> tuple[Algorithm, ...]:
+    """The baseline entries whose package is installed (`_installed`), in registry order."""
+    out = ()
+    if _installed("torch"):
+        out += (Algorithm("torch", "baseline", "cpu", baselines.torch_supports,
+                          baselines.torch_prepare, _EXACT,
+                          "PyTorch CPU F.conv2d (oneDNN in float32, im2col + MKL in float64).",
+                          workspace=baselines.torch_workspace),)
+    if _installed("scipy"):
+        out += (Algorithm("scipy", "baseline", "cpu", baselines.scipy_supports,
+                          baselines.scipy_prepare, _EXACT,
+                          "scipy.signal.correlate2d per channel pair; opt-in, small problems.",
+                          workspace=baselines.scipy_workspace, default=False),)
+    return out
+
+
+REGISTRY += baseline_entries()
 
 DEVICES = ("cpu", "cuda")
 

@@ -22,7 +22,7 @@ import jinja2
 import pandas as pd
 from matplotlib.colors import to_hex
 
-from . import analysis, plots, store
+from . import analysis, baselines, plots, roofline, store
 
 TEMPLATE = "report.html.j2"
 REPORT = "report.html"
@@ -54,9 +54,9 @@ def write_report(run_dir, out_dir=None) -> Path:
     # The directory's own name, not meta's run_id: a path never comes from file contents.
     out = Path(out_dir) if out_dir is not None else Path(DEFAULT_DIR) / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
-    for name, _, _ in plots.CHARTS:  # an earlier report's chart that this run has no data for
-        (out / name).unlink(missing_ok=True)
-    charts = plots.write_charts(df, out)
+    for name, _, _ in (*plots.CHARTS, plots.ROOFLINE_CHART):  # an earlier report's chart
+        (out / name).unlink(missing_ok=True)                  # that this run has no data for
+    charts = plots.write_charts(df, out, roofline=meta.get("roofline"))
     html = render(df, meta, charts, run_dir=run_dir)
     path = out / REPORT
     tmp = path.with_name(path.name + ".tmp")
@@ -84,6 +84,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
     xo = analysis.crossovers(df)
     layers, totals = analysis.network_summary(df)
     sep = analysis.separable_savings(df)
+    vs_base = analysis.baseline_ratios(df)
     counts = df["status"].value_counts()
     shape = shapes(df)
     return {
@@ -106,6 +107,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "layers": _layer_rows(layers, shape),
         "totals": _total_rows(totals),
         "separable": _separable_rows(sep, shape),
+        "baseline": _baseline_table(vs_base),
         "rows": _all_rows(df, shape),
         "accuracy": accuracy(df),
         "inaccurate": _inaccurate_rows(df),
@@ -218,6 +220,7 @@ def findings(df, meta, win, xo, layers, totals, sep) -> list[dict]:
                     else "No two problems of this run differ in one field only (filter, "
                     "stride, channels, size or batch), so there is no crossover to look for."})
     out += _network_findings(totals, layers)
+    out += _baseline_findings(analysis.baseline_ratios(df))
     if not sep.empty:
         out.append(_separable_finding(sep))
     out.append(_accuracy_finding(ran))
@@ -235,6 +238,8 @@ def findings(df, meta, win, xo, layers, totals, sep) -> list[dict]:
                     f"{len(sim)} CUDA result{'s' if len(sim) != 1 else ''} ran on Numba's CUDA "
                     "simulator (NUMBA_ENABLE_CUDASIM=1): correct or not, their times are "
                     "meaningless, and they are left out of winners and crossovers."})
+    out += [{"kind": "", "items": [], "text": text}
+            for text in roofline.sentences(df, meta.get("roofline"))]
     for _, text in machine_warnings(meta):
         out.append({"kind": "warn", "items": [], "text": f"Machine: {text}."})
     errors = df[df["status"] == "error"]
@@ -319,6 +324,22 @@ def _network_findings(totals: pd.DataFrame, layers: pd.DataFrame) -> list[dict]:
                      "layer).")
         out.append({"kind": "", "text": text, "items": []})
     return out
+
+
+def _baseline_findings(t: pd.DataFrame) -> list[dict]:
+    """One sentence: the best convbench algorithm per layer against torch (oneDNN)."""
+    if t.empty:
+        return []
+    layers, mean = t.iloc[:-1], t.iloc[-1]
+    best = layers[analysis.BEST_CONVBENCH].dropna()
+    if best.empty:
+        return []
+    faster = int((best < 1).sum())
+    return [{"kind": "", "items": [], "text":
+             f"Against {baselines.title('torch')}: the best convbench algorithm per layer "
+             f"takes {_span(best)} its time, faster on {faster} of {len(best)} layers "
+             f"(geometric mean {times(mean[analysis.BEST_CONVBENCH])}); see Against "
+             "torch."}]
 
 
 def _separable_finding(sep: pd.DataFrame) -> dict:
@@ -414,19 +435,42 @@ def _separable_rows(sep: pd.DataFrame, shape: dict) -> list[dict]:
             for _, s in sep.iterrows()]
 
 
+def _baseline_table(t: pd.DataFrame) -> dict:
+    """`analysis.baseline_ratios` for the template: ``{"name", "algos", "rows"}`` (empty
+    rows when the run has no counted torch row).  Ratios below 1 are marked faster."""
+    if t.empty:
+        return {"name": baselines.title("torch"), "algos": [], "rows": []}
+    fixed = ("layer", "problem", "baseline_s", analysis.BEST_CONVBENCH, "best_algorithm")
+    algos = [c for c in t.columns if c not in fixed]
+
+    def cell(v):
+        return {"text": "" if pd.isna(v) else f"{float(v):.2f}",
+                "faster": bool(pd.notna(v) and v < 1)}
+
+    rows = [{"layer": r["layer"], "ms": ms(r["baseline_s"]), "mean": i == len(t) - 1,
+             "ratios": [cell(r[a]) for a in algos], "best": cell(r[analysis.BEST_CONVBENCH]),
+             "by": r["best_algorithm"], "algo": plots._algo(r["best_algorithm"] or "")}
+            for i, (_, r) in enumerate(t.iterrows())]
+    return {"name": baselines.title("torch"), "rows": rows,
+            "algos": [{"name": baselines.title(a), "algo": plots._algo(a)} for a in algos]}
+
+
 def _all_rows(df: pd.DataFrame, shape: dict) -> list[dict]:
     out = []
     for _, r in df.iterrows():
         acc = r["accurate"]
         out.append({
             "problem": problem_name(r), "shape": shape[r["problem"]],
-            "algorithm": analysis.label(r["algorithm"], r["device"]),
+            "algorithm": baselines.title(analysis.label(r["algorithm"], r["device"])),
             "algo": r["algorithm"], "operator": r["operator"], "status": r["status"],
             "reason": r["reason"] if isinstance(r["reason"], str) else "",
             "ms": ms(r["median_s"]),
             "iqr": (f"{ms(r['q1_s'])}\u2013{ms(r['q3_s'])}"
                     if pd.notna(r["q1_s"]) and pd.notna(r["q3_s"]) else ""),
             "gflops": num(r["gflops"]), "err": sci(r["max_rel_err"]),
+            "peak": _percent(r.get("peak_fraction")),
+            "bandwidth": _percent(r.get("bandwidth_fraction"))
+            + (f" ({r['memory_level']})" if isinstance(r.get("memory_level"), str) else ""),
             "tolerance": sci(r["tolerance"]),
             "accurate": "" if pd.isna(acc) else ("yes" if acc else "no"),
             "warnings": r["warnings"] if isinstance(r["warnings"], str) else "",
@@ -444,7 +488,7 @@ def accuracy(df: pd.DataFrame) -> list[dict]:
             tol = g["tolerance"].astype(float)
             within = int(g["accurate"].fillna(False).astype(bool).sum())
             out.append({
-                "algorithm": analysis.label(algo, device), "algo": algo,
+                "algorithm": baselines.title(analysis.label(algo, device)), "algo": algo,
                 "tolerance": ", ".join(sci(t) for t in sorted(tol.dropna().unique())),
                 "within": f"{within} of {len(g)}", "all": within == len(g),
                 "worst": sci(err.max()), "median": sci(err.median()),

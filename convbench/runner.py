@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from kernels.reference import reference_conv2d
 
-from . import accuracy, devices, machine, registry, store, sweep
+from . import accuracy, devices, machine, registry, roofline, store, sweep
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -178,6 +178,35 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
                 "reason": f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]}
 
 
+def _roofline(meta: dict, threads: int, remeasure: bool) -> roofline.Roofline | None:
+    """The run's roofline, recorded in ``meta["roofline"]``: a resumed run's own when it has
+    one at these threads, else the cached or freshly measured one (None, and the error in
+    ``meta``, when measuring fails)."""
+    old = meta.get("roofline")
+    if old and not remeasure and old.get("threads") == threads:
+        try:
+            return roofline.Roofline.from_dict(old)
+        except ValueError:
+            pass
+    try:
+        roof, _ = roofline.load_or_measure(threads, remeasure=remeasure)
+    except Exception as err:  # the rows are worth having without their fractions
+        meta["roofline"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+        return None
+    meta["roofline"] = roof.to_dict()
+    return roof
+
+
+def _estimate(algo: registry.Algorithm, spec: ConvSpec, row: dict) -> int | None:
+    """The entry's workspace estimate for a timed CPU row (None otherwise, or on failure)."""
+    if row.get("status") != "ok" or row.get("device") != "cpu" or algo.workspace is None:
+        return None
+    try:
+        return int(algo.workspace(spec))
+    except Exception:  # an estimate must never cost a measured row
+        return None
+
+
 def _devices(names) -> dict:
     """Each device by name, or the reason it cannot be used (its rows are then skipped)."""
     places = {}
@@ -215,7 +244,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
               resume=None, threads: int | None = None, max_memory: int | None = None,
               progress: Callable[[dict], None] | None = None,
               entries: Sequence[registry.Algorithm] | None = None,
-              on_start: Callable[[Path, int], None] | None = None) -> pd.DataFrame:
+              on_start: Callable[[Path, int], None] | None = None,
+              remeasure: bool = False) -> pd.DataFrame:
     """Run a sweep and return its rows (one per problem and algorithm).
 
     Parameters
@@ -238,6 +268,11 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         The algorithms to consider (default: the registry); tests pass fakes.
     on_start : callable, optional
         Called with the run directory and the number of cases left, before the first case.
+    remeasure : bool
+        Measure the machine's roofline (`convbench.roofline`) even when the cache holds it.
+        Every row gets its fractions of the roofline's peak and bandwidth; ``meta.json``
+        records the roofline and whether it came from the cache.  A resumed run keeps the
+        roofline it started with, so that all its rows are judged against one.
 
     Raises
     ------
@@ -255,8 +290,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     else:
         config = resolve_config(config)
     algos = [a for a in (registry.algorithms() if entries is None else entries)
-             if a.device in config.devices
-             and (config.algorithms is None or a.name in config.algorithms)]
+             if a.device in config.devices  # opt-in entries (default=False) only when named
+             and (a.default if config.algorithms is None else a.name in config.algorithms)]
     if not algos:
         raise ValueError(f"{config.source or config.name}: no registered algorithm matches "
                          f"algorithms={list(config.algorithms or ['all'])} on devices="
@@ -279,6 +314,9 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
                         machine=machine.fingerprint())
+            # the roofline is the CPU's: a CUDA-only run has no row to judge by it
+            roof = (_roofline(meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
+                    else None)
             store.write_meta(run_dir, meta)
             if on_start:
                 on_start(run_dir, len(cases))
@@ -291,6 +329,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
                 row = {"run_id": run_id, "threads": threads,
                        **run_case(spec, algo, problem, config.timing, budget,
                                   places[algo.device])}
+                row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
                 journal.append(row)
                 if progress:
                     progress(row)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+# 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
+# memory_level) and ``roofline`` in meta.json.  Version-1 runs load with those columns missing.
+SCHEMA_VERSION = 2
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
 META = "meta.json"
@@ -42,7 +44,11 @@ COLUMNS = {
                     _FLOAT),
     "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
     "workspace_bytes": _INT, "phases_s": _STR, "simulated": _BOOL, "h2d_s": _FLOAT,
-    "d2h_s": _FLOAT, "warnings": _STR, "schema_version": _INT,
+    "d2h_s": _FLOAT, "warnings": _STR,
+    # The row under the machine's roofline (convbench.roofline.row_columns; since version 2).
+    "bytes_moved": _INT, "intensity": _FLOAT, "peak_fraction": _FLOAT,
+    "bandwidth_fraction": _FLOAT, "memory_level": _STR,
+    "schema_version": _INT,
 }
 
 
@@ -152,7 +158,10 @@ def load_run(path) -> pd.DataFrame:
     if parquet.exists():
         df = pd.read_parquet(parquet)
         if len(df) >= len(rows_frame(journal)):
-            return df
+            # a run of an older schema lacks the newer columns: missing values, typed
+            missing = {c: pd.Series(None, index=df.index, dtype=object).astype(t)
+                       for c, t in COLUMNS.items() if c not in df}
+            return df.assign(**missing) if missing else df
     if not journal:
         raise ValueError(f"run: {run_dir} holds no rows ({JOURNAL} and {ROWS} missing or empty)")
     return rows_frame(journal)

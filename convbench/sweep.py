@@ -4,7 +4,7 @@ A sweep names its problems, the algorithms and devices to run them on, and how t
 Its TOML form (see DESIGN.md, "Sweeps and the CLI")::
 
     name = "filters"                  # default: the file's stem
-    algorithms = ["direct", "fft"]    # default: every registered algorithm
+    algorithms = ["direct", "fft"]    # default: every registered one but opt-in baselines
     devices = ["cpu"]                 # default: ["cpu"]; allowed: cpu, cuda
     [timing]                          # min_time, values, max_seconds, warmups (TimingConfig)
     [grid]                            # lists; their cartesian product
@@ -109,7 +109,8 @@ class SweepConfig:
         In run order; never empty.  A ConvSpec's ``name`` and ``count`` carry the layer's
         label and how often it occurs in its network.
     algorithms : tuple of str or None
-        Registered algorithm names; None runs every registered one.
+        Registered algorithm names; None runs every registered one but the opt-in ones
+        (``default=False``: the scipy baseline).
     devices : tuple of str
         ``cpu`` and/or ``cuda``.
     timing : TimingConfig

@@ -10,3 +10,25 @@ from pathlib import Path
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not Path("/dev/nvidia0").exists():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+
+import pytest  # noqa: E402 - after the simulator switch above
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _roofline_cache(tmp_path_factory):
+    """Every run of the test session (subprocesses too) finds its roofline in a private cache
+    holding `tests.fakes.roofline`: no test pays a real measurement, nor writes to the user's
+    cache.  Tests of the cache itself point ``CONVBENCH_CACHE_DIR`` elsewhere."""
+    import numba
+
+    from tests import fakes
+
+    old = os.environ.get("CONVBENCH_CACHE_DIR")
+    os.environ["CONVBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("convbench-cache"))
+    fakes.prepare_roofline_cache(max(numba.config.NUMBA_NUM_THREADS, 8))
+    yield
+    if old is None:
+        os.environ.pop("CONVBENCH_CACHE_DIR", None)
+    else:
+        os.environ["CONVBENCH_CACHE_DIR"] = old

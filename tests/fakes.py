@@ -50,3 +50,28 @@ def entries(delay: float = 0.0):
         Algorithm("gpu", "fake", "cuda", lambda s: None, lambda w, s: _exact(w, s), TOL,
                   "needs a GPU"),
     ]
+
+
+# A roofline with round numbers, so that tests compute a row's fractions by hand.
+ROOF_PEAK = {"float32": 100.0, "float64": 50.0}  # GFLOP/s
+ROOF_BANDWIDTH = {"L2": 400.0, "L3": 200.0, "DRAM": 50.0}  # GB/s
+ROOF_L2, ROOF_L3 = 1 << 20, 32 << 20  # bytes per core, per instance
+
+
+def roofline(threads: int):
+    """A `convbench.roofline.Roofline` at ``threads`` keyed for this machine (a cache hit)."""
+    from convbench import roofline as rl
+
+    return rl.Roofline(peak_gflops=dict(ROOF_PEAK), bandwidth_gbs=dict(ROOF_BANDWIDTH),
+                       capacity_bytes={"L2": threads * ROOF_L2, "L3": ROOF_L3, "DRAM": None},
+                       threads=threads, key=rl.cache_key(threads), details={"fake": True})
+
+
+def prepare_roofline_cache(max_threads: int) -> None:
+    """Write `roofline` for 1 to ``max_threads`` threads into the cache
+    (``$CONVBENCH_CACHE_DIR``), so that a run finds it and measures nothing."""
+    from convbench import roofline as rl
+
+    for t in range(1, max_threads + 1):
+        roof = roofline(t)
+        rl._write(rl.cache_path(roof.key), roof)

@@ -4,15 +4,18 @@ import numpy as np
 import pytest
 
 import convbench
-from convbench import ConvSpec, conv2d, reference_conv2d, separable_conv2d
+from convbench import ConvSpec, conv2d, reference_conv2d, registry, separable_conv2d
 from tests.cases import random_arrays
 
 
 def test_registry_names_as_designed():
-    names = [a.name for a in convbench.algorithms("cpu")]
+    names = [a.name for a in convbench.algorithms("cpu") if a.family != "baseline"]
     assert names == ["direct", "im2col", "fft", "winograd_f23", "winograd_f43", "depthwise",
                      "separable"]
     assert [a.name for a in convbench.algorithms("cuda")] == names  # a CUDA twin of each
+    # then the baselines whose package is installed (tests/unit/test_baselines.py)
+    assert [a.name for a in convbench.algorithms("cpu")][len(names):] == [
+        a.name for a in registry.baseline_entries()]
     assert {a.device for a in convbench.algorithms()} == {"cpu", "cuda"}
     assert all(a.tolerance["float64"] < a.tolerance["float32"] for a in convbench.algorithms())
 
