@@ -10,6 +10,8 @@ float.  Complex and other dtypes are rejected with a ValueError.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from kernels.reference import reference_conv2d as _reference
@@ -36,13 +38,24 @@ def _as_arrays(**arrays) -> tuple[list[np.ndarray], np.dtype]:
 
 
 def _spec(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> ConvSpec:
-    n, c, h, wd = x.shape
-    k, cg, r, s = w.shape
+    args = (x.shape, w.shape, stride, padding, dilation, groups, x.dtype)
+    try:
+        return _cached_spec(*args)
+    except TypeError:  # an unhashable argument (a list): build it uncached
+        return _cached_spec.__wrapped__(*args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_spec(xshape, wshape, stride, padding, dilation, groups, dtype) -> ConvSpec:
+    """The spec of one call's arguments; cached, since a ConvSpec is immutable and its
+    validation costs ~6 us, a tenth of a small depthwise layer."""
+    n, c, h, wd = xshape
+    k, cg, r, s = wshape
     if isinstance(groups, int) and groups >= 1 and cg * groups != c:
         raise ValueError(f"w must have shape (k, c/groups, r, s) = (k, {c}/{groups}, r, s) "
-                         f"for x of shape {x.shape}, got {w.shape}")
+                         f"for x of shape {xshape}, got {wshape}")
     return ConvSpec(n=n, c=c, h=h, w=wd, k=k, r=r, s=s, stride=stride, padding=padding,
-                    dilation=dilation, groups=groups, dtype=x.dtype)
+                    dilation=dilation, groups=groups, dtype=dtype)
 
 
 def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarray:
