@@ -5,12 +5,15 @@ Layout
 NCHW input, weights (c*m, 1, r, s) for a channel multiplier m = k // c: output channel o
 reads input channel o // m, as PyTorch's ``conv2d(..., groups=c)`` does.  Each thread
 works in its own workspaces (indexed by ``numba.get_thread_id``); their zero padding is
-written once, in `prepare`, and never touched again.
+written once, in `prepare`, and never touched again.  `prepare` is cheap (~2 us): the index
+tables depend on the shape alone and are cached (`_plan`), the weights are read in place,
+and only the workspaces are allocated, since `convbench.conv2d` prepares on every call.
 
 Depthwise convolution does only 2*r*s flops per input element: it is bound by moving the
 planes in and out and by per-plane overhead, not by arithmetic.  Two strategies:
 
-*Planes* (outputs larger than 16x16), ``prange`` over the n*c input planes:
+*Planes* (outputs larger than 16x16, and 3x3 stride 1 from 14x14 outputs on), ``prange``
+over the n*c input planes:
 
 1. *Fill*: copy the plane into a zero-padded workspace split into its sh*sw polyphase
    components: phase (py, px) holds padded pixel (Y, X) with Y % sh == py, X % sw == px at
@@ -21,7 +24,9 @@ planes in and out and by per-plane overhead, not by arithmetic.  Two strategies:
    ``acc[q] += w_t * phase_t[q + off_t]`` that LLVM vectorizes with 512-bit vectors; the
    wq - ow columns of each row that straddle the border are computed and thrown away.
    Taps are fused 9 (else 3, else 1) per pass.  Stride 2 thus costs one deinterleaving
-   copy, not strided loads in the hot loop.
+   copy, not strided loads in the hot loop.  3x3 stride 1 (`_taps_pairs`) computes two
+   output rows per pass over four input rows: 12 loads for two output vectors, not 18
+   (these loads, mostly straddling cache lines, bound the loop: 1.6x on 28x28 planes).
 3. *Copy out* the ow valid columns of each accumulator row.
 
 *Channel lanes* (outputs up to 16x16, inputs up to ~28x28), ``prange`` over blocks of 16
@@ -32,13 +37,16 @@ rows are too short for the loops' vector bodies and fixed costs dominate.
 
 Supported: groups == c, any multiplier, stride, padding (asymmetric too), dilation, filter
 size, batch, float32/float64.  Error: that of direct summation in the input dtype (~1e-7
-relative in float32); taps are summed in a fixed order with FMAs.
+relative in float32); taps are summed in a fixed order with FMAs (for 9 taps: each filter
+row's three by FMA, then the three row sums), the same whatever the vector width.
 
 The separable operator (``supports_separable``, ``prepare_separable``) runs the depthwise
 stage into a buffer and the pointwise 1x1 stage as one BLAS GEMM per image (Howard et al.,
 2017, "MobileNets", arXiv:1704.04861).  `compute` must not be called from two threads at
 once: a prepared layer's workspaces are shared.
 """
+
+import functools
 
 import numba
 import numpy as np
@@ -50,13 +58,27 @@ from kernels.cpu.common import single_threaded_blas, with_phases
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
 # vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
 _VB = 64    # flat loop lengths are rounded up to this: 16 f32 lanes x 4-way unroll, no tail
+_CH = 16    # elements per chunk of `_taps_pairs` and of short row copies: one f32 zmm
+_SHORT = 32  # rows below this many elements are copied in whole _CH chunks (`_fill`)
 _LB = 2048  # flat positions per block: a block's accumulator (8 KiB in f32) stays in L1
 _FM = {"contract"}  # FMAs only; no reassociation, so results do not depend on vector width
 _CB = 16    # channels per lane block of the small-plane strategy: one f32 zmm
 # channel lanes beat planes up to 16x16 outputs from up to ~28x28 inputs (3x3, 2 threads:
-# 7x7 26 vs 41 us, 14x14 39 vs 44; 32->16 s2 75 vs 45, 18x18 38 vs 33)
+# 7x7 26 vs 41 us, 14x14 39 vs 44; 32->16 s2 75 vs 45, 18x18 38 vs 33) ...
 _LANES_MAX_PIXELS = 256
 _LANES_MAX_INPUT = 800
+# ... but for `_taps_pairs` from 14x14 outputs on (512 channels, 2 threads: 14x14 34 vs 44
+# us, 16x16 (256 ch.) 21 vs 27; 12x12 75 vs 34, 7x7 95 vs 27)
+_PAIRS_MIN_OW = 14
+
+
+@njit(cache=True)
+def _rounded(n, end, xn):
+    """n, rounded up to a multiple of _CH if below _SHORT and the rounded copy, which reads
+    up to ``end + _CH - 1`` (exclusive, with end the exact copy's end), stays in x (xn)."""
+    if n >= U(_SHORT) or end + U(_CH - 1) > xn:
+        return n
+    return (n + U(_CH - 1)) // U(_CH) * U(_CH)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -68,24 +90,39 @@ def _fill(x, xb, h, w, ws, wb, rowdst, colsrc, coldst, colcnt, sw):
     coldst[px] + t of it, for t < colcnt[px].  Tables come from `_geometry`: no division
     here, it costs more than the copy on 7x7 planes.
     """
+    # Rows shorter than _SHORT are copied to a multiple of _CH elements: the extra ones
+    # spill into the phase's next row (copied later) or its padding, zeroed again at once,
+    # and the loop never runs its scalar remainder (fill of 512 14x14 planes, 1 thread:
+    # 30 -> 24 us; 128 56x56 planes stride 2: 65 -> 56 us; but 128 56x56 stride 1: 31 -> 40).
+    # The phase stride leaves room for the last row's spill (`_planar_plan`).
+    xn = U(x.shape[0])
     for y in range(h):
         src = U(xb + y * w)
         if sw == 1:
             if rowdst[y, 0] >= 0:
                 dst = U(wb + rowdst[y, 0] + coldst[0])
-                for t in range(U(w)):
+                nw = U(w)
+                nr = _rounded(nw, src + nw, xn)
+                for t in range(nr):
                     ws[dst + t] = x[src + t]
+                for t in range(nw, nr):
+                    ws[dst + t] = 0
         elif sw == 2 and rowdst[y, 0] >= 0 and rowdst[y, 1] >= 0:
             # both column phases from one pass over the row: LLVM turns the pair of
             # stride-2 loads into vector loads and permutes
             pe = 0 if colsrc[0] == 0 else 1  # phase of the even input columns
             d0 = U(wb + rowdst[y, pe] + coldst[pe])
             d1 = U(wb + rowdst[y, 1 - pe] + coldst[1 - pe])
-            for t in range(U(w // 2)):
+            n2 = U(w // 2)
+            nr = _rounded(n2, src + U(2) * n2 + U(15), xn)
+            for t in range(nr):
                 ws[d0 + t] = x[src + U(2) * t]
                 ws[d1 + t] = x[src + U(2) * t + U(1)]
+            for t in range(n2, nr):
+                ws[d0 + t] = 0
+                ws[d1 + t] = 0
             if w % 2:
-                ws[d0 + U(w // 2)] = x[src + U(w - 1)]
+                ws[d0 + n2] = x[src + U(w - 1)]
         else:
             usw = U(sw)
             for px in range(sw):
@@ -114,9 +151,9 @@ def _taps(ws, wt, tb, toff, wb, t0, nt, acc, ab, q0, nq, first):
         w3 = wt[tb + t0 + 3]; w4 = wt[tb + t0 + 4]; w5 = wt[tb + t0 + 5]  # noqa: E702
         w6 = wt[tb + t0 + 6]; w7 = wt[tb + t0 + 7]; w8 = wt[tb + t0 + 8]  # noqa: E702
         for q in range(n):
-            v = (w0 * ws[a0 + q] + w1 * ws[a1 + q] + w2 * ws[a2 + q]
-                 + w3 * ws[a3 + q] + w4 * ws[a4 + q] + w5 * ws[a5 + q]
-                 + w6 * ws[a6 + q] + w7 * ws[a7 + q] + w8 * ws[a8 + q])
+            v = ((w0 * ws[a0 + q] + w1 * ws[a1 + q] + w2 * ws[a2 + q])
+                 + (w3 * ws[a3 + q] + w4 * ws[a4 + q] + w5 * ws[a5 + q])
+                 + (w6 * ws[a6 + q] + w7 * ws[a7 + q] + w8 * ws[a8 + q]))
             acc[acc0 + q] = v if first else acc[acc0 + q] + v
     elif nt == 3:
         a0 = U(base + toff[t0]); a1 = U(base + toff[t0 + 1]); a2 = U(base + toff[t0 + 2])  # noqa: E702
@@ -132,12 +169,46 @@ def _taps(ws, wt, tb, toff, wb, t0, nt, acc, ab, q0, nq, first):
             acc[acc0 + q] = v if first else acc[acc0 + q] + v
 
 
+@njit(cache=True, fastmath=_FM)
+def _taps_pairs(ws, wt, tb, wb, wq, oh, acc, ab):
+    """3x3, stride 1, dilation 1: output rows oy and oy+1 together, from input rows oy..oy+3.
+
+    Same sums as `_taps` (same order), with 12 loads for two output vectors instead of 18:
+    the taps' loads straddle cache lines (offsets +1, +2) and bound that loop (12 cycles
+    a vector at 112x112).  Each row pair computes whole _CH chunks of flat outputs
+    ``[oy*wq, oy*wq + ceil(wq/_CH)*_CH)``: the overhang lands on the next row's flat
+    outputs with the very values that row gets, so no tail loop.  An odd oh computes one
+    row past the plane (room in the workspaces, see `_planar_plan`).
+    """
+    w0 = wt[tb]; w1 = wt[tb + 1]; w2 = wt[tb + 2]  # noqa: E702
+    w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
+    w6 = wt[tb + 6]; w7 = wt[tb + 7]; w8 = wt[tb + 8]  # noqa: E702
+    e = U(_CH)
+    uq = U(wq)
+    nr = (uq + e - U(1)) // e * e
+    for oy in range(0, oh, 2):
+        r0 = U(wb + oy * wq); r1 = r0 + uq; r2 = r1 + uq; r3 = r2 + uq  # noqa: E702
+        o0 = U(ab + oy * wq); o1 = o0 + uq  # noqa: E702
+        for c0 in range(U(0), nr, e):
+            for v in range(e):
+                q = c0 + v
+                x00 = ws[r0 + q]; x01 = ws[r0 + q + U(1)]; x02 = ws[r0 + q + U(2)]  # noqa: E702
+                x10 = ws[r1 + q]; x11 = ws[r1 + q + U(1)]; x12 = ws[r1 + q + U(2)]  # noqa: E702
+                x20 = ws[r2 + q]; x21 = ws[r2 + q + U(1)]; x22 = ws[r2 + q + U(2)]  # noqa: E702
+                x30 = ws[r3 + q]; x31 = ws[r3 + q + U(1)]; x32 = ws[r3 + q + U(2)]  # noqa: E702
+                acc[o0 + q] = ((w0 * x00 + w1 * x01 + w2 * x02) + (w3 * x10 + w4 * x11 + w5 * x12)
+                               + (w6 * x20 + w7 * x21 + w8 * x22))
+                acc[o1 + q] = ((w0 * x10 + w1 * x11 + w2 * x12) + (w3 * x20 + w4 * x21 + w5 * x22)
+                               + (w6 * x30 + w7 * x31 + w8 * x32))
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, colcnt,
-            toff, chunks, ws, wsize, acc, asize):
+            toff, chunks, pairs, ws, wsize, acc, asize):
     """All planes: x (n, c, h, w), out (n, c*m, oh, ow) and wt (c*m, r, s), all flattened.
 
-    ws / acc hold one phase workspace (wsize) / accumulator (asize) per thread.
+    ws / acc hold one phase workspace (wsize) / accumulator (asize) per thread; pairs:
+    3x3 stride 1 dilation 1, computed by `_taps_pairs`.
     """
     n = x.shape[0] // (c * h * w)
     ntap = toff.shape[0]
@@ -148,7 +219,9 @@ def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, c
         _fill(x, p * h * w, h, w, ws, wb, rowdst, colsrc, coldst, colcnt, sw)
         for o in range(p * m, (p + 1) * m):  # (image, output channel) plane, flat
             tb = (o % (c * m)) * ntap
-            for q0 in range(0, L, _LB):
+            if pairs:
+                _taps_pairs(ws, wt, tb, wb, wq, oh, acc, ab)
+            for q0 in range(0, 0 if pairs else L, _LB):
                 nq = min(_LB, L - q0)
                 for ci in range(chunks.shape[0] - 1):
                     t0 = chunks[ci]
@@ -198,11 +271,12 @@ def _lanes_taps(ws, wb, wc, cb, toff, t0, nt, o16, ob, oh, ow, sh, sw, wp, first
                 d = ox * step
                 p = po + ox * e
                 for v in range(e):
-                    s = (wc[k0 + v] * ws[a0 + d + v] + wc[k1 + v] * ws[a1 + d + v]
-                         + wc[k2 + v] * ws[a2 + d + v] + wc[k3 + v] * ws[a3 + d + v]
-                         + wc[k4 + v] * ws[a4 + d + v] + wc[k5 + v] * ws[a5 + d + v]
-                         + wc[k6 + v] * ws[a6 + d + v] + wc[k7 + v] * ws[a7 + d + v]
-                         + wc[k8 + v] * ws[a8 + d + v])
+                    s = ((wc[k0 + v] * ws[a0 + d + v] + wc[k1 + v] * ws[a1 + d + v]
+                          + wc[k2 + v] * ws[a2 + d + v])
+                         + (wc[k3 + v] * ws[a3 + d + v] + wc[k4 + v] * ws[a4 + d + v]
+                            + wc[k5 + v] * ws[a5 + d + v])
+                         + (wc[k6 + v] * ws[a6 + d + v] + wc[k7 + v] * ws[a7 + d + v]
+                            + wc[k8 + v] * ws[a8 + d + v]))
                     o16[p + v] = s if first else o16[p + v] + s
         elif nt == 3:
             a0 = U(row + toff[t0]); a1 = U(row + toff[t0 + 1]); a2 = U(row + toff[t0 + 2])  # noqa: E702
@@ -224,12 +298,15 @@ def _lanes_taps(ws, wb, wc, cb, toff, t0, nt, o16, ob, oh, ow, sh, sw, wp, first
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _lanes(x, out, wc, c, h, w, m, oh, ow, sh, sw, wp, pt, pl, toff, chunks, ws, wsize,
+def _lanes(x, out, wt, c, h, w, m, oh, ow, sh, sw, wp, pt, pl, toff, chunks, ws, wsize,
            o16, osize, lsrc):
-    """All planes, _CB output channels at a time: x (n, c, h, w), out (n, c*m, oh, ow) flat.
+    """All planes, _CB output channels at a time: x (n, c, h, w), out (n, c*m, oh, ow) and
+    wt (c*m, r, s), all flattened.
 
-    wc (blocks, r*s, _CB) holds the weights lane-minor (zero past channel c*m); ws / o16 /
-    lsrc (32 per thread) are per-thread input, output and lane-source workspaces.
+    ws / o16 / lsrc (32 per thread) are per-thread input, output and lane-source
+    workspaces; the end of a thread's ws takes the block's weights lane-minor, gathered
+    here rather than reordered in `prepare` (1024 channels: ~1.7 us a call here, ~3 us of
+    `prepare` there, and `convbench.conv2d` pays both on every call).
     """
     k = c * m
     nb = (k + _CB - 1) // _CB
@@ -240,14 +317,18 @@ def _lanes(x, out, wc, c, h, w, m, oh, ow, sh, sw, wp, pt, pl, toff, chunks, ws,
         b = p // nb
         o0 = (p % nb) * _CB
         lb = tid * 32
-        for v in range(_CB):  # lanes past the last channel re-read it; never stored
-            lsrc[lb + v] = (b * c + min(o0 + v, k - 1) // m) * h * w
         wb = tid * wsize
         ob = tid * osize
+        cb = wb + wsize - (ntap + 1) * _CB
+        for v in range(_CB):  # lanes past the last channel repeat it; never stored
+            o = min(o0 + v, k - 1)
+            lsrc[lb + v] = (b * c + o // m) * h * w
+            for t in range(ntap):
+                ws[U(cb + t * _CB + v)] = wt[U(o * ntap + t)]
         _lanes_fill(x, lsrc, lb, h, w, ws, wb, wp, pt, pl)
         for ci in range(chunks.shape[0] - 1):
             t0 = chunks[ci]
-            _lanes_taps(ws, wb, wc, (p % nb) * ntap * _CB, toff, t0, chunks[ci + 1] - t0,
+            _lanes_taps(ws, wb, ws, cb, toff, t0, chunks[ci + 1] - t0,
                         o16, ob, oh, ow, sh, sw, wp, ci == 0)
         for v in range(min(_CB, k - o0)):
             dst = U((b * k + o0 + v) * oh * ow)
@@ -267,88 +348,103 @@ def _chunks(ntap):
     return np.array(bounds, np.int64)
 
 
-class _Planar:
-    """The polyphase plane-at-a-time strategy for one layer: tables, weights, workspaces."""
-
-    def __init__(self, w, spec, m):
-        h, wd, r, s = spec.h, spec.w, spec.r, spec.s
-        sh, sw, dh, dw = spec.sh, spec.sw, spec.dh, spec.dw
-        pt, _, pl, _ = spec.pads
-        oh, ow = spec.oh, spec.ow
-        # a phase must hold every input pixel and every pixel a valid output reads
-        hq = max(oh + ((r - 1) * dh) // sh, (h + pt + sh - 1) // sh)
-        wq = max(ow + ((s - 1) * dw) // sw, (wd + pl + sw - 1) // sw)
-        L = ((oh - 1) * wq + ow + _VB - 1) // _VB * _VB  # flat outputs, padded
-        toff = np.empty(r * s, np.int64)
-        used = np.zeros(sh * sw, np.bool_)
-        for i in range(r):
-            for j in range(s):
-                phase = ((i * dh) % sh) * sw + (j * dw) % sw
-                toff[i * s + j] = (phase * hq + (i * dh) // sh) * wq + (j * dw) // sw
-                used[phase] = True
-        rowdst = np.full((h, sw), -1, np.int64)
-        for y in range(h):
-            py, yy = (y + pt) % sh, (y + pt) // sh
-            for px in range(sw):
-                if used[py * sw + px]:
-                    rowdst[y, px] = ((py * sw + px) * hq + yy) * wq
-        colsrc = np.array([(px - pl) % sw for px in range(sw)], np.int64)
-        coldst = (colsrc + pl) // sw
-        colcnt = np.maximum(0, (wd - colsrc + sw - 1) // sw)
-        # the flat loop reads up to _VB past the last phase; the 16-element gaps keep the
-        # threads' regions on separate cache lines whatever the base alignment (false
-        # sharing of the accumulators tripled the 2-thread time on 7x7 planes)
-        wsize = (sh * sw * hq * wq + _VB + 15) // 16 * 16 + 16
-        asize = (L + 15) // 16 * 16 + 16
-        nt = numba.config.NUMBA_NUM_THREADS
-        ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
-        acc = np.empty(nt * asize, spec.dtype)
-        wt = np.ascontiguousarray(np.asarray(w, dtype=spec.dtype)).reshape(-1)  # (c*m*r*s,)
-        self.args = (wt, spec.c, h, wd, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, colcnt,
-                     toff, _chunks(r * s), ws, wsize, acc, asize)
-
-    def __call__(self, x, out):
-        _planar(x, out, *self.args)
+def _planar_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """`_planar`'s tables and per-thread sizes: functions of the shape only (see `_plan`)."""
+    pt, _, pl, _ = pads
+    # a phase must hold every input pixel and every pixel a valid output reads
+    hq = max(oh + ((r - 1) * dh) // sh, (h + pt + sh - 1) // sh)
+    wq = max(ow + ((s - 1) * dw) // sw, (wd + pl + sw - 1) // sw)
+    L = ((oh - 1) * wq + ow + _VB - 1) // _VB * _VB  # flat outputs, padded
+    ps = hq * wq + _CH  # phase stride: room for the spill of `_fill`'s last row
+    toff = np.empty(r * s, np.int64)
+    used = np.zeros(sh * sw, np.bool_)
+    for i in range(r):
+        for j in range(s):
+            phase = ((i * dh) % sh) * sw + (j * dw) % sw
+            toff[i * s + j] = phase * ps + (i * dh) // sh * wq + (j * dw) // sw
+            used[phase] = True
+    rowdst = np.full((h, sw), -1, np.int64)
+    for y in range(h):
+        py, yy = (y + pt) % sh, (y + pt) // sh
+        for px in range(sw):
+            if used[py * sw + px]:
+                rowdst[y, px] = (py * sw + px) * ps + yy * wq
+    colsrc = np.array([(px - pl) % sw for px in range(sw)], np.int64)
+    coldst = (colsrc + pl) // sw
+    colcnt = np.maximum(0, (wd - colsrc + sw - 1) // sw)
+    # the flat loop reads up to _VB past the last phase; the 16-element gaps keep the
+    # threads' regions on separate cache lines whatever the base alignment (false
+    # sharing of the accumulators tripled the 2-thread time on 7x7 planes)
+    pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1
+    # _taps_pairs writes flat outputs up to oh*wq + nr (odd oh: one row past the plane)
+    # and reads up to nr + 2 past the phase; the general passes write up to L and read up
+    # to _VB past the phase
+    nr = (wq + _CH - 1) // _CH * _CH if pairs else 0
+    wsize = (sh * sw * ps + max(_VB, nr + 2) + 15) // 16 * 16 + 16
+    asize = (max(L, oh * wq + nr) + 15) // 16 * 16 + 16
+    tables = (c, h, wd, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, colcnt, toff,
+              _chunks(r * s), pairs)
+    return tables, wsize, asize
 
 
-class _Lanes:
-    """The channel-lane strategy for one layer: tables, weights, workspaces."""
+def _lanes_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """`_lanes`' tables and per-thread sizes: functions of the shape only (see `_plan`)."""
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    toff = np.array([(i * dh * wp + j * dw) * _CB for i in range(r) for j in range(s)],
+                    np.int64)
+    # padded block, then the block's weights, then _CB elements that keep the threads'
+    # regions on separate cache lines (see _planar_plan)
+    wsize = (hp * wp + r * s + 1) * _CB
+    tables = (c, h, wd, m, oh, ow, sh, sw, wp, pt, pl, toff, _chunks(r * s))
+    return tables, wsize, oh * ow * _CB + 16
 
-    def __init__(self, w, spec, m):
-        c, h, wd, r, s = spec.c, spec.h, spec.w, spec.r, spec.s
-        pt, pb, pl, pr = spec.pads
-        hp, wp = h + pt + pb, wd + pl + pr
-        oh, ow = spec.oh, spec.ow
-        k = c * m
-        nb = (k + _CB - 1) // _CB
-        wc = np.zeros((nb * _CB, r * s), spec.dtype)
-        wc[:k] = np.asarray(w, dtype=spec.dtype).reshape(k, r * s)
-        wc = np.ascontiguousarray(wc.reshape(nb, _CB, r * s).transpose(0, 2, 1)).reshape(-1)
-        toff = np.array([(i * spec.dh * wp + j * spec.dw) * _CB
-                         for i in range(r) for j in range(s)], np.int64)
-        wsize = hp * wp * _CB + 16  # 16: threads on separate cache lines (see _Planar)
-        osize = oh * ow * _CB + 16
-        nt = numba.config.NUMBA_NUM_THREADS
-        ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
-        o16 = np.empty(nt * osize, spec.dtype)
-        lsrc = np.zeros(nt * 32, np.int64)
-        self.args = (wc, c, h, wd, m, oh, ow, spec.sh, spec.sw, wp, pt, pl, toff,
-                     _chunks(r * s), ws, wsize, o16, osize, lsrc)
 
-    def __call__(self, x, out):
-        _lanes(x, out, *self.args)
+@functools.lru_cache(maxsize=256)
+def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """Strategy, index tables and per-thread workspace sizes of a layer shape.
+
+    Cached: they depend on the shape alone, and building them in Python cost 8-47 us, as
+    much as the computation on MobileNet's layers (`convbench.conv2d` prepares on every
+    call).  The tables are only read.
+
+    Returns
+    -------
+    (kernel, tables, wsize, asize)
+        Channel lanes for small planes, where the per-plane and per-row overheads
+        dominate, else planes; ws and its accumulator or output block take wsize and
+        asize elements per thread.
+    """
+    args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
+    pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= _PAIRS_MIN_OW
+    if oh * ow <= _LANES_MAX_PIXELS and h * wd <= _LANES_MAX_INPUT and not pairs:
+        return (_lanes, *_lanes_plan(*args))
+    return (_planar, *_planar_plan(*args))
 
 
 def _strategy(w, spec, m):
-    """Channel lanes for small planes, where the per-plane and per-row overheads dominate."""
-    if spec.oh * spec.ow <= _LANES_MAX_PIXELS and spec.h * spec.w <= _LANES_MAX_INPUT:
-        return _Lanes(w, spec, m)
-    return _Planar(w, spec, m)
+    """``(kernel, args)``: ``kernel(x, out, *args)`` on flat arrays computes the layer.
+
+    args hold the tables, the weights and the workspaces, allocated here: a workspace is
+    never shared by two prepared layers.  The weights are not copied (the kernel reads
+    ``w`` when called): a copy would cost as much as the rest of `prepare`.
+    """
+    kernel, tables, wsize, asize = _plan(spec.c, spec.h, spec.w, m, spec.r, spec.s,
+                                         spec.sh, spec.sw, spec.dh, spec.dw, tuple(spec.pads),
+                                         spec.oh, spec.ow)
+    nt = numba.config.NUMBA_NUM_THREADS
+    ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
+    acc = np.empty(nt * asize, spec.dtype)
+    wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
+    if kernel is _lanes:
+        return kernel, (wt, *tables, ws, wsize, acc, asize, np.empty(nt * 32, np.int64))
+    return kernel, (wt, *tables, ws, wsize, acc, asize)
 
 
 def workspace(spec):
     """Bytes `prepare` and one call allocate (an upper bound): per-thread padded planes or
-    16-channel blocks, their accumulators, and the reordered weights."""
+    16-channel blocks (with the block's weights), their accumulators, and a weight-sized
+    margin (the weights themselves are not copied)."""
     pt, pb, pl, pr = spec.pads
     hp, wp = spec.h + pt + pb + spec.sh, spec.w + pl + pr + spec.sw
     per_thread = _CB * (hp * wp + spec.oh * spec.ow) + 2 * _VB + 64
@@ -375,17 +471,18 @@ def prepare(w, spec):
     Parameters
     ----------
     w : ndarray (k, 1, r, s)
-        k = c*m; output channel o reads input channel o // m.
+        k = c*m; output channel o reads input channel o // m.  Read by every call, not
+        copied: it must not change while the layer is in use.
     spec : ConvSpec-like
         With groups == c.
     """
     reason = supports(spec)
     if reason:
         raise ValueError(reason)
-    run = _strategy(w, spec, spec.k // spec.c)
+    kernel, args = _strategy(w, spec, spec.k // spec.c)
 
     def compute(x, out):
-        run(x.reshape(-1), out.reshape(-1))
+        kernel(x.reshape(-1), out.reshape(-1), *args)
 
     return compute
 
@@ -454,14 +551,14 @@ def prepare_separable(ws, spec):
     """
     w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
-    depthwise = _strategy(w_dw, spec, m)
+    kernel, args = _strategy(w_dw, spec, m)
     wp = np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype).reshape(k, c * m))
     mid = np.empty((n, c * m, spec.oh * spec.ow), dtype=spec.dtype)
 
     kblocks = min(numba.get_num_threads(), k)
 
     def depthwise_stage(x, out):
-        depthwise(x.reshape(-1), mid.reshape(-1))
+        kernel(x.reshape(-1), mid.reshape(-1), *args)
 
     def pointwise_stage(x, out):
         with single_threaded_blas():
