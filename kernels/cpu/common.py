@@ -1,5 +1,10 @@
 """Pieces shared by the CPU kernels."""
 
+import ctypes
+import math
+import threading
+
+import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
@@ -69,3 +74,119 @@ def with_phases(*phases):
 
     compute.phases = phases
     return compute
+
+
+# Workspaces of prepared layers that no longer exist, kept for the next `prepare` (uint8 blocks).
+# A fresh allocation of a few MB costs a page fault per 4 KiB page at first touch (~3-4 us
+# each here, in a VM: a 9.4 MB buffer took 8.8 ms to fill against 0.5 ms reused), and glibc
+# hands large blocks back to the OS when they are freed, so a layer prepared per call (as
+# `convbench.conv2d` does) would pay that on every call.
+_FREE_WORKSPACES = []
+# reentrant: a lease collected by the garbage collector while pooled_empty holds the lock gives
+# its block back from the same thread
+_FREE_LOCK = threading.RLock()
+POOL_BYTES = 64 << 20  # most bytes kept free; beyond it the oldest free workspaces are dropped
+
+
+def _give_back(base):
+    with _FREE_LOCK:
+        _FREE_WORKSPACES.append(base)
+        kept = 0
+        for i in range(len(_FREE_WORKSPACES) - 1, -1, -1):
+            kept += _FREE_WORKSPACES[i].nbytes
+            if kept > POOL_BYTES:
+                del _FREE_WORKSPACES[: i + 1]
+                break
+
+
+# A reused block is reported to tracemalloc as allocated while it is lent (NumPy reported it
+# when it was created), so that measured workspaces do not depend on what the pool holds.
+_TRACK = ctypes.pythonapi.PyTraceMalloc_Track
+_TRACK.argtypes = (ctypes.c_uint, ctypes.c_size_t, ctypes.c_size_t)
+_UNTRACK = ctypes.pythonapi.PyTraceMalloc_Untrack
+_UNTRACK.argtypes = (ctypes.c_uint, ctypes.c_size_t)
+_TRACE_DOMAIN = 0x63627770  # any domain other than NumPy's (389047)
+
+
+class _Lease:
+    """Bytes of a pooled block lent to one layer: every array made from it (views included)
+    keeps it alive, and the block returns to the free list when the last one is gone."""
+
+    def __init__(self, base, start, nbytes, reused):
+        self.base = base
+        self.ptr = base.__array_interface__["data"][0]
+        self.reused = reused
+        self.__array_interface__ = {"data": (self.ptr + start, False),
+                                    "shape": (nbytes,), "typestr": "|u1", "version": 3}
+        if reused:
+            _TRACK(_TRACE_DOMAIN, self.ptr, nbytes)
+
+    def __del__(self):
+        if self.reused:
+            _UNTRACK(_TRACE_DOMAIN, self.ptr)
+        _give_back(self.base)
+
+
+def pooled_empty(shape, dtype):
+    """An uninitialized C array for a prepared layer's workspace, reusing the memory of a layer
+    that no longer exists.
+
+    The memory returns to a small free list (at most ``POOL_BYTES``) once neither the array
+    nor any view of it is referenced: a workspace is never shared by two live layers.
+    """
+    dtype = np.dtype(dtype)
+    count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
+    nbytes = max(count, 1) * dtype.itemsize + 64  # room to align the start to a cache line
+    base = None
+    with _FREE_LOCK:
+        # the smallest free block that fits, unless it wastes more than half of itself
+        for b in _FREE_WORKSPACES:
+            if nbytes <= b.nbytes <= 2 * nbytes + 4096 and (base is None or b.nbytes < base.nbytes):
+                base = b
+        if base is not None:
+            for i, b in enumerate(_FREE_WORKSPACES):
+                if b is base:
+                    del _FREE_WORKSPACES[i]
+                    break
+    reused = base is not None
+    if base is None:
+        base = np.empty(nbytes, dtype=np.uint8)
+    lease = _Lease(base, -base.__array_interface__["data"][0] % 64, count * dtype.itemsize,
+                   reused)
+    return np.asarray(lease).view(dtype).reshape(shape)
+
+
+_BLAS_LIBS = []
+
+
+class _OneBlasThread:
+    """Context limiting every BLAS library to one thread, restoring each one's count on exit."""
+
+    def __init__(self, libs):
+        self.libs = libs
+
+    def __enter__(self):
+        self.prev = [lib.get_num_threads() for lib in self.libs]
+        for lib, n in zip(self.libs, self.prev, strict=True):
+            if n != 1:
+                lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, n in zip(self.libs, self.prev, strict=True):
+            if n != 1:
+                lib.set_num_threads(n)
+
+
+def one_blas_thread():
+    """`single_threaded_blas` for a call of a few hundred microseconds: 3 us instead of 9.
+
+    threadpoolctl's ``limit`` rebuilds its bookkeeping on every use; this calls the libraries'
+    own get/set functions, found once by the same controller.
+    """
+    if not _BLAS_LIBS:
+        if not _BLAS:  # the controller of `single_threaded_blas`, built the same way
+            import scipy.linalg.cython_blas  # noqa: F401
+
+            _BLAS.append(ThreadpoolController())
+        _BLAS_LIBS.append([lib for lib in _BLAS[0].lib_controllers if lib.user_api == "blas"])
+    return _OneBlasThread(_BLAS_LIBS[0])

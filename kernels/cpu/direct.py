@@ -12,8 +12,13 @@ flattened grid ``p = y*wq + x`` (``x < wq``; columns ``x >= ow`` are computed an
 and every tap's reads are contiguous in ``p``.  A zero tail after the planes keeps the last
 pixel block's reads in bounds, so the inner loops have no bounds checks.
 
-The weights are reordered once to ``wt`` (groups, kg/KB, cg, r*s, KB): the KB output
-channels of a block are contiguous for each (channel, tap), in the order the loop reads them.
+The weights are read in place, viewed as ``wt`` (groups, kg/KB, cg, r*s, KB): for each
+(channel, tap) the loop broadcasts the KB weights of its block from KB rows of ``w``, which
+costs nothing to prepare (copying them to that layout, contiguous in KB, cost 0.1-0.7 ms a
+call on the ResNet-50 layers, more than it saved).  Only a kg that is not a multiple of KB
+gets a copy, padded with zero output channels.  ``xq`` comes from
+`kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of the last
+one instead of page-faulting a fresh block.
 
 Work item = (image, group, pixel block of ``tile`` flattened pixels, output-channel block of
 KB), flattened into one ``prange`` so that batch 1 fills both cores; channel blocks are
@@ -22,7 +27,8 @@ accumulates a (KB, tile) tile in a stack array (see ``_stack_tile``), over chann
 per (channel, tap) two vector loads of input feed 2*KB FMAs whose KB weights are scalar
 broadcasts.  ``tile`` is 128 bytes of pixels (32 float32, 16 float64) and KB = 8: 16 vector
 accumulators, half the AVX-512 register file (8x128 beat 8x192, 12x128, 6x256 and 4x256 on
-the ResNet-50 layers).  An unpadded 1x1 stride-1 layer skips the copy and reads the input
+the ResNet-50 layers; measured again with the weights read in place: 8x192 1-67% and 12x128
+50-110% slower).  An unpadded 1x1 stride-1 layer skips the copy and reads the input
 in place, its last pixel tile moved back so as not to read past the array.
 
 Supported problems
@@ -49,7 +55,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.cpu.common import every_problem, with_phases
+from kernels.cpu.common import every_problem, pooled_empty, with_phases
 
 KB = 8  # output channels per register tile
 TILE_BYTES = 128  # bytes of output pixels per register tile row (2 AVX-512 vectors)
@@ -93,30 +99,37 @@ def _phase_split(x, pt, pl, sh, sw, hq, wq, xq):
     left alone (zeroed once in ``prepare``).
     """
     n, c, h, w = x.shape
-    for nc in prange(n * c):
-        b = nc // c
-        ch = nc % c
-        for py in range(sh):
-            for px in range(sw):
-                # plane columns j with 0 <= px + sw*j - pl < w hold input; the rest are padding
-                j0 = min(max(-((px - pl) // sw), 0), wq)
-                j1 = min(max((w - 1 - px + pl) // sw + 1, j0), wq)
-                for i in range(hq):
-                    # slices keep every index below >= 0: a possibly negative index gets a
-                    # wraparound select that turns vector loads and stores into gathers
-                    dst = xq[b, ch, ((py * sw + px) * hq + i) * wq:]
+    # plane columns j with 0 <= px + sw*j - pl < w hold input; the rest are padding
+    j0s = np.empty(sw, np.intp)
+    j1s = np.empty(sw, np.intp)
+    for px in range(sw):
+        j0s[px] = min(max(-((px - pl) // sw), 0), wq)
+        j1s[px] = min(max((w - 1 - px + pl) // sw + 1, j0s[px]), wq)
+    # split by plane rows, so that conv1's 3 channels still share out evenly (a split by channels
+    # gives one thread 2 of them) and the thread convolving the top of the output wrote the top
+    # of every plane; no divisions per row (an item per (channel, plane, row) took 0.27 ms to
+    # pad 3x3 s2 128@56, 0.10 ms this way, within noise of a split by channels)
+    for i in prange(hq):
+        for b in range(n):
+            for ch in range(c):
+                for py in range(sh):
                     row = py + sh * i - pt
-                    if row < 0 or row >= h:
-                        for j in range(wq):
+                    for px in range(sw):
+                        # slices keep every index below >= 0: a possibly negative index gets a
+                        # wraparound select that turns vector loads and stores into gathers
+                        dst = xq[b, ch, ((py * sw + px) * hq + i) * wq:]
+                        if row < 0 or row >= h:
+                            for j in range(wq):
+                                dst[j] = 0
+                            continue
+                        j0, j1 = j0s[px], j1s[px]
+                        src = x[b, ch, row, px + sw * j0 - pl:]
+                        for j in range(j0):
                             dst[j] = 0
-                        continue
-                    src = x[b, ch, row, px + sw * j0 - pl:]
-                    for j in range(j0):
-                        dst[j] = 0
-                    for j in range(j1 - j0):
-                        dst[j0 + j] = src[sw * j]
-                    for j in range(j1, wq):
-                        dst[j] = 0
+                        for j in range(j1 - j0):
+                            dst[j0 + j] = src[sw * j]
+                        for j in range(j1, wq):
+                            dst[j] = 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -128,8 +141,9 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
     xq : ndarray (n, c, L)
         Phase-split padded input (see ``_phase_split``), or the input itself viewed as
         (n, c, h*w) for an unpadded 1x1 stride-1 problem.
-    wt : ndarray (groups, kblocks, cg, taps, KB)
-        Reordered weights, zero for the output channels past kg in the last block.
+    wt : ndarray (groups, kblocks, cg, taps, KB), strided
+        The weights (a view of the caller's, or of a copy padded with zero output channels
+        past kg in the last block).
     toff : ndarray (taps,) of intp
         Offset of each tap's reads in a channel of ``xq``.
     wq : int
@@ -199,18 +213,17 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
 
 
 def workspace(spec):
-    """Bytes `prepare` and one call allocate: the blocked weights (built through one padded
-    copy) and the phase-split padded input."""
+    """Bytes `prepare` and one call allocate: the phase-split padded input and, where kg is not
+    a multiple of KB, the weights padded to whole blocks (they are otherwise read in place)."""
     pt, pb, pl, pr = spec.pads
-    kpad = -(-spec.kg // KB) * KB * spec.groups
-    weights = 2 * kpad * spec.cg * spec.r * spec.s
+    weights = bool(spec.kg % KB) * -(-spec.kg // KB) * KB * spec.groups * spec.cg * spec.r * spec.s
     xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
                             + TILE_BYTES // spec.itemsize + spec.r * spec.s)
     return spec.itemsize * (weights + xq)
 
 
 def prepare(w, spec):
-    """Reorder the weights, allocate the workspace, and return ``compute(x, out)``.
+    """View the weights in blocks, take the workspace, and return ``compute(x, out)``.
 
     Parameters
     ----------
@@ -223,7 +236,8 @@ def prepare(w, spec):
     -------
     callable
         ``compute(x, out)`` writing the convolution of ``x`` (n, c, h, w) into ``out``
-        (n, k, oh, ow).
+        (n, k, oh, ow).  It reads ``w`` in place: changing ``w`` changes later results, as
+        with a framework's layer.
     """
     dtype = np.dtype(spec.dtype)
     pt, pb, pl, pr = spec.pads
@@ -233,14 +247,22 @@ def prepare(w, spec):
     wq = -(-(spec.w + pl + pr) // sw)
 
     kblocks = -(-kg // KB)
-    wt = np.zeros((groups, kblocks * KB, cg, r * s), dtype=dtype)
-    wt[:, :kg] = w.reshape(groups, kg, cg, r * s)
-    # (groups, kblocks, KB, cg, taps) -> (groups, kblocks, cg, taps, KB)
-    wt = np.ascontiguousarray(wt.reshape(groups, kblocks, KB, cg, r * s).transpose(0, 1, 3, 4, 2))
+    wk = w.reshape(groups, kg, cg, r * s)
+    if kg % KB:
+        # zero output channels complete the last block
+        wk = pooled_empty((groups, kblocks * KB, cg, r * s), dtype)
+        wk[:, :kg] = w.reshape(groups, kg, cg, r * s)
+        wk[:, kg:] = 0
+    # the weights read in place, (groups, kblocks, KB, cg, taps) viewed as
+    # (groups, kblocks, cg, taps, KB): a copy to that layout (a parallel reorder into a reused
+    # buffer) made the call slower on every ResNet-50 layer (3x3 s2 128@56: 0.90 against
+    # 0.80 ms, 512@7: 1.3 against 0.77 ms) for a compute at most 3% faster
+    wt = wk.reshape(groups, kblocks, KB, cg, r * s).transpose(0, 1, 3, 4, 2)
 
-    ii, jj = np.divmod(np.arange(r * s), s)
-    plane = (ii * dh % sh) * sw + jj * dw % sw
-    toff = (plane * hq * wq + (ii * dh // sh) * wq + jj * dw // sw).astype(np.intp)
+    # tap (i, j) reads plane (i*dh % sh, j*dw % sw) shifted by (i*dh // sh, j*dw // sw)
+    offsets = [((i * dh % sh) * sw + j * dw % sw) * hq * wq + (i * dh // sh) * wq + j * dw // sw
+               for i in range(r) for j in range(s)]
+    toff = np.array(offsets, dtype=np.intp)
 
     tile = TILE_BYTES // dtype.itemsize
     npix = spec.oh * wq
@@ -254,8 +276,9 @@ def prepare(w, spec):
         return compute
 
     p_last = (npix - 1) // tile * tile
-    reach = p_last + tile + int(toff.max())  # end of the last tile's reads
-    xq = np.zeros((spec.n, spec.c, max(sh * sw * hq * wq, reach)), dtype=dtype)
+    reach = p_last + tile + max(offsets)  # end of the last tile's reads
+    xq = pooled_empty((spec.n, spec.c, max(sh * sw * hq * wq, reach)), dtype)
+    xq[:, :, sh * sw * hq * wq:] = 0  # the tail that _phase_split leaves alone
 
     def pad(x, out):
         _phase_split(x, pt, pl, sh, sw, hq, wq, xq)

@@ -105,14 +105,14 @@ WORKSPACE_LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+# PyTorch allocates with its own allocator, which tracemalloc does not see: the torch
+# baseline's estimate has nothing to be checked against.
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a.name != "torch"], ids=lambda a: a.name)
 def test_workspace_estimate_bounds_what_is_allocated(algo):
     """The estimate used to skip problems over the memory budget is an upper bound of the
     bytes measured (tracemalloc) during a prepare and a call, and not a wild one."""
     from convbench.runner import _workspace
 
-    if algo.name == "torch":
-        pytest.skip("PyTorch allocates with its own allocator, which tracemalloc does not see")
     for spec in WORKSPACE_LAYERS:
         if algo.supports(spec) is not None:
             continue
