@@ -11,26 +11,43 @@ matrices come from `kernels.winograd_math` (F(2, 3): points 0, +-1; F(4, 3): poi
 0, +-1, 1/2, -2, the more accurate set measured there).  ``winograd_f23`` is m = 2,
 ``winograd_f43`` m = 4.
 
-Layout (ne = (m + 2)^2 transformed elements, tiles = n * ceil(oh/m) * ceil(ow/m))
--------------------------------------------------------------------------------
+Layout (ne = (m + 2)^2 transformed elements, tiles = n * th * tw, th x tw tiles an image)
+------------------------------------------------------------------------------------
+``Q`` (m, m, th + 2, P) per thread, P = tw + 1
+    One padded input channel split into its m x m phases (`_phase_split`): element
+    (i, j) of the patches of all tiles of the channel is one contiguous run of Q, at
+    tile pitch P.  This one scalar pass replaces a padded copy and a per-patch gather.
+``V`` (groups, ne, cg, slots)
+    Input transform (`_input_transform`): per channel, a row pass over the nt runs of
+    each patch row and a column pass into V, unit-stride loops over all tiles of the
+    channel.  Tiles of all images share the slot axis, so a batch makes the GEMMs wider,
+    not more numerous.  From ``PITCHED_TW`` tiles a row V keeps Q's pitch (slots = n * th
+    * P, one unused slot a tile row, 7 % at 56 x 56); below it the column pass drops it.
 ``U`` (groups, ne, kg, cg)
-    Filter transform, computed in float64 in `prepare` and rounded once.
-``V`` (groups, ne, cg, tiles)
-    Input transform.  Tiles of all images share the tile axis, so a batch makes the
-    GEMMs wider, not more numerous.
-``M`` (groups, ne, kg, tiles)
+    Filter transform (`_filter_transform`), computed in float64 in `prepare`, vectorized
+    over input channels, and rounded once.
+``M`` (groups, ne, kg, slots)
     ``M[g, e] = U[g, e] @ V[g, e]``: ne * groups GEMMs, run in a prange over (g, e),
-    each on one BLAS thread (see `_gemms`).  With at most ``SKINNY_TILES`` tiles they
-    are dot products instead (`_gemms_skinny`), which stream U once.
+    each on one BLAS thread (see `_gemms`).  With at most ``SKINNY_TILES`` tiles (512 ->
+    512 @7) the layer is weight-bound and U is never stored: `_fused_skinny` transforms
+    each output channel's filters on the fly and takes dot products.
+Output transform (`_output_transform`): jobs of at most ``SPAN`` consecutive (channel,
+tile) positions of M, two passes of unit-stride linear combinations into a per-thread
+scratch, then the valid part of each tile is written into ``out``.
 
-Both transforms take a *job*: a span of consecutive (channel, tile) positions of one
-group, at most ``SPAN`` long, which is contiguous in ``V[g, e]`` (or ``M[g, e]``) for
-every e.  The patch gather copies the span's input patches into a per-thread scratch
-``D`` (m+2, m+2, span) and then the transform is two passes of long, unit-stride
-linear combinations (rows, then columns), the last one writing straight into
-``V[g, e, span]``.  The output transform does the reverse and writes the valid part of
-each tile into ``out``; partial tiles at the right and bottom edges read zeros, from a
-padded input buffer large enough to hold whole tiles.
+Every array above is a view of one workspace per layer, taken from a small pool
+(`_carve`, `kernels.cpu.common.pooled_empty`): a workspace freed by one layer is reused by
+the next of a similar size, so calls do not page-fault fresh buffers in, and a workspace is
+never given to a second layer while the first can still run.
+
+Speed (batch 1, float32, 2 threads, call = prepare + compute as ``convbench.conv2d``
+runs it, medians against PyTorch's oneDNN in the same process, quiet machine): F(4, 3)
+0.41 ms against 0.55 ms on 64 -> 64 @56 and 0.43 against 0.54 ms on 128 -> 128 @28
+(prepare 0.04 and 0.09 ms; compute 0.36 and 0.34 ms: input transform 0.13 and 0.09,
+GEMMs 0.16 and 0.18, output transform 0.08 and 0.06).  256 -> 256 @14 stays 1.3x and
+512 -> 512 @7 2.5x slower: writing, or transforming on the fly, 36 k c filter values
+costs more than oneDNN's whole layer.  With another process busy on one of the two
+cores every phase boundary waits for it, and the margins above vanish.
 
 Supported problems
 ------------------
@@ -39,28 +56,47 @@ float32 and float64.
 
 Error
 -----
-max|out - ref| / max|ref| against the float64 oracle, measured over the helper's test
-shapes and the ResNet-50 3x3 layers: F(2, 3) up to 7e-7 and F(4, 3) up to 4e-6 in
-float32 (the transforms' larger coefficients amplify rounding; see the table in
-`kernels.winograd_math`); 4e-16 and 3e-15 in float64.
+max|out - ref| / max|ref| against the float64 oracle, measured over odd shapes (1 x 1
+images, asymmetric padding, groups, batch 3, partial tiles) and the ResNet-50 3x3 layers
+(x ~ N(0, 1), w ~ N(0, 1/(9c))): F(2, 3) up to 6e-7 and F(4, 3) up to 5.4e-6 (256 -> 256
+@14) in float32 (the transforms' larger coefficients amplify rounding; see the table in
+`kernels.winograd_math`); 1.1e-15 and 8e-15 in float64.
 """
 
-from functools import partial
+import math
+from functools import cache, lru_cache, partial
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.common import pad_into, single_threaded_blas, with_phases
+from kernels.cpu.common import one_blas_thread, pooled_empty, with_phases
 from kernels.winograd_math import winograd_matrices
 
-# Longest (channel, tile) span a transform job handles: its scratch (2 * (m+2)^2 * SPAN
-# values per thread) stays within L2, and the unit-stride passes run long enough.
+# Longest (channel, tile) span an output transform job handles: its scratch (2 * (m+2)^2 *
+# SPAN values per thread) stays within L2, and the unit-stride passes run long enough.
 SPAN = 512
 
-# Up to this many tiles the GEMMs are dot products streaming U (`_gemms_skinny`): at 4
-# tiles (512 @7, F(4, 3)) 0.8 ms against 1.1-2.2 ms through OpenBLAS; at 16 BLAS wins.
+# Up to this many tiles U is never stored (`_fused_skinny`): at 4 tiles (512 @7, F(4, 3))
+# 1.6 ms against 2.4 ms for U in `prepare` (38 MB written) and 1 ms of GEMMs; at 16 tiles
+# (256 @14) 1.0 ms against 0.26 + 0.27 ms.
 SKINNY_TILES = 8
+
+# V and M keep the spare tile slot of `_phase_split` from this many tiles a row: 7 % more
+# GEMM columns at 56 x 56 cost less than a column pass per tile row (64 -> 64 @56: input
+# transform 0.14 against 0.24 ms); at 14 x 14 (tw 4) the 25 % would not.
+PITCHED_TW = 7
+
+
+@cache
+def _matrices(m):
+    """`winograd_matrices` (m, 3), read-only and cached: their exact rational construction
+    takes 0.3 ms, which was half of `prepare` on 64 -> 64 @56."""
+    mats = winograd_matrices(m, 3)
+    for a in mats:
+        a.flags.writeable = False
+    return mats
+
 
 def supports(spec):
     """None for 3 x 3 filters with stride 1 and dilation 1, else the reason.
@@ -83,6 +119,7 @@ def supports(spec):
     return "winograd needs " + "; ".join(need) if need else None
 
 
+@lru_cache(maxsize=256)
 def _jobs(groups, ch, tiles):
     """Transform jobs (g, start, length): spans of the flattened (ch, tiles) axis.
 
@@ -100,18 +137,38 @@ def _jobs(groups, ch, tiles):
         for g in range(groups):
             for c0 in range(0, ch, per):
                 jobs.append((g, c0 * tiles, min(per, ch - c0) * tiles))
-    return np.array(jobs, dtype=np.int64)
+    jobs = np.array(jobs, dtype=np.int64)
+    jobs.flags.writeable = False  # cached: shared by every layer of this shape
+    return jobs
 
 
 @njit(cache=True)
 def _combine(coef, src, s0, ss, dst, d0, ds, length):
     """dst[d0 + o*ds + t] = sum_i coef[o, i] * src[s0 + i*ss + t] for t < length.
 
-    Flat 1-D arrays with explicit row offsets and strides keep every row unit-stride;
-    zero coefficients (12-50 % of BT and AT) are skipped.
+    Flat 1-D arrays with explicit row offsets and strides keep every row unit-stride.  With
+    6 columns (F(4, 3)) each output row is one pass over its six sources; otherwise zero
+    coefficients (12-50 % of the F(2, 3) matrices) are skipped, one pass per nonzero.
     """
     # unit-stride views indexed from 0: Numba's wraparound test on a possibly negative
     # index (d + t) stops LLVM from vectorizing; with the views these loops run 13x faster
+    if coef.shape[1] == 6:
+        # F(4, 3): one pass per output row (one store per element instead of one per
+        # nonzero coefficient), zeros included
+        s_0 = src[s0:s0 + length]
+        s_1 = src[s0 + ss:s0 + ss + length]
+        s_2 = src[s0 + 2 * ss:s0 + 2 * ss + length]
+        s_3 = src[s0 + 3 * ss:s0 + 3 * ss + length]
+        s_4 = src[s0 + 4 * ss:s0 + 4 * ss + length]
+        s_5 = src[s0 + 5 * ss:s0 + 5 * ss + length]
+        for o in range(coef.shape[0]):
+            dv = dst[d0 + o * ds:d0 + o * ds + length]
+            a0, a1, a2 = coef[o, 0], coef[o, 1], coef[o, 2]
+            a3, a4, a5 = coef[o, 3], coef[o, 4], coef[o, 5]
+            for t in range(length):
+                dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t]
+                         + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
+        return
     for o in range(coef.shape[0]):
         dv = dst[d0 + o * ds:d0 + o * ds + length]
         first = True
@@ -131,65 +188,157 @@ def _combine(coef, src, s0, ss, dst, d0, ds, length):
             dv[:] = 0
 
 
-@njit(parallel=True, cache=True)
-def _input_transform(xp, BT, m, th, tw, cg, jobs, scratch, V):
-    """V[g, e1*nt + e2, span] = (BT d BT^T)[e1, e2] for each patch d of each job's span.
+@njit(cache=True)
+def _combine_at(coef, src, offs, dst, d0, ds, length):
+    """dst[d0 + o*ds + t] = sum_j coef[o, j] * src[offs[j] + t] for t < length."""
+    nj = coef.shape[1]
+    if nj == 6:
+        s_0 = src[offs[0]:offs[0] + length]
+        s_1 = src[offs[1]:offs[1] + length]
+        s_2 = src[offs[2]:offs[2] + length]
+        s_3 = src[offs[3]:offs[3] + length]
+        s_4 = src[offs[4]:offs[4] + length]
+        s_5 = src[offs[5]:offs[5] + length]
+        for o in range(coef.shape[0]):
+            dv = dst[d0 + o * ds:d0 + o * ds + length]
+            a0, a1, a2 = coef[o, 0], coef[o, 1], coef[o, 2]
+            a3, a4, a5 = coef[o, 3], coef[o, 4], coef[o, 5]
+            for t in range(length):
+                dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t]
+                         + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
+        return
+    for o in range(coef.shape[0]):
+        dv = dst[d0 + o * ds:d0 + o * ds + length]
+        dv[:] = 0
+        for j in range(nj):
+            a = coef[o, j]
+            if a != 0:
+                sv = src[offs[j]:offs[j] + length]
+                for t in range(length):
+                    dv[t] += a * sv[t]
 
-    V is passed flat per group: (groups, ne * cg * tiles).
+
+@njit(cache=True)
+def _phase_split(x, pt, pl, m, Q):
+    """Q[pi, pj, Y, X] = x[m*Y + pi - pt, m*X + pj - pl], zero outside x (one channel).
+
+    Q (m, m, th + 2, P) with P = tw + 1: the padded channel split into its m x m phases,
+    so that element (i, j) of the patches of all its tiles is one contiguous run,
+    ``Q[i % m, j % m]`` from offset ``(i // m) * P + j // m``, with tiles at pitch P (one
+    spare slot per tile row).  This one scalar pass replaces the padding copy and the
+    per-patch gather (36 scalar moves a patch, 60 % of the input transform before).
+    """
+    h, w = x.shape
+    hq, wq = Q.shape[2], Q.shape[3]
+    for pj in range(m):
+        # columns X in [lo, hi) read inside x: m*X + pj - pl in [0, w)
+        lo = min(wq, (pl - pj + m - 1) // m) if pl > pj else 0
+        hi = max(lo, min(wq, (w + pl - pj + m - 1) // m))
+        for pi in range(m):
+            for Y in range(hq):
+                y = m * Y + pi - pt
+                dst = Q[pi, pj, Y]
+                if y < 0 or y >= h:
+                    dst[:] = 0
+                    continue
+                dst[:lo] = 0
+                src = x[y, m * lo + pj - pl:]
+                inner = dst[lo:hi]  # views from 0: no wraparound tests
+                for X in range(hi - lo):
+                    inner[X] = src[m * X]
+                dst[hi:] = 0
+
+
+@njit(parallel=True, cache=True)
+def _input_transform(x, pt, pl, BT, th, vp, groups, Q, Qflat, scratch, V):
+    """V[g, e1*nt + e2, c, slot] = (BT d BT^T)[e1, e2] for the patch d of every tile slot.
+
+    Per channel (one prange over images and channels) `_phase_split` writes the channel
+    into the per-thread ``Q`` (threads, m, m, th + 2, P), also passed as ``Qflat``
+    (threads, m * m * (th + 2) * P), where it stays in cache for the transform.  V is passed
+    flat per group: (groups, ne * cg * slots), slots = n * th * vp.  The row pass
+    combines the nt runs of `Q` of each patch row i into ``E`` (i, e2, th * P) and the
+    column pass combines those into V: long unit-stride vector loops over all tiles of
+    the channel.  ``vp`` is the tile pitch of V: P keeps the spare slots (one long column
+    pass), tw drops them (one column pass per tile row; better where the spare slots
+    would be a large part of the GEMMs, tw < `PITCHED_TW`).
     """
     nt = BT.shape[0]
-    tpi = th * tw
-    tiles = xp.shape[0] * tpi
-    plane = cg * tiles  # one e of V[g]
-    for jb in prange(jobs.shape[0]):
-        g, start, length = jobs[jb, 0], jobs[jb, 1], jobs[jb, 2]
-        D = scratch[numba.get_thread_id(), 0]  # (i, j, l) flat, row i of nt*length
-        E = scratch[numba.get_thread_id(), 1]  # (e1, j, l) flat
-        # gather the patches: D[i, j, l] = xp[b, c, ty*m + i, tx*m + j]
-        pos = 0
-        while pos < length:
-            flat = start + pos
-            c = g * cg + flat // tiles
-            t = flat % tiles
-            b, rem = t // tpi, t % tpi
-            ty, tx = rem // tw, rem % tw
-            run = min(tw - tx, length - pos)
-            for i in range(nt):
-                row = xp[b, c, ty * m + i]
-                for j in range(nt):
-                    src = row[tx * m + j::m]
-                    dv = D[(i * nt + j) * length + pos:]
-                    for q in range(run):
-                        dv[q] = src[q]
-            pos += run
-        _combine(BT, D, 0, nt * length, E, 0, nt * length, nt * length)  # E[e1, j, l]
+    m = nt - 2
+    n, c = x.shape[0], x.shape[1]
+    cg = c // groups
+    P = Q.shape[4]
+    plane = (th + 2) * P
+    L = th * P  # slots of one image
+    slots = n * th * vp  # of V
+    offs = np.empty((nt, nt), dtype=np.int64)
+    for i in range(nt):
+        for j in range(nt):
+            offs[i, j] = ((i % m) * m + j % m) * plane + (i // m) * P + j // m
+    for bc in prange(n * c):
+        b, ch = bc // c, bc % c
+        g, cl = ch // cg, ch % cg
+        E = scratch[numba.get_thread_id()]  # (i, e2, L) flat
+        _phase_split(x[b, ch], pt, pl, m, Q[numba.get_thread_id()])
+        Qc = Qflat[numba.get_thread_id()]
+        for i in range(nt):
+            _combine_at(BT, Qc, offs[i], E, i * nt * L, L, L)
         Vg = V[g]
-        for e1 in range(nt):
-            _combine(BT, E, e1 * nt * length, length,
-                     Vg, e1 * nt * plane + start, plane, length)
+        for e2 in range(nt):
+            if vp == P:
+                _combine(BT, E, e2 * L, nt * L, Vg, (e2 * cg + cl) * slots + b * L,
+                         nt * cg * slots, L)
+            else:
+                for ty in range(th):
+                    _combine(BT, E, e2 * L + ty * P, nt * L, Vg,
+                             (e2 * cg + cl) * slots + (b * th + ty) * vp, nt * cg * slots, vp)
+
+
+@njit(cache=True)
+def _filter_rows(f, G, S, T, a):
+    """Row ``a`` of ``G f`` for a whole row of filters, in float64: T[j, c] (3, cg).
+
+    ``f`` (cg * 9,) holds the cg filters of one output channel; ``S`` (9, cg) receives
+    them transposed once per output channel (``a == 0``), so that every pass below runs
+    unit-stride over channels and vectorizes.
+    """
+    cg = S.shape[1]
+    if a == 0:
+        for ij in range(9):  # stride-9 reads, vectorized as gathers
+            s = S[ij]
+            src = f[ij:]
+            for c in range(cg):
+                s[c] = src[c * 9]
+    g0, g1, g2 = G[a, 0], G[a, 1], G[a, 2]
+    for j in range(3):
+        s0, s1, s2, t = S[j], S[3 + j], S[6 + j], T[j]
+        for c in range(cg):
+            t[c] = g0 * s0[c] + g1 * s1[c] + g2 * s2[c]
 
 
 @njit(parallel=True, cache=True)
-def _filter_transform(w, G, U):
+def _filter_transform(w, G, scratch, U):
     """U[g, (a, b), kl, c] = (G w[g, kl, c] G^T)[a, b], computed in float64, rounded once.
 
-    w (groups, kg, cg, 3, 3); U (groups, nt * nt, kg, cg).  Parallel over output channels,
-    channels innermost so that the writes are contiguous.  (The NumPy einsum this replaces
-    took 70 ms on 512 -> 512 for F(4, 3).)
+    w (groups, kg, cg * 9); scratch (threads, 12, cg) float64; U (groups, nt * nt, kg, cg).
+    Parallel over output channels; channels innermost, so that every pass is a unit-stride
+    vector loop and the writes are nt * nt contiguous rows (64 -> 64: 65 -> 20 us, 256 ->
+    256: 980 -> 320 us, against the scalar loop over filters this replaces).
     """
-    groups, kg, cg = w.shape[0], w.shape[1], w.shape[2]
+    groups, kg = w.shape[0], w.shape[1]
     nt = G.shape[0]
     for gk in prange(groups * kg):
         g, kl = gk // kg, gk % kg
-        for a in range(nt):  # c innermost: nt streams of contiguous writes (5x faster)
-            for c in range(cg):
-                f = w[g, kl, c]
-                # row a of G f, then its product with G^T
-                t0 = G[a, 0] * f[0, 0] + G[a, 1] * f[1, 0] + G[a, 2] * f[2, 0]
-                t1 = G[a, 0] * f[0, 1] + G[a, 1] * f[1, 1] + G[a, 2] * f[2, 1]
-                t2 = G[a, 0] * f[0, 2] + G[a, 1] * f[1, 2] + G[a, 2] * f[2, 2]
-                for b in range(nt):
-                    U[g, a * nt + b, kl, c] = t0 * G[b, 0] + t1 * G[b, 1] + t2 * G[b, 2]
+        buf = scratch[numba.get_thread_id()]
+        S, T = buf[:9], buf[9:12]
+        for a in range(nt):
+            _filter_rows(w[g, kl], G, S, T, a)
+            t0, t1, t2 = T[0], T[1], T[2]
+            for b in range(nt):
+                h0, h1, h2 = G[b, 0], G[b, 1], G[b, 2]
+                dst = U[g, a * nt + b, kl]
+                for c in range(dst.shape[0]):
+                    dst[c] = t0[c] * h0 + t1[c] * h1 + t2[c] * h2
 
 
 @njit(parallel=True, cache=True)
@@ -208,34 +357,66 @@ def _gemms(U, V, M):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _gemms_skinny(U, V, M, Vt):
-    """`_gemms` for few tiles (512 @7 in F(4, 3): 4): dot products that stream U once.
+def _fused_skinny(w, G, V, M, fscratch, uscratch, Vt, slot):
+    """``M[g, e] = U[g, e] @ V[g, e]`` with U computed on the fly, for few tiles.
 
-    With 4 columns OpenBLAS' packing makes these GEMMs 2x slower than reading U, which
-    then sets the time (36 x 512 x 512 floats: 38 MB, more than the L3).  fastmath lets
-    LLVM vectorize the sums over channels (their order changes, as in any blocked GEMM).
+    With few tiles the layer is weight-bound: U (36 k c values) was written by `prepare`
+    and read back once by GEMMs of 4 columns, 2 x 38 MB through memory on 512 -> 512 @7.
+    Here each thread transforms the filters of one output channel (`_filter_rows`,
+    float64, rounded once into ``uscratch``, as `_filter_transform`) and takes their dot
+    products with ``Vt`` (groups, ne, tiles, cg), V transposed here first, four tiles per
+    pass over the channels; nothing of U leaves the core.  fastmath lets
+    LLVM vectorize the channel sums (their order changes, as in any blocked GEMM).
     """
-    groups, ne, kg, cg = U.shape
-    tiles = V.shape[3]
+    groups, ne, cg = V.shape[0], V.shape[1], V.shape[2]
+    tiles = slot.shape[0]
+    kg = w.shape[1]
+    nt = G.shape[0]
     for ge in prange(groups * ne):
         g, e = ge // ne, ge % ne
-        vt = Vt[numba.get_thread_id()]  # (tiles, cg) flat
         for c in range(cg):
             for t in range(tiles):
-                vt[t * cg + c] = V[g, e, c, t]
-        for k in range(kg):
-            u = U[g, e, k]
-            for t in range(tiles):
-                v = vt[t * cg:(t + 1) * cg]
-                acc = u[0] * v[0]
-                for c in range(1, cg):
-                    acc += u[c] * v[c]
-                M[g, e, k, t] = acc
+                Vt[g, e, t, c] = V[g, e, c, slot[t]]
+    for gk in prange(groups * kg):
+        g, kl = gk // kg, gk % kg
+        buf = fscratch[numba.get_thread_id()]
+        S, T = buf[:9], buf[9:12]
+        u = uscratch[numba.get_thread_id()]
+        for a in range(nt):
+            _filter_rows(w[g, kl], G, S, T, a)
+            t0, t1, t2 = T[0], T[1], T[2]
+            for b in range(nt):
+                h0, h1, h2 = G[b, 0], G[b, 1], G[b, 2]
+                for c in range(cg):
+                    u[c] = t0[c] * h0 + t1[c] * h1 + t2[c] * h2
+                e = a * nt + b
+                t = 0
+                while t + 4 <= tiles:
+                    v0, v1, v2, v3 = Vt[g, e, t], Vt[g, e, t + 1], Vt[g, e, t + 2], Vt[g, e, t + 3]
+                    s0, s1, s2, s3 = u[0] * v0[0], u[0] * v1[0], u[0] * v2[0], u[0] * v3[0]
+                    for c in range(1, cg):
+                        s0 += u[c] * v0[c]
+                        s1 += u[c] * v1[c]
+                        s2 += u[c] * v2[c]
+                        s3 += u[c] * v3[c]
+                    M[g, e, kl, slot[t]], M[g, e, kl, slot[t + 1]] = s0, s1
+                    M[g, e, kl, slot[t + 2]], M[g, e, kl, slot[t + 3]] = s2, s3
+                    t += 4
+                while t < tiles:
+                    v0 = Vt[g, e, t]
+                    s0 = u[0] * v0[0]
+                    for c in range(1, cg):
+                        s0 += u[c] * v0[c]
+                    M[g, e, kl, slot[t]] = s0
+                    t += 1
 
 
 @njit(parallel=True, cache=True)
 def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
-    """out tiles = AT Mtile AT^T, only the part inside (oh, ow).  M flat: (groups, ne*kg*tiles)."""
+    """out tiles = AT Mtile AT^T, only the part inside (oh, ow).
+
+    M flat: (groups, ne * kg * slots), tiles at pitch ``tw`` (V's pitch ``vp``).
+    """
     m, nt = AT.shape
     tpi = th * tw
     tiles = out.shape[0] * tpi
@@ -259,29 +440,112 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
             ty, tx = rem // tw, rem % tw
             run = min(tw - tx, length - pos)
             x0 = tx * m
-            x1 = min((tx + run) * m, ow)
+            full = max(0, min(run, (ow - x0) // m))  # tiles wholly inside the image
             for p in range(m):
                 oy = ty * m + p
                 if oy >= oh:
                     break
-                for q in range(min(m, x1 - x0)):
-                    dv = out[b, k, oy, x0 + q:x1:m]
-                    src = Y[(p * m + q) * length + pos:]
-                    for u in range(dv.shape[0]):
-                        dv[u] = src[u]
+                orow = out[b, k, oy]
+                r0 = p * m * length + pos  # Y[p, q, pos] at r0 + q * length
+                if m == 4:
+                    # one pass over the run, four interleaved streams: the strided loop
+                    # per (p, q) it replaces ran 2-14 iterations (64 -> 64 @56: 70 us of
+                    # the 108 us output transform were this scatter)
+                    seg = orow[x0:x0 + 4 * full]
+                    y0 = Y[r0:r0 + full]
+                    y1 = Y[r0 + length:r0 + length + full]
+                    y2 = Y[r0 + 2 * length:r0 + 2 * length + full]
+                    y3 = Y[r0 + 3 * length:r0 + 3 * length + full]
+                    for u in range(full):
+                        seg[4 * u] = y0[u]
+                        seg[4 * u + 1] = y1[u]
+                        seg[4 * u + 2] = y2[u]
+                        seg[4 * u + 3] = y3[u]
+                elif m == 2:
+                    seg = orow[x0:x0 + 2 * full]
+                    y0 = Y[r0:r0 + full]
+                    y1 = Y[r0 + length:r0 + length + full]
+                    for u in range(full):
+                        seg[2 * u] = y0[u]
+                        seg[2 * u + 1] = y1[u]
+                else:
+                    for u in range(full):
+                        for q in range(m):
+                            orow[x0 + u * m + q] = Y[r0 + q * length + u]
+                if full < run:  # the tile across the right edge
+                    xe = x0 + full * m
+                    for q in range(min(m, ow - xe)):
+                        orow[xe + q] = Y[r0 + q * length + full]
             pos += run
 
 
-def workspace(spec, m=4):
-    """Bytes `prepare` and one call allocate: U, V, M, the tile-padded input and the
-    per-thread scratch of the transforms."""
-    ne = (m + 2) ** 2
+@lru_cache(maxsize=64)
+def _slots(n, th, tw, pitch):
+    """Slot of each tile (b, ty, tx) in a pitch-``pitch`` layout of V and M (read-only)."""
+    b, ty, tx = np.meshgrid(np.arange(n), np.arange(th), np.arange(tw), indexing="ij")
+    slot = ((b * th + ty) * pitch + tx).reshape(-1).astype(np.int64)
+    slot.flags.writeable = False
+    return slot
+
+
+def _carve(dtype, *shapes):
+    """Empty arrays of ``shapes``, views of one workspace from `common.pooled_empty`.
+
+    Every `prepare` used to allocate U, V, M and the padded input afresh, and glibc returns
+    such blocks to the OS when they are freed (every block over 32 MB, and smaller ones
+    when they sit at the top of the heap), so each call page-faulted them in again: 875
+    faults and ~0.3 ms a call on 64 -> 64 @56, ~4 ms for the 38 MB U of 512 -> 512 @7.
+    The pool hands a workspace to a new layer only once no view of it is left, so never to a
+    second layer while the first can still run.
+    """
+    align = 64  # bytes: every array starts on a cache line (so does the block)
+    sizes = [-(-math.prod(sh) * dtype.itemsize // align) * align for sh in shapes]
+    block = pooled_empty(sum(sizes), np.uint8)
+    arrays, off = [], 0
+    for sh, size in zip(shapes, sizes, strict=True):
+        arrays.append(block[off:off + math.prod(sh) * dtype.itemsize].view(dtype).reshape(sh))
+        off += size
+    return arrays
+
+
+def _layout(spec, m):
+    """Tile counts and the shapes of every workspace array of `prepare`.
+
+    Returns
+    -------
+    th, tw, P, vp, skinny : int, int, int, int, bool
+        Tile rows and columns, the pitch of Q (tw + 1), the tile pitch of V and M, and
+        whether the multiply is `_fused_skinny`.
+    shapes : dict
+        name -> shape, in elements of the dtype (``fscratch`` holds float64: counted in
+        dtype elements).
+    """
+    nt = m + 2
+    ne = nt * nt
+    groups, cg, kg = spec.groups, spec.cg, spec.kg
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     tiles = spec.n * th * tw
-    elems = (ne * spec.k * spec.cg + ne * (spec.c + spec.k) * tiles
-             + spec.n * spec.c * (th * m + 2) * (tw * m + 2)
-             + numba.config.NUMBA_NUM_THREADS * (2 * ne * SPAN + tiles * spec.cg))
-    return spec.itemsize * elems
+    threads = numba.config.NUMBA_NUM_THREADS
+    skinny = tiles <= SKINNY_TILES
+    P = tw + 1  # tile pitch of Q: one spare slot per tile row (see `_phase_split`)
+    vp = P if tw >= PITCHED_TW else tw
+    slots = spec.n * th * vp
+    shapes = {"V": (groups, ne, cg, slots), "M": (groups, ne, kg, slots),
+              "Q": (threads, m, m, th + 2, P),
+              "scratch": (threads, max(2 * ne * SPAN, ne * th * P)),
+              "fscratch": (threads, 12 * cg * 8 // spec.itemsize)}
+    if skinny:
+        shapes.update(Vt=(groups, ne, tiles, cg), uscratch=(threads, cg))
+    else:
+        shapes.update(U=(groups, ne, kg, cg))
+    return th, tw, P, vp, skinny, shapes
+
+
+def workspace(spec, m=4):
+    """Bytes `prepare` and one call allocate: the arrays of `_layout` (V, M, the phase-split
+    input Q, the transforms' scratch, and U or the skinny path's transposed V)."""
+    _, _, _, _, _, shapes = _layout(spec, m)
+    return sum(math.prod(sh) * spec.itemsize + 128 for sh in shapes.values())
 
 
 workspace_f23 = partial(workspace, m=2)
@@ -289,7 +553,11 @@ workspace_f43 = partial(workspace, m=4)
 
 
 def prepare(w, spec, m=4):
-    """Transform the filters, allocate every buffer, return ``compute(x, out)``.
+    """Transform the filters, take the workspace, return ``compute(x, out)``.
+
+    With at most ``SKINNY_TILES`` tiles the filters are transformed in every call instead
+    (`_fused_skinny`), from ``w`` itself: ``compute`` then reads ``w``, which must not
+    change while the layer is in use.
 
     Parameters
     ----------
@@ -307,42 +575,43 @@ def prepare(w, spec, m=4):
     if reason is not None:
         raise ValueError(reason)
     dtype = np.dtype(spec.dtype)
-    AT, G, BT = winograd_matrices(m, 3)
-    nt = m + 2
+    AT, G, BT = _matrices(m)
     groups, cg, kg = spec.groups, spec.cg, spec.kg
     pt, _, pl, _ = spec.pads
-    th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    tiles = spec.n * th * tw
-
-    U = np.empty((groups, nt * nt, kg, cg), dtype=dtype)
-    _filter_transform(np.ascontiguousarray(w).reshape(groups, kg, cg, 3, 3), G, U)
-    V = np.empty((groups, nt * nt, cg, tiles), dtype=dtype)
-    M = np.empty((groups, nt * nt, kg, tiles), dtype=dtype)
-    xp = np.empty((spec.n, spec.c, th * m + 2, tw * m + 2), dtype=dtype)
-    in_jobs = _jobs(groups, cg, tiles)
-    out_jobs = _jobs(groups, kg, tiles)
-    scratch = np.empty((numba.config.NUMBA_NUM_THREADS, 2, nt * nt * SPAN), dtype=dtype)
+    threads = numba.config.NUMBA_NUM_THREADS
+    th, tw, P, vp, skinny, shapes = _layout(spec, m)
+    slots = shapes["V"][3]
+    V, M, Q, scratch, fscratch = _carve(
+        dtype, *(shapes[k] for k in ("V", "M", "Q", "scratch", "fscratch")))
+    fscratch = fscratch.view(np.float64).reshape(threads, 12, cg)
+    wf = np.ascontiguousarray(w).reshape(groups, kg, cg * 9)
+    if skinny:
+        Vt, uscratch = _carve(dtype, shapes["Vt"], shapes["uscratch"])
+        slot = _slots(spec.n, th, tw, vp)
+        M[...] = 0  # the spare slots, never written, are transformed and dropped
+    else:
+        (U,) = _carve(dtype, shapes["U"])
+        _filter_transform(wf, G, fscratch, U)
+    out_jobs = _jobs(groups, kg, slots)
     BTd = np.ascontiguousarray(BT, dtype=dtype)
     ATd = np.ascontiguousarray(AT, dtype=dtype)
-    skinny = tiles <= SKINNY_TILES
-    Vt = np.empty((numba.config.NUMBA_NUM_THREADS, tiles * cg if skinny else 1), dtype=dtype)
-
-    Vflat = V.reshape(groups, -1)  # (groups, ne * cg * tiles)
-    Mflat = M.reshape(groups, -1)  # (groups, ne * kg * tiles)
+    Vflat = V.reshape(groups, -1)  # (groups, ne * cg * slots)
+    Mflat = M.reshape(groups, -1)  # (groups, ne * kg * slots)
+    Qflat = Q.reshape(threads, -1)  # (threads, m * m * (th + 2) * P)
+    oscratch = scratch.reshape(threads, 2, -1)  # (threads, 2, >= ne * SPAN)
 
     def input_transform(x, out):
-        pad_into(x, pt, pl, xp)
-        _input_transform(xp, BTd, m, th, tw, cg, in_jobs, scratch, Vflat)
+        _input_transform(x, pt, pl, BTd, th, vp, groups, Q, Qflat, scratch, Vflat)
 
     def multiply(x, out):
         if skinny:
-            _gemms_skinny(U, V, M, Vt)
+            _fused_skinny(wf, G, V, M, fscratch, uscratch, Vt, slot)
         else:
-            with single_threaded_blas():
+            with one_blas_thread():
                 _gemms(U, V, M)
 
     def output_transform(x, out):
-        _output_transform(Mflat, ATd, th, tw, kg, out_jobs, scratch, out)
+        _output_transform(Mflat, ATd, th, vp, kg, out_jobs, oscratch, out)
 
     return with_phases(("input transform", input_transform), ("multiply", multiply),
                        ("output transform", output_transform))
