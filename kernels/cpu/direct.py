@@ -10,7 +10,10 @@ shifted by ``(i*dh // sh, j*dw // sw)``, so output pixel ``(y, x)`` of *any* str
 dilation reads element ``toff[t] + y*wq + x`` of its channel: the output is computed on the
 flattened grid ``p = y*wq + x`` (``x < wq``; columns ``x >= ow`` are computed and dropped),
 and every tap's reads are contiguous in ``p``.  A zero tail after the planes keeps the last
-pixel block's reads in bounds, so the inner loops have no bounds checks.
+pixel block's reads in bounds, so the inner loops have no bounds checks.  The split reads
+each input row once and, at stride 2, writes both column phases in the same pass; work items
+are (image, channel, block of plane rows), enough of them for two threads even with conv1's 3
+channels.
 
 The weights are read in place, viewed as ``wt`` (groups, kg/KB, cg, r*s, KB): for each
 (channel, tap) the loop broadcasts the KB weights of its block from KB rows of ``w``, which
@@ -25,11 +28,19 @@ KB), flattened into one ``prange`` so that batch 1 fills both cores; channel blo
 innermost, so that a thread's consecutive items reuse one input tile from L1.  Each item
 accumulates a (KB, tile) tile in a stack array (see ``_stack_tile``), over channels then taps:
 per (channel, tap) two vector loads of input feed 2*KB FMAs whose KB weights are scalar
-broadcasts.  ``tile`` is 128 bytes of pixels (32 float32, 16 float64) and KB = 8: 16 vector
-accumulators, half the AVX-512 register file (8x128 beat 8x192, 12x128, 6x256 and 4x256 on
-the ResNet-50 layers; measured again with the weights read in place: 8x192 1-67% and 12x128
-50-110% slower).  An unpadded 1x1 stride-1 layer skips the copy and reads the input
-in place, its last pixel tile moved back so as not to read past the array.
+broadcasts; the tile then goes from registers to ``out`` by masked vector stores, one per
+vector and output row it meets (see ``_store_lanes``).  ``tile`` is 128 bytes of pixels (32
+float32, 16 float64) and KB = 8: 16 vector accumulators, half the AVX-512 register file (8x128
+beat 8x192, 12x128, 6x256 and 4x256 on the ResNet-50 layers; measured again with the weights
+read in place: 8x192 1-67% and 12x128 50-110% slower).  An unpadded 1x1 stride-1 layer skips
+the copy and reads the input in place, its last pixel tile moved back so as not to read past
+the array.
+
+Indices into the flat workspace, input and output are unsigned (``numba.uint64``): Numba
+gives a signed index that might be negative a wraparound select, and LLVM then turns vector
+loads into gathers or keeps scalar loops (3x3 s2 128@56: the phase split took 0.10-0.16 ms
+with signed indices and per-phase loops, 0.037 ms now; the convolution with a slice per tap,
+which also clamps its start, 0.56 ms, 0.50 ms with unsigned indices).
 
 Supported problems
 ------------------
@@ -50,8 +61,12 @@ The register blocking of output channels x output pixels follows E. Georganas et
 with pixels (not channels) in the SIMD lanes so that the NCHW layout needs no transpose.
 """
 
+import functools
+
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba import uint64 as U
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -86,50 +101,126 @@ def _stack_tile(typingctx, like):
     return retty(like), codegen
 
 
+@intrinsic
+def _store_lanes(typingctx, dst, di, src, si, lo, hi):
+    """Store lanes ``lo <= l < hi`` of the vector ``src.flat[si:si + VL]`` at ``dst.flat[di + l]``
+    (VL: 64 bytes of elements), by a masked store: lanes outside the range touch no memory.
+
+    With ``si`` a compile-time constant and ``src`` a `_stack_tile`, LLVM keeps the vector in
+    its register: the tile is never written to the stack.
+    """
+    dt = dst.dtype
+    vl = 512 // dt.bitwidth
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, srca, sio, lov, hiv = args
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        i64 = ir.IntType(64)
+        dptr = cgutils.gep(builder, context.make_array(sig.args[0])(context, builder, dsta).data,
+                           dio)
+        sptr = cgutils.gep(builder, context.make_array(sig.args[2])(context, builder, srca).data,
+                           sio)
+        v = builder.load(builder.bitcast(sptr, vty.as_pointer()), align=dt.bitwidth // 8)
+        lanes = ir.Constant(ir.VectorType(i64, vl), [ir.Constant(i64, i) for i in range(vl)])
+
+        def splat(x):
+            undef = ir.Constant(ir.VectorType(i64, vl), ir.Undefined)
+            x = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+            return builder.shuffle_vector(x, undef, zeros)
+
+        mask = builder.and_(builder.icmp_signed(">=", lanes, splat(lov)),
+                            builder.icmp_signed("<", lanes, splat(hiv)))
+        name = f"llvm.masked.store.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}.p0"
+        fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mask.type])
+        store = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(store, [v, builder.bitcast(dptr, vty.as_pointer()),
+                             ir.Constant(ir.IntType(32), dt.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, src, types.int64, types.int64, types.int64), codegen
+
+
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
 
 
 @njit(parallel=True, cache=True)
-def _phase_split(x, pt, pl, sh, sw, hq, wq, xq):
+def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
     """Write the padded input ``x`` (n, c, h, w), split in stride phases, into ``xq`` (n, c, L).
 
-    Plane ``py*sw + px`` occupies ``[(py*sw + px)*hq*wq, ...)`` of each channel and holds
+    Plane ``py*sw + px`` starts at ``(py*sw + px)*ps`` of each channel and holds
     ``xp[py + sh*i, px + sw*j]`` at ``i*wq + j``, where ``xp`` is ``x`` padded by ``pt`` rows
     on top and ``pl`` columns on the left (zeros outside ``x``).  The tail past the planes is
-    left alone (zeroed once in ``prepare``).
+    left alone (zeroed once in ``prepare``).  Work item: (image, channel, block of
+    ``ceil(hq/nb)`` plane rows).
     """
     n, c, h, w = x.shape
-    # plane columns j with 0 <= px + sw*j - pl < w hold input; the rest are padding
-    j0s = np.empty(sw, np.intp)
-    j1s = np.empty(sw, np.intp)
-    for px in range(sw):
-        j0s[px] = min(max(-((px - pl) // sw), 0), wq)
-        j1s[px] = min(max((w - 1 - px + pl) // sw + 1, j0s[px]), wq)
-    # split by plane rows, so that conv1's 3 channels still share out evenly (a split by channels
-    # gives one thread 2 of them) and the thread convolving the top of the output wrote the top
-    # of every plane; no divisions per row (an item per (channel, plane, row) took 0.27 ms to
-    # pad 3x3 s2 128@56, 0.10 ms this way, within noise of a split by channels)
-    for i in prange(hq):
-        for b in range(n):
-            for ch in range(c):
-                for py in range(sh):
-                    row = py + sh * i - pt
+    L = xq.shape[2]
+    xf = x.reshape(-1)
+    qf = xq.reshape(-1)
+    per = -(-hq // nb)
+    for item in prange(n * c * nb):
+        nc = item // nb
+        i0 = item % nb * per
+        for i in range(i0, min(i0 + per, hq)):
+            for py in range(sh):
+                row = py + sh * i - pt
+                pbase = nc * L + py * sw * ps + i * wq  # row i of plane (py, 0)
+                if row < 0 or row >= h:
                     for px in range(sw):
-                        # slices keep every index below >= 0: a possibly negative index gets a
-                        # wraparound select that turns vector loads and stores into gathers
-                        dst = xq[b, ch, ((py * sw + px) * hq + i) * wq:]
-                        if row < 0 or row >= h:
-                            for j in range(wq):
-                                dst[j] = 0
-                            continue
-                        j0, j1 = j0s[px], j1s[px]
-                        src = x[b, ch, row, px + sw * j0 - pl:]
-                        for j in range(j0):
-                            dst[j] = 0
-                        for j in range(j1 - j0):
-                            dst[j0 + j] = src[sw * j]
-                        for j in range(j1, wq):
-                            dst[j] = 0
+                        d = U(pbase + px * ps)
+                        for j in range(U(wq)):
+                            qf[d + j] = 0
+                    continue
+                src = U((nc * h + row) * w)
+                if sw == 1:
+                    d = U(pbase)
+                    for j in range(U(pl)):
+                        qf[d + j] = 0
+                    d += U(pl)
+                    for j in range(U(w)):
+                        qf[d + j] = xf[src + j]
+                    for j in range(U(pl + w), U(wq)):
+                        qf[U(pbase) + j] = 0
+                elif sw == 2:
+                    # both column phases in one pass over the row (a loop per phase, with
+                    # signed indices, split 3x3 s2 128@56 in 0.10-0.16 ms; this, 0.035).  LLVM
+                    # turns the stride-2 load pair into vector loads and permutes from 32 pairs
+                    # on; shorter rows run its scalar remainder.  Whole vectors moved by an
+                    # intrinsic made every path of this function slower (128@56: 35 -> 45 us,
+                    # 512@7, whose rows it does not touch: 19 -> 27 us), so they are not used.
+                    e = pl % 2  # phase of the even input columns
+                    de = pbase + e * ps + pl // 2
+                    do = pbase + (1 - e) * ps + (pl + 1) // 2
+                    n2 = w // 2
+                    ne, no = n2 + w % 2, n2  # even and odd input columns
+                    for j in range(U(pl // 2)):
+                        qf[U(pbase + e * ps) + j] = 0
+                    for j in range(U(pl // 2 + ne), U(wq)):
+                        qf[U(pbase + e * ps) + j] = 0
+                    for j in range(U((pl + 1) // 2)):
+                        qf[U(pbase + (1 - e) * ps) + j] = 0
+                    for j in range(U((pl + 1) // 2 + no), U(wq)):
+                        qf[U(pbase + (1 - e) * ps) + j] = 0
+                    ude, udo = U(de), U(do)
+                    for m in range(U(n2)):
+                        qf[ude + m] = xf[src + U(2) * m]
+                        qf[udo + m] = xf[src + U(2) * m + U(1)]
+                    if w % 2:
+                        qf[U(de + n2)] = xf[src + U(w - 1)]
+                else:
+                    for px in range(sw):
+                        # plane columns j with 0 <= px + sw*j - pl < w hold input
+                        j0 = min(max(-((px - pl) // sw), 0), wq)
+                        j1 = min(max((w - 1 - px + pl) // sw + 1, j0), wq)
+                        d = U(pbase + px * ps)
+                        for j in range(U(j0)):
+                            qf[d + j] = 0
+                        s0 = src + U(px + sw * j0 - pl)
+                        for j in range(U(j1 - j0)):
+                            qf[d + U(j0) + j] = xf[s0 + U(sw) * j]
+                        for j in range(U(j1), U(wq)):
+                            qf[d + j] = 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -157,7 +248,9 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
     out : ndarray (n, k, oh, ow)
         Overwritten.
     """
-    n = xq.shape[0]
+    n, c, L = xq.shape
+    xf = xq.reshape(-1)
+    of = out.reshape(-1)
     groups, kblocks, cg, taps = wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]
     k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kg = k // groups
@@ -182,31 +275,36 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
             for j in range(cols):
                 acc[kk, j] = 0
         for ci in range(cg):
-            xc = xq[b, g * cg + ci]
+            xc = U(((b * c + g * cg + ci) * L) + p0)
             wc = wt[g, kb, ci]  # (taps, KB)
             for t in range(taps):
-                # a slice, so that the index j below is provably >= 0: an index that might be
-                # negative gets a wraparound select, which turns the vector load into a gather
-                xs = xc[toff[t] + p0:]
+                # unsigned indices: no wraparound select (a signed index that might be negative
+                # gets one, which turns the vector load into a gather)
+                xs = xc + U(toff[t])
                 for j in range(cols):
-                    xv = xs[j]
+                    xv = xf[xs + U(j)]
                     for kk in range(KB):
                         acc[kk, j] += wc[t, kk] * xv
-        # scatter the tile's valid pixels, row segment by row segment
+        # store the tile's valid pixels, row segment by row segment: each of its two vectors
+        # (TILE_BYTES is two 64-byte vectors) by a masked store shifted so that lane j lands
+        # on the segment's first pixel.  A copy loop per segment read the tile back from the
+        # stack and ran its scalar remainder: conv1 0.56 ms, 0.48 this way, 0.47 storing nothing
+        vl = cols // 2
+        kcount = min(KB, kg - kb * KB)
         j = blk * tile - p0
         y = (p0 + j) // wq
         x0 = p0 + j - y * wq
         while j < cols and y < oh:
             seg = min(cols - j, wq - x0)
             valid = min(seg, ow - x0)
-            for kk in range(KB):
-                ko = kb * KB + kk
-                if ko < kg:
-                    # slices again keep the indices >= 0, so the copy vectorizes
-                    orow = out[b, g * kg + ko, y, x0:]
-                    arow = acc[kk, j:]
-                    for v in range(valid):
-                        orow[v] = arow[v]
+            o = ((b * k + g * kg + kb * KB) * oh + y) * ow + x0
+            if valid > 0:
+                base = o - j  # out index of the tile's lane 0 in this row
+                for kk in range(KB):  # unrolled: constant offsets into acc
+                    if kk < kcount:
+                        ob = base + kk * oh * ow
+                        _store_lanes(of, ob, acc, kk * cols, j, j + valid)
+                        _store_lanes(of, ob + vl, acc, kk * cols + vl, j - vl, j + valid - vl)
             j += seg
             y += 1
             x0 = 0
@@ -220,6 +318,37 @@ def workspace(spec):
     xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
                             + TILE_BYTES // spec.itemsize + spec.r * spec.s)
     return spec.itemsize * (weights + xq)
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, itemsize):
+    """Plane sizes, tap offsets and tile bounds of a layer shape: ``(hq, wq, ps, toff, tile,
+    p_last, length, nb)``, ``length`` the workspace length per channel (0: the input is read
+    in place).
+
+    Cached: building them in Python cost up to 6 us (conv1's 49 taps) of a call that
+    prepares the layer each time (`convbench.conv2d`).  ``toff`` is read only.
+    """
+    pt, pb, pl, pr = pads
+    hq = -(-(h + pt + pb) // sh)
+    wq = -(-(w + pl + pr) // sw)
+    ps = hq * wq  # plane stride
+    # tap (i, j) reads plane (i*dh % sh, j*dw % sw) shifted by (i*dh // sh, j*dw // sw)
+    offsets = [((i * dh % sh) * sw + j * dw % sw) * ps + (i * dh // sh) * wq + j * dw // sw
+               for i in range(r) for j in range(s)]
+    toff = np.array(offsets, dtype=np.intp)
+    toff.flags.writeable = False
+    tile = TILE_BYTES // itemsize
+    npix = oh * wq
+    if r * s == 1 and sh * sw == 1 and not any(pads) and npix >= tile:
+        # a 1x1 stride-1 unpadded layer reads the input in place: no copy; its last tile is
+        # moved back so as not to read past the array
+        return hq, wq, ps, toff, tile, npix - tile, 0, 1
+    p_last = (npix - 1) // tile * tile
+    reach = p_last + tile + max(offsets)  # end of the last tile's reads
+    # enough copy items for 2 threads when there are few channels (conv1: 3)
+    nb = max(1, min(hq, -(-16 // (n * c))))
+    return hq, wq, ps, toff, tile, p_last, max(sh * sw * ps, reach), nb
 
 
 def prepare(w, spec):
@@ -241,10 +370,11 @@ def prepare(w, spec):
     """
     dtype = np.dtype(spec.dtype)
     pt, pb, pl, pr = spec.pads
-    sh, sw, dh, dw = spec.sh, spec.sw, spec.dh, spec.dw
+    sh, sw = spec.sh, spec.sw
     groups, cg, kg, r, s = spec.groups, spec.cg, spec.kg, spec.r, spec.s
-    hq = -(-(spec.h + pt + pb) // sh)
-    wq = -(-(spec.w + pl + pr) // sw)
+    hq, wq, ps, toff, tile, p_last, length, nb = _geometry(
+        spec.n, spec.c, spec.h, spec.w, r, s, sh, sw, spec.dh, spec.dw, spec.pads, spec.oh,
+        dtype.itemsize)
 
     kblocks = -(-kg // KB)
     wk = w.reshape(groups, kg, cg, r * s)
@@ -259,29 +389,19 @@ def prepare(w, spec):
     # 0.80 ms, 512@7: 1.3 against 0.77 ms) for a compute at most 3% faster
     wt = wk.reshape(groups, kblocks, KB, cg, r * s).transpose(0, 1, 3, 4, 2)
 
-    # tap (i, j) reads plane (i*dh % sh, j*dw % sw) shifted by (i*dh // sh, j*dw // sw)
-    offsets = [((i * dh % sh) * sw + j * dw % sw) * hq * wq + (i * dh // sh) * wq + j * dw // sw
-               for i in range(r) for j in range(s)]
-    toff = np.array(offsets, dtype=np.intp)
-
-    tile = TILE_BYTES // dtype.itemsize
-    npix = spec.oh * wq
-    if r * s == 1 and sh * sw == 1 and not any(spec.pads) and npix >= tile:
-        # a 1x1 stride-1 unpadded layer reads the input in place: no copy
-        p_last = npix - tile
+    if not length:
+        npix = spec.oh * wq
 
         def compute(x, out):
             _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, tile, p_last, out)
 
         return compute
 
-    p_last = (npix - 1) // tile * tile
-    reach = p_last + tile + max(offsets)  # end of the last tile's reads
-    xq = pooled_empty((spec.n, spec.c, max(sh * sw * hq * wq, reach)), dtype)
-    xq[:, :, sh * sw * hq * wq:] = 0  # the tail that _phase_split leaves alone
+    xq = pooled_empty((spec.n, spec.c, length), dtype)
+    xq[:, :, sh * sw * ps:] = 0  # the tail that _phase_split leaves alone
 
     def pad(x, out):
-        _phase_split(x, pt, pl, sh, sw, hq, wq, xq)
+        _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq)
 
     def convolve(x, out):
         _direct(xq, wt, toff, wq, tile, p_last, out)
