@@ -142,6 +142,19 @@ def _jobs(groups, ch, tiles):
     return jobs
 
 
+@njit(cache=True, inline="always")
+def _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length):
+    """dst[d0 + o*ds + t] = sum_j coef[o, j] * s_j[t]: the F(4, 3) pass shared by `_combine`
+    and `_combine_at`, one store per element."""
+    for o in range(coef.shape[0]):
+        dv = dst[d0 + o * ds:d0 + o * ds + length]
+        a0, a1, a2 = coef[o, 0], coef[o, 1], coef[o, 2]
+        a3, a4, a5 = coef[o, 3], coef[o, 4], coef[o, 5]
+        for t in range(length):
+            dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t]
+                     + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
+
+
 @njit(cache=True)
 def _combine(coef, src, s0, ss, dst, d0, ds, length):
     """dst[d0 + o*ds + t] = sum_i coef[o, i] * src[s0 + i*ss + t] for t < length.
@@ -161,13 +174,7 @@ def _combine(coef, src, s0, ss, dst, d0, ds, length):
         s_3 = src[s0 + 3 * ss:s0 + 3 * ss + length]
         s_4 = src[s0 + 4 * ss:s0 + 4 * ss + length]
         s_5 = src[s0 + 5 * ss:s0 + 5 * ss + length]
-        for o in range(coef.shape[0]):
-            dv = dst[d0 + o * ds:d0 + o * ds + length]
-            a0, a1, a2 = coef[o, 0], coef[o, 1], coef[o, 2]
-            a3, a4, a5 = coef[o, 3], coef[o, 4], coef[o, 5]
-            for t in range(length):
-                dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t]
-                         + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
+        _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length)
         return
     for o in range(coef.shape[0]):
         dv = dst[d0 + o * ds:d0 + o * ds + length]
@@ -199,13 +206,7 @@ def _combine_at(coef, src, offs, dst, d0, ds, length):
         s_3 = src[offs[3]:offs[3] + length]
         s_4 = src[offs[4]:offs[4] + length]
         s_5 = src[offs[5]:offs[5] + length]
-        for o in range(coef.shape[0]):
-            dv = dst[d0 + o * ds:d0 + o * ds + length]
-            a0, a1, a2 = coef[o, 0], coef[o, 1], coef[o, 2]
-            a3, a4, a5 = coef[o, 3], coef[o, 4], coef[o, 5]
-            for t in range(length):
-                dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t]
-                         + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
+        _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length)
         return
     for o in range(coef.shape[0]):
         dv = dst[d0 + o * ds:d0 + o * ds + length]
