@@ -163,12 +163,22 @@ def summary(results) -> None:
               f"winograd_f43 faster than oneDNN on {wins} layers")
     dw = [(s, t, c) for s, t, c in results if s.groups == s.c and t and "depthwise" in c]
     if dw:
-        print("\nDepthwise layers: depthwise call / PyTorch depthwise, and bytes moved at minimum "
-              "(input, weights, output) per second")
+        from convbench import roofline
+
+        roof, _ = roofline.load_or_measure(numba.get_num_threads())
+        print("\nDepthwise layers: depthwise call / PyTorch depthwise; bytes moved at minimum "
+              "(input, weights, output) per second, as a fraction of the triad bandwidth of the "
+              f"level that holds them.\n  {roofline.summary(roof)}")
+        worst = 0.0
         for spec, t_torch, calls in dw:
             t = calls["depthwise"]
-            print(f"  {spec.name:<20} {t / t_torch:5.2f}   {spec.min_bytes / t / 1e9:6.1f} GB/s "
-                  f"(PyTorch {spec.min_bytes / t_torch / 1e9:.1f})")
+            level = roofline.memory_level(spec.min_bytes, roof)
+            gbs = spec.min_bytes / t / 1e9
+            worst = max(worst, t / t_torch)
+            print(f"  {spec.name:<20} {t / t_torch:5.2f}   {gbs:6.1f} GB/s "
+                  f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level:<4} "
+                  f"(PyTorch {spec.min_bytes / t_torch / 1e9:.1f} GB/s)")
+        print(f"  worst ratio {worst:.2f}")
 
 
 def time_algorithm(algo, spec: ConvSpec, x, w, ref, min_time: float):

@@ -10,10 +10,26 @@ tables depend on the shape alone and are cached (`_plan`), the weights are read 
 and only the workspaces are allocated, since `convbench.conv2d` prepares on every call.
 
 Depthwise convolution does only 2*r*s flops per input element: it is bound by moving the
-planes in and out and by per-plane overhead, not by arithmetic.  Two strategies:
+planes in and out and by per-plane and per-row overhead (loop set-up, LLVM's run-time
+overlap checks, scalar remainders), not by arithmetic.  So the hot loops run over whole
+planes where they can, in whole 16-element chunks (no remainder loops).  Four strategies,
+``prange`` over planes or blocks of planes, each thread in its own workspace:
 
-*Planes* (outputs larger than 16x16, and 3x3 stride 1 from 14x14 outputs on), ``prange``
-over the n*c input planes:
+*3x3, stride 1, padding 1* (`_flat3`; MobileNet's stride-1 layers, planes of 16 pixels or
+more): copy the plane flat between zero rows (one loop, not one per row), then compute
+each output plane as one flat loop ``out[q] = sum w_ij * in[q + (i-1)*w + j-1]`` straight
+into ``out``: no padded rows, no accumulator to copy out.  Left and right filter columns
+of outputs in the first and last columns would read the neighbouring row's pixels;
+column masks select the padding's zero instead.  1.3-1.9x the strategies below (planes
+from 56x56 to 14x14, lanes on 7x7).
+
+*3x3, stride 2, padding 1, even planes* (`_stride2`, outputs from 14 wide): split the plane
+into its even and odd columns in one flat loop; output row oy then reads three input rows
+of each half at unit stride, in whole chunks per row.  2x the planes below (whose
+deinterleaving copy, row by row into four padded phases, cost 3x the taps).
+
+*Planes* (everything else with outputs larger than 16x16), ``prange`` over the n*c input
+planes:
 
 1. *Fill*: copy the plane into a zero-padded workspace split into its sh*sw polyphase
    components: phase (py, px) holds padded pixel (Y, X) with Y % sh == py, X % sw == px at
@@ -23,22 +39,23 @@ over the n*c input planes:
    flat output index q = oy*wq + ox, and the whole plane is one long loop
    ``acc[q] += w_t * phase_t[q + off_t]`` that LLVM vectorizes with 512-bit vectors; the
    wq - ow columns of each row that straddle the border are computed and thrown away.
-   Taps are fused 9 (else 3, else 1) per pass.  Stride 2 thus costs one deinterleaving
-   copy, not strided loads in the hot loop.  3x3 stride 1 (`_taps_pairs`) computes two
+   Taps are fused 9 (else 3, else 1) per pass.  3x3 stride 1 (`_taps_pairs`) computes two
    output rows per pass over four input rows: 12 loads for two output vectors, not 18
    (these loads, mostly straddling cache lines, bound the loop: 1.6x on 28x28 planes).
 3. *Copy out* the ow valid columns of each accumulator row.
 
-*Channel lanes* (outputs up to 16x16, inputs up to ~28x28), ``prange`` over blocks of 16
-output channels: transpose the block into a padded pixel-major workspace (hp, wp, 16),
-compute every output pixel as 16-channel vectors (one FMA per tap for 16 planes, no
-wasted columns), transpose back.  On 7x7 planes this beats planes 1.6x: there a plane's
-rows are too short for the loops' vector bodies and fixed costs dominate.
+*Channel lanes* (other outputs up to 16x16 from inputs up to ~28x28), ``prange`` over
+blocks of 16 output channels: transpose the block into a padded pixel-major workspace
+(hp, wp, 16), compute every output pixel as 16-channel vectors (one FMA per tap for 16
+planes, no wasted columns), transpose back.  On 7x7 planes this beats planes 1.6x: there
+a plane's rows are too short for the loops' vector bodies and fixed costs dominate.
 
 Supported: groups == c, any multiplier, stride, padding (asymmetric too), dilation, filter
 size, batch, float32/float64.  Error: that of direct summation in the input dtype (~1e-7
-relative in float32); taps are summed in a fixed order with FMAs (for 9 taps: each filter
-row's three by FMA, then the three row sums), the same whatever the vector width.
+relative in float32).  Taps are summed in a fixed order with FMAs, the same whatever the
+vector width: for 9 taps each filter row's three by FMA, then the three row sums; but
+`_flat3` and `_stride2` sum by filter column (left + centre, then + right), so their
+results may differ from the other strategies' in the last bit.
 
 The separable operator (``supports_separable``, ``prepare_separable``) runs the depthwise
 stage into a buffer and the pointwise 1x1 stage as one BLAS GEMM per image (Howard et al.,
@@ -58,7 +75,7 @@ from kernels.cpu.common import single_threaded_blas, with_phases
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
 # vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
 _VB = 64    # flat loop lengths are rounded up to this: 16 f32 lanes x 4-way unroll, no tail
-_CH = 16    # elements per chunk of `_taps_pairs` and of short row copies: one f32 zmm
+_CH = 16    # elements per chunk of the chunked loops and of short row copies: one f32 zmm
 _SHORT = 32  # rows below this many elements are copied in whole _CH chunks (`_fill`)
 _LB = 2048  # flat positions per block: a block's accumulator (8 KiB in f32) stays in L1
 _FM = {"contract"}  # FMAs only; no reassociation, so results do not depend on vector width
@@ -70,6 +87,10 @@ _LANES_MAX_INPUT = 800
 # ... but for `_taps_pairs` from 14x14 outputs on (512 channels, 2 threads: 14x14 34 vs 44
 # us, 16x16 (256 ch.) 21 vs 27; 12x12 75 vs 34, 7x7 95 vs 27)
 _PAIRS_MIN_OW = 14
+# `_stride2` beats channel lanes from 14x14 outputs on (2 threads: 256 28x28 planes 22 vs
+# 39 us; 512 14x14 -> 7x7 planes about even, 25 vs 24)
+_S2_MIN_OW = 14
+_FLAT_MIN_PIXELS = _CH  # `_flat3` needs a plane of one chunk at least
 
 
 @njit(cache=True)
@@ -231,6 +252,187 @@ def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, c
             for oy in range(U(oh)):
                 for ox in range(U(ow)):
                     out[ob + oy * U(ow) + ox] = acc[U(ab) + oy * U(wq) + ox]
+
+
+# ------------------------------------------- 3x3 stride 1 padding 1 (MobileNet's other layers)
+
+
+@njit(cache=True, fastmath=_FM)
+def _flat_chunks(ws, xb, w, wt, tb, ml, mr, q0, q1, out, ob, zero):
+    """Outputs ``out[ob+q]``, q from q0 in whole _CH chunks below q1, of a 3x3 stride-1
+    plane whose input is ``ws[xb:]`` (flat, zero rows above and below).
+
+    Output q reads inputs q + di*w + dj (di, dj in -1..1); the left (right) filter column
+    of an output in the first (last) column would read the row before's last (next's
+    first) pixel, so where ``ml[q]`` (``mr[q]``) is 0 that column's sum is replaced by the
+    padding's exact zero.  Sums by filter column (the three taps of each by FMA; left +
+    centre, then + right), so that two selects a vector do, not six (in L1, 56x56: 3.5 ->
+    2.8 ns a vector; 2.2 without the masks: the nine loads, most straddling two cache
+    lines, bound the loop).
+    """
+    w0 = wt[tb]; w1 = wt[tb + 1]; w2 = wt[tb + 2]  # noqa: E702
+    w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
+    w6 = wt[tb + 6]; w7 = wt[tb + 7]; w8 = wt[tb + 8]  # noqa: E702
+    e = U(_CH)
+    uw = U(w)
+    r0 = U(xb) - uw - U(1); r1 = U(xb) - U(1); r2 = U(xb) + uw - U(1)  # noqa: E702
+    o = U(ob)
+    for c0 in range(U(q0), U(q1), e):
+        for v in range(e):
+            q = c0 + v
+            sl = w0 * ws[r0 + q] + w3 * ws[r1 + q] + w6 * ws[r2 + q]
+            sc = w1 * ws[r0 + q + U(1)] + w4 * ws[r1 + q + U(1)] + w7 * ws[r2 + q + U(1)]
+            sr = w2 * ws[r0 + q + U(2)] + w5 * ws[r1 + q + U(2)] + w8 * ws[r2 + q + U(2)]
+            out[o + q] = (((sl if ml[q] != 0 else zero) + sc)
+                          + (sr if mr[q] != 0 else zero))
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _flat3(x, out, wt, c, hw, w, m, ml, mr, ws, wsize):
+    """3x3, stride 1, padding 1, planes of at least _CH pixels: x (n, c, h, w), out
+    (n, c*m, h, w) and wt (c*m, 3, 3), all flattened.
+
+    A thread copies a plane into ``ws`` between zero rows (one flat copy: no per-row
+    loop), then computes each output plane as one flat loop straight into out: no
+    padded rows to fill, no accumulator to copy out.  The last chunk ends at the plane's
+    end and overlaps the one before (it computes the same values again).  Two output rows
+    a pass (as `_taps_pairs`) measured slower here: 1.13x on 112x112 planes, and 5x on
+    56x56 ones, where the two rows' whole chunks overlap and LLVM's run-time overlap
+    check sends every pass to the scalar loop.
+    """
+    n = x.shape[0] // (c * hw)
+    z = (w + _CH) // _CH * _CH  # zeros before the plane (row -1, and -1 before it)
+    nfull = (hw - _CH) // _CH * _CH  # chunks from 0; then one ending at hw
+    for p in prange(n * c):
+        xb = U(numba.get_thread_id() * wsize + z)
+        s = U(p * hw)
+        for q in range(U(hw)):
+            ws[xb + q] = x[s + q]
+        zero = ws[xb - U(1)]
+        for o in range(p * m, (p + 1) * m):
+            tb = (o % (c * m)) * 9
+            _flat_chunks(ws, xb, w, wt, tb, ml, mr, 0, nfull + 1, out, o * hw, zero)
+            _flat_chunks(ws, xb, w, wt, tb, ml, mr, hw - _CH, hw - _CH + 1, out, o * hw, zero)
+
+
+def _flat3_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """`_flat3`'s column masks and per-thread size (see `_plan`)."""
+    col = np.arange(h * wd) % wd
+    ml = (col != 0).astype(np.uint8)
+    mr = (col != wd - 1).astype(np.uint8)
+    z = (wd + _CH) // _CH * _CH
+    # zeros, plane, then row h and the last chunk's reads past it; _CH between threads
+    wsize = (z + h * wd + wd + 2 * _CH + _CH - 1) // _CH * _CH + _CH
+    return (c, h * wd, wd, m, ml, mr), wsize, 0
+
+
+# ------------------------------------------------- 3x3 stride 2 (MobileNet's down-sampling)
+
+
+@njit(cache=True, fastmath=_FM)
+def _s2_fill(x, xb, n2, ws, eb, ob):
+    """Even and odd columns of plane ``x[xb:xb + 2*n2]``: ``ws[eb+t] = x[xb+2t]``,
+    ``ws[ob+t] = x[xb+2t+1]``, t < n2.
+
+    One loop over the whole plane (w even: each input row gives one row of each half), not
+    one per row: loop set-up and overlap checks cost more than a 56-element row's copy
+    (128 56x56 planes, 1 thread: 65 us in rows into four padded phases, 17 us here).
+    """
+    s = U(xb)
+    e = U(eb)
+    o = U(ob)
+    for t in range(U(n2)):
+        ws[e + t] = x[s + U(2) * t]
+        ws[o + t] = x[s + U(2) * t + U(1)]
+
+
+@njit(cache=True, fastmath=_FM)
+def _s2_rows(ws, eb, ob, w2, wt, tb, nr, y0, y1, dst, db, dstride, zero):
+    """Output rows y0..y1-1 of a 3x3 stride-2 plane, nr (a multiple of _CH) outputs a row,
+    into ``dst[db + oy*dstride:]``.
+
+    Input row Y's even / odd columns are ``ws[eb + Y*w2:]`` / ``ws[ob + Y*w2:]`` (w2 of
+    each, zeros before row 0); output column ox reads input columns 2ox-1 (odd half at
+    ox-1: zero padding when ox == 0), 2ox (even half) and 2ox+1 (odd half at ox).
+    Sums by filter column like `_flat_chunks`: one select a vector, not three masked
+    loads (2-9% faster).
+    """
+    w0 = wt[tb]; w1 = wt[tb + 1]; w2_ = wt[tb + 2]  # noqa: E702
+    w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
+    w6 = wt[tb + 6]; w7 = wt[tb + 7]; w8 = wt[tb + 8]  # noqa: E702
+    e = U(_CH)
+    u2 = U(w2)
+    for oy in range(y0, y1):
+        # input rows 2oy-1, 2oy, 2oy+1
+        ea = U(eb + (2 * oy - 1) * w2); oa = U(ob + (2 * oy - 1) * w2)  # noqa: E702
+        eb1 = ea + u2; ob1 = oa + u2; eb2 = eb1 + u2; ob2 = ob1 + u2  # noqa: E702
+        oam = oa - U(1); ob1m = ob1 - U(1); ob2m = ob2 - U(1)  # noqa: E702
+        d = U(db + oy * dstride)
+        for c0 in range(U(0), U(nr), e):
+            for v in range(e):
+                q = c0 + v
+                sl = w0 * ws[oam + q] + w3 * ws[ob1m + q] + w6 * ws[ob2m + q]
+                sc = w1 * ws[ea + q] + w4 * ws[eb1 + q] + w7 * ws[eb2 + q]
+                sr = w2_ * ws[oa + q] + w5 * ws[ob1 + q] + w8 * ws[ob2 + q]
+                dst[d + q] = ((sl if q > U(0) else zero) + sc) + sr
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _stride2(x, out, wt, c, h, w, m, oh, ow, ws, wsize, acc, asize):
+    """3x3, stride 2, padding 1 (top, left), even h and w: x (n, c, h, w), out (n, c*m, oh,
+    ow) with oh, ow = h/2, w/2, and wt (c*m, 3, 3), all flattened.
+
+    Per thread, ws holds [zeros | even columns | zeros | odd columns] (`_stride2_plan`)
+    and acc the rows that whole chunks would write past a plane's end; the other rows
+    are written in place (the overhang lands on the next row, computed later).
+    """
+    n = x.shape[0] // (c * h * w)
+    w2 = w // 2
+    z, half = _s2_layout(h, w)
+    nr = (ow + _CH - 1) // _CH * _CH
+    nd = min(oh, max(0, (oh * ow - nr) // ow + 1))  # rows written in place
+    for p in prange(n * c):
+        tid = numba.get_thread_id()
+        wb = tid * wsize
+        ab = tid * asize
+        eb = wb + z
+        ob = wb + half + z
+        _s2_fill(x, p * h * w, h * w2, ws, eb, ob)
+        zero = ws[wb]  # of the zeros before the even half, in the dtype
+        for o in range(p * m, (p + 1) * m):
+            tb = (o % (c * m)) * 9
+            pb = o * oh * ow
+            _s2_rows(ws, eb, ob, w2, wt, tb, nr, 0, nd, out, pb, ow, zero)
+            if nd < oh:
+                _s2_rows(ws, eb, ob, w2, wt, tb, nr, nd, oh, acc, ab - nd * nr, nr, zero)
+                for oy in range(nd, oh):
+                    for q in range(U(ow)):
+                        out[U(pb + oy * ow) + q] = acc[U(ab + (oy - nd) * nr) + q]
+
+
+@njit(cache=True)
+def _s2_layout(h, w):
+    """Offsets in a thread's `_stride2` workspace: z zeros (row -1 and column -1) before
+    each half, and the stride of the halves, with room for the last chunk's overhang."""
+    w2 = w // 2
+    z = (w2 + _CH) // _CH * _CH
+    half = z + (h * w2 + 2 * _CH - 1) // _CH * _CH
+    return z, half
+
+
+def _stride2_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """`_stride2`'s tables and per-thread sizes (see `_plan`)."""
+    _, half = _s2_layout(h, wd)
+    nr = (ow + _CH - 1) // _CH * _CH
+    # _CH elements between the threads' regions (false sharing, see _planar_plan)
+    return (c, h, wd, m, oh, ow), 2 * half + _CH, oh * nr + 2 * _CH
+
+
+def _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
+    """The problems `_stride2` computes: 3x3, stride 2, top and left padding 1, even input
+    whose output is half its size."""
+    return (r == s == 3 and sh == sw == 2 and dh == dw == 1 and pads[0] == pads[2] == 1
+            and h % 2 == 0 and wd % 2 == 0 and oh == h // 2 and ow == wd // 2)
 
 
 # --------------------------------------------------------- channel lanes (small planes)
@@ -411,11 +613,16 @@ def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
     Returns
     -------
     (kernel, tables, wsize, asize)
-        Channel lanes for small planes, where the per-plane and per-row overheads
-        dominate, else planes; ws and its accumulator or output block take wsize and
-        asize elements per thread.
+        The flat 3x3 kernels where they apply, else channel lanes for small planes, where
+        the per-plane and per-row overheads dominate, else planes; ws and its accumulator
+        or output block take wsize and asize elements per thread.
     """
     args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
+    if ow >= _S2_MIN_OW and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
+        return (_stride2, *_stride2_plan(*args))
+    if (r == s == 3 and sh == sw == dh == dw == 1 and tuple(pads) == (1, 1, 1, 1)
+            and h * wd >= _FLAT_MIN_PIXELS):
+        return (_flat3, *_flat3_plan(*args))
     pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= _PAIRS_MIN_OW
     if oh * ow <= _LANES_MAX_PIXELS and h * wd <= _LANES_MAX_INPUT and not pairs:
         return (_lanes, *_lanes_plan(*args))
@@ -434,8 +641,10 @@ def _strategy(w, spec, m):
                                          spec.oh, spec.ow)
     nt = numba.config.NUMBA_NUM_THREADS
     ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
-    acc = np.empty(nt * asize, spec.dtype)
     wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
+    if kernel is _flat3:
+        return kernel, (wt, *tables, ws, wsize)
+    acc = np.empty(nt * asize, spec.dtype)
     if kernel is _lanes:
         return kernel, (wt, *tables, ws, wsize, acc, asize, np.empty(nt * 32, np.int64))
     return kernel, (wt, *tables, ws, wsize, acc, asize)
