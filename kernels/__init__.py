@@ -16,7 +16,10 @@ pads groups cg kg oh ow dtype``):
     ``compute(x, out)``, which writes the convolution of the C-contiguous input
     ``x`` (n, c, h, w) into the preallocated C-contiguous ``out`` (n, k, oh, ow).
     Where the kernel has phases, ``compute.phases`` names them
-    (`kernels.cpu.common.with_phases`).
+    (`kernels.cpu.common.with_phases`).  ``prepare`` may keep ``w`` by reference rather than
+    copy it (a copy per call costs more than some layers' whole compute): ``w`` must not
+    change while the layer is in use.  Workspaces come from
+    `kernels.cpu.common.pooled_empty`, never shared by two live layers.
 ``workspace(spec) -> int``
     Bytes that ``prepare`` and one call allocate beyond input and output (an upper
     bound, tested against measured allocations), so that a harness can skip a problem
