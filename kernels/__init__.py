@@ -18,8 +18,9 @@ pads groups cg kg oh ow dtype``):
     Where the kernel has phases, ``compute.phases`` names them
     (`kernels.cpu.common.with_phases`).  ``prepare`` may keep ``w`` by reference rather than
     copy it (a copy per call costs more than some layers' whole compute): ``w`` must not
-    change while the layer is in use.  Workspaces come from
-    `kernels.cpu.common.pooled_empty`, never shared by two live layers.
+    change while the layer is in use.  Large workspaces come from
+    `kernels.cpu.common.pooled_empty` (direct, im2col, Winograd; FFT and depthwise still
+    allocate theirs), which reuses freed layers' memory, never a live layer's.
 ``workspace(spec) -> int``
     Bytes that ``prepare`` and one call allocate beyond input and output (an upper
     bound, tested against measured allocations), so that a harness can skip a problem
