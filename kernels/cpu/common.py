@@ -5,7 +5,6 @@ import math
 import threading
 
 import numpy as np
-from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 _BLAS = []
@@ -19,41 +18,36 @@ def single_threaded_blas():
     on 2 cores, both for Winograd's GEMMs and separable's pointwise stage).  Kernels that
     need BLAS next to ``prange`` therefore issue one single-threaded GEMM per Numba thread.
 
-    The controller is built once (finding the libraries takes ~2 ms).  ``np.dot`` inside
-    Numba calls SciPy's OpenBLAS, loaded only when SciPy's BLAS module is imported: import
-    it first, or the controller would not see (nor limit) it.
+    The libraries are found once, by a threadpoolctl controller (~2 ms); each use then calls
+    their own get/set functions: 3 us, against 9 us for threadpoolctl's ``limit``, which
+    rebuilds its bookkeeping every time (and limits on construction, not on entry).
+    ``np.dot`` inside Numba calls SciPy's OpenBLAS, loaded only when SciPy's BLAS module is
+    imported: import it first, or the controller would not see (nor limit) it.
     """
     if not _BLAS:
         import scipy.linalg.cython_blas  # noqa: F401
 
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+        controller = ThreadpoolController()
+        _BLAS.extend(lib for lib in controller.lib_controllers if lib.user_api == "blas")
+    return _OneBlasThread(_BLAS)
 
 
-@njit(parallel=True, cache=True)
-def pad_into(x, pt, pl, xp):
-    """Copy ``x`` (n, c, h, w) into ``xp`` at offset (pt, pl); the rest of ``xp`` is zeroed.
+class _OneBlasThread:
+    """Context limiting every BLAS library to one thread, restoring each one's count on exit."""
 
-    ``xp`` (n, c, at least h + pt, at least w + pl) is a workspace allocated once in a
-    prepare step.
-    """
-    n, c, h, w = x.shape
-    hp, wp = xp.shape[2], xp.shape[3]
-    for nc in prange(n * c):
-        b = nc // c
-        ch = nc % c
-        for i in range(hp):
-            row = i - pt
-            if row < 0 or row >= h:
-                for j in range(wp):
-                    xp[b, ch, i, j] = 0
-            else:
-                for j in range(pl):
-                    xp[b, ch, i, j] = 0
-                for j in range(w):
-                    xp[b, ch, i, pl + j] = x[b, ch, row, j]
-                for j in range(pl + w, wp):
-                    xp[b, ch, i, j] = 0
+    def __init__(self, libs):
+        self.libs = libs
+
+    def __enter__(self):
+        self.prev = [lib.get_num_threads() for lib in self.libs]
+        for lib, n in zip(self.libs, self.prev, strict=True):
+            if n != 1:
+                lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, n in zip(self.libs, self.prev, strict=True):
+            if n != 1:
+                lib.set_num_threads(n)
 
 
 def every_problem(spec):
@@ -154,39 +148,3 @@ def pooled_empty(shape, dtype):
     lease = _Lease(base, -base.__array_interface__["data"][0] % 64, count * dtype.itemsize,
                    reused)
     return np.asarray(lease).view(dtype).reshape(shape)
-
-
-_BLAS_LIBS = []
-
-
-class _OneBlasThread:
-    """Context limiting every BLAS library to one thread, restoring each one's count on exit."""
-
-    def __init__(self, libs):
-        self.libs = libs
-
-    def __enter__(self):
-        self.prev = [lib.get_num_threads() for lib in self.libs]
-        for lib, n in zip(self.libs, self.prev, strict=True):
-            if n != 1:
-                lib.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        for lib, n in zip(self.libs, self.prev, strict=True):
-            if n != 1:
-                lib.set_num_threads(n)
-
-
-def one_blas_thread():
-    """`single_threaded_blas` for a call of a few hundred microseconds: 3 us instead of 9.
-
-    threadpoolctl's ``limit`` rebuilds its bookkeeping on every use; this calls the libraries'
-    own get/set functions, found once by the same controller.
-    """
-    if not _BLAS_LIBS:
-        if not _BLAS:  # the controller of `single_threaded_blas`, built the same way
-            import scipy.linalg.cython_blas  # noqa: F401
-
-            _BLAS.append(ThreadpoolController())
-        _BLAS_LIBS.append([lib for lib in _BLAS[0].lib_controllers if lib.user_api == "blas"])
-    return _OneBlasThread(_BLAS_LIBS[0])

@@ -48,7 +48,7 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu.common import every_problem, one_blas_thread, pooled_empty
+from kernels.cpu.common import every_problem, pooled_empty, single_threaded_blas
 
 # Bytes of column matrix packed at once.  Zen 5, 32->32 @64 'same', whole image vs budgets of
 # 0.5-16 MB: 9x9 6.4 ms unblocked, 4.7-4.8 ms at 4-16 MB; 15x15 18.7 ms unblocked, 13.9 ms at
@@ -139,8 +139,7 @@ def _scatter(tmp, out, b, k0, p0):
 def _gemms(wmat, col, dst, kblocks):
     """``dst[g*kg:(g+1)*kg] = wmat[g] @ col[g*kcol:(g+1)*kcol]`` for every group, each split in
     ``kblocks`` blocks of rows: one single-threaded BLAS GEMM per Numba thread (the caller
-    limits BLAS to one thread; see `kernels.cpu.common.single_threaded_blas`, here through
-    its cheaper twin `kernels.cpu.common.one_blas_thread`)."""
+    limits BLAS to one thread; see `kernels.cpu.common.single_threaded_blas`)."""
     groups, kg, kcol = wmat.shape
     for j in prange(groups * kblocks):
         g, kb = j // kblocks, j % kblocks
@@ -250,7 +249,7 @@ def prepare(w, spec):
     if r == s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads):
 
         def compute(x, out):
-            with one_blas_thread():
+            with single_threaded_blas():
                 _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat, kblocks,
                          out.reshape(spec.n, spec.k, oh * ow))
 
@@ -273,7 +272,7 @@ def prepare(w, spec):
         run, args = _run, (*geometry, rows_blk, col_buf, tmp_buf)
 
     def compute(x, out):
-        with one_blas_thread():
+        with single_threaded_blas():
             run(x, wmat, *args, out.reshape(spec.n, spec.k, oh * ow))
 
     return compute

@@ -70,7 +70,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.common import one_blas_thread, pooled_empty, with_phases
+from kernels.cpu.common import pooled_empty, single_threaded_blas, with_phases
 from kernels.winograd_math import winograd_matrices
 
 # Longest (channel, tile) span an output transform job handles: its scratch (2 * (m+2)^2 *
@@ -608,7 +608,7 @@ def prepare(w, spec, m=4):
         if skinny:
             _fused_skinny(wf, G, V, M, fscratch, uscratch, Vt, slot)
         else:
-            with one_blas_thread():
+            with single_threaded_blas():
                 _gemms(U, V, M)
 
     def output_transform(x, out):
