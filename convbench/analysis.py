@@ -96,11 +96,17 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
     separable operator computes a different function, so it is compared, not ranked), on
     real hardware (the CUDA simulator's times say nothing about a GPU), and convbench's own
     (`baselines` rows, other libraries' convolutions, are references to compare against)."""
+    counted = _counted(df)
+    return counted[~baselines(counted)]
+
+
+def _counted(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose time counts: ``ok``, accurate, timed standard convolutions, not simulated
+    (`ranked`'s rule, baselines kept)."""
     if df.empty or "median_s" not in df:
         return df.iloc[0:0]
     mask = ((df["status"] == "ok") & df["accurate"].fillna(False).astype(bool)
-            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df)
-            & ~baselines(df))
+            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df))
     return df[mask.fillna(False).astype(bool)]
 
 
@@ -437,11 +443,9 @@ def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
         ``best convbench`` mean covers every layer that had one); it is unweighted: every
         distinct layer counts once, whatever its ``count``.
     """
-    if df.empty or "median_s" not in df:
+    rows = _counted(df)
+    if rows.empty:
         return pd.DataFrame()
-    mask = ((df["status"] == "ok") & df["accurate"].fillna(False).astype(bool)
-            & (df["operator"] == "conv") & df["median_s"].notna() & ~simulated(df))
-    rows = df[mask.fillna(False).astype(bool)]
     rows = rows.assign(label=_labels(rows), is_base=baselines(rows))
     base = rows[rows["label"] == baseline].drop_duplicates(subset=["problem", "name"])
     if base.empty:
