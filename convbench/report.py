@@ -98,7 +98,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "complete": bool(meta.get("complete", True)),
         "status_counts": ", ".join(f"{n} {s}" for s, n in counts.items()),
         "n_rows": len(df),
-        "findings": findings(df, meta, win, xo, layers, totals, sep),
+        "findings": findings(df, meta, win, xo, layers, totals, sep, vs_base),
         "charts": [{"data": _data_uri(p), "file": Path(p).name, "caption": caption}
                    for p, caption in charts],
         "colours": palette,
@@ -199,7 +199,7 @@ def problem_name(row) -> str:
 # ---------------------------------------------------------------------------------------------
 # Findings: the answers, in sentences
 
-def findings(df, meta, win, xo, layers, totals, sep) -> list[dict]:
+def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
     """The summary at the top: a list of ``{"text", "items", "kind"}``."""
     out = []
     ran = df[df["status"] == "ok"]
@@ -220,7 +220,7 @@ def findings(df, meta, win, xo, layers, totals, sep) -> list[dict]:
                     else "No two problems of this run differ in one field only (filter, "
                     "stride, channels, size or batch), so there is no crossover to look for."})
     out += _network_findings(totals, layers)
-    out += _baseline_findings(analysis.baseline_ratios(df))
+    out += _baseline_findings(vs_base)
     if not sep.empty:
         out.append(_separable_finding(sep))
     out.append(_accuracy_finding(ran))
