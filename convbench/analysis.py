@@ -27,8 +27,8 @@ from itertools import combinations
 import pandas as pd
 
 __all__ = ["ranked", "simulated", "label", "noise", "tied", "winners", "winners_table",
-           "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baselines",
-           "network_summary", "separable_savings",
+           "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baseline_ratio_algorithms",
+           "baselines", "network_summary", "separable_savings",
            "AXES", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR", "NOT_A_LAYER",
            "BEST_PER_LAYER"]
 
@@ -475,6 +475,12 @@ def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
         v = table[col].dropna().astype(float)
         mean[col] = math.exp(sum(math.log(x) for x in v) / len(v)) if len(v) else math.nan
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def baseline_ratio_algorithms(table: pd.DataFrame) -> list[str]:
+    """The algorithm columns of a `baseline_ratios` table, in its order."""
+    fixed = ("layer", "problem", "baseline_s", BEST_CONVBENCH, "best_algorithm")
+    return [c for c in table.columns if c not in fixed]
 
 
 def network_summary(df: pd.DataFrame, exclude: str | None = NOT_A_LAYER):

@@ -152,8 +152,7 @@ def ratio_table(df, baseline: str = "torch") -> str:
     if t.empty:
         return ""
     name = baselines.title(baseline)
-    algos = [c for c in t.columns if c not in ("layer", "problem", "baseline_s",
-                                               analysis.BEST_CONVBENCH, "best_algorithm")]
+    algos = analysis.baseline_ratio_algorithms(t)
 
     def ratio(v):
         return "-" if v != v else f"{v:.2f}"  # NaN: did not run, or not accurately

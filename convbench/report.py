@@ -440,8 +440,7 @@ def _baseline_table(t: pd.DataFrame) -> dict:
     rows when the run has no counted torch row).  Ratios below 1 are marked faster."""
     if t.empty:
         return {"name": baselines.title("torch"), "algos": [], "rows": []}
-    fixed = ("layer", "problem", "baseline_s", analysis.BEST_CONVBENCH, "best_algorithm")
-    algos = [c for c in t.columns if c not in fixed]
+    algos = analysis.baseline_ratio_algorithms(t)
 
     def cell(v):
         return {"text": "" if pd.isna(v) else f"{float(v):.2f}",
