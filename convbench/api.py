@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from kernels.reference import reference_conv2d as _reference
+from convbench_kernels.reference import reference_conv2d as _reference
 
 from . import devices, registry
 from .spec import ConvSpec

@@ -23,7 +23,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernels.cpu import depthwise, direct, fft, im2col, winograd
+from convbench_kernels.cpu import depthwise, direct, fft, im2col, winograd
 
 from . import baselines
 from .spec import ConvSpec
@@ -115,11 +115,13 @@ REGISTRY: tuple[Algorithm, ...] = (
 
 
 def _cuda(module: str, name: str) -> Callable:
-    """``kernels.cuda.<module>.<name>``, imported on first call: ``import convbench`` must work
-    where numba-cuda is not installed.  (Each family's ``supports`` is its CPU twin's rule.)"""
+    """``convbench_kernels.cuda.<module>.<name>``, imported on first call: ``import convbench``
+    must work where numba-cuda is not installed.  (Each family's ``supports`` is the rule of
+    `convbench_kernels.contract` that its CPU twin uses too.)"""
 
     def call(*args, **kwargs):
-        return getattr(importlib.import_module(f"kernels.cuda.{module}"), name)(*args, **kwargs)
+        module_ = importlib.import_module(f"convbench_kernels.cuda.{module}")
+        return getattr(module_, name)(*args, **kwargs)
 
     call.__name__ = f"{module}.{name}"
     return call

@@ -8,7 +8,7 @@ the way its kernels run, so that "fraction of peak" means fraction of what *this
 reach on *this* machine:
 
 - **peak GEMM** (`measure_peak`): one single-threaded BLAS GEMM per Numba thread, all at
-  once inside a ``prange`` (how `kernels.cpu.common.single_threaded_blas` has the kernels
+  once inside a ``prange`` (how `convbench_kernels.cpu.common.single_threaded_blas` has the kernels
   call BLAS), square sizes `GEMM_SIZES`, best of `REPEATS`, for float32 and float64;
 - **bandwidth** (`measure_bandwidth`): a STREAM triad ``a[i] = b[i] + s * c[i]`` in a Numba
   ``prange`` at three working-set sizes, one per level (`LEVELS`): L2 (each thread's share
@@ -157,8 +157,8 @@ def intermediate_bytes(spec, family: str, workspace: int) -> int:
     """Bytes of intermediates one call writes once and reads once, by algorithm family.
 
     - ``depthwise``: 0.  Its workspace is per-thread scratch (one padded plane, or a padded
-      block of 16 channels, and an accumulator; see `kernels.cpu.depthwise`) refilled plane
-      after plane, reused in the core's cache rather than streamed: what it moves through the
+      block of 16 channels, and an accumulator; see `convbench_kernels.cpu.depthwise`) refilled
+      plane after plane, reused in the core's cache rather than streamed: what it moves through the
       level its data lives in is the compulsory traffic.  (The estimate counts each thread's
       scratch once, so ``2 x workspace`` would be no traffic at all: twice the compulsory
       bytes for 32 channels at 112x112, a fifth of them for 512 at 14x14.)
@@ -316,7 +316,7 @@ def measure_peak(threads: int, sizes=GEMM_SIZES, dtypes=("float32", "float64"),
     Returns ``(peaks, rates)``: the best rate per dtype, and the rate per dtype and size.
     The caller fixes Numba's thread count; BLAS is limited to one thread here.
     """
-    from kernels.cpu.common import single_threaded_blas
+    from convbench_kernels.cpu.common import single_threaded_blas
 
     peaks, rates = {}, {}
     with single_threaded_blas():

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from kernels.reference import reference_conv2d
+from convbench_kernels.reference import composed_weight, reference_conv2d
 
 from . import accuracy, devices, machine, registry, roofline, store, sweep
 from .spec import ConvSpec
@@ -70,8 +70,8 @@ class _Problem:
                 rng = self._rng("separable")
                 wd = rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype)
                 wp = rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype)
-                # the separable operator equals a standard conv with these composed weights
-                ref = self._ref(x, wp[:, :, 0, 0, None, None] * wd[None, :, 0])
+                # the separable operator equals a standard conv with the composed weights
+                ref = self._ref(x, composed_weight(wd, wp))
                 self._cache[operator] = (x, (wd, wp), ref)
             else:
                 w = self._rng("w").standard_normal(s.weight_shape).astype(s.dtype)

@@ -50,3 +50,15 @@ def reference_conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), gr
                 out[:, g * kg:(g + 1) * kg] += np.einsum("nchw,kc->nkhw", window, taps,
                                                          optimize=True)
     return out
+
+def composed_weight(w_depthwise, w_pointwise, multiplier=1):
+    """The standard OIHW weight (k, c, r, s) of depthwise-then-pointwise.
+
+    ``W[o, ci, i, j] = sum_q w_pw[o, ci*m + q] * w_dw[ci*m + q, 0, i, j]``, m the multiplier.
+    """
+    cm, _, r, s = w_depthwise.shape
+    k = w_pointwise.shape[0]
+    c = cm // multiplier
+    pw = np.asarray(w_pointwise).reshape(k, c, multiplier)        # (k, c, m)
+    dw = np.asarray(w_depthwise).reshape(c, multiplier, r, s)      # (c, m, r, s)
+    return np.einsum("kcq,cqij->kcij", pw, dw)

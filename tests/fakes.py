@@ -3,7 +3,7 @@
 import time
 
 from convbench.registry import Algorithm
-from kernels.reference import reference_conv2d
+from convbench_kernels.reference import reference_conv2d
 
 TOL = {"float32": 1e-5, "float64": 1e-12}
 

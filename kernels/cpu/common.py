@@ -50,24 +50,6 @@ class _OneBlasThread:
                 lib.set_num_threads(n)
 
 
-def every_problem(spec):
-    """``supports`` of a family that computes every valid problem: always None."""
-    return None
-
-
-def with_phases(*phases):
-    """``compute(x, out)`` running the named ``phases`` (``(name, fn(x, out))`` pairs) in order.
-
-    ``compute.phases`` keeps them, so that a harness can time each one (the breakdown that
-    explains a crossover: transforms against multiplies, packing against GEMM).
-    """
-
-    def compute(x, out):
-        for _, phase in phases:
-            phase(x, out)
-
-    compute.phases = phases
-    return compute
 
 
 # Workspaces of prepared layers that no longer exist, kept for the next `prepare` (uint8 blocks).

@@ -70,7 +70,12 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as U
 
-from kernels.cpu.common import single_threaded_blas, with_phases
+from convbench_kernels import contract
+from convbench_kernels.contract import separable_weights, with_phases
+from convbench_kernels.cpu.common import single_threaded_blas
+
+supports = contract.depthwise  # groups == c, any channel multiplier
+supports_separable = contract.separable  # the standard convolution replaced: groups == 1
 
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
 # vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
@@ -667,12 +672,6 @@ def workspace_separable(spec):
                                               + spec.k * spec.c)
 
 
-def supports(spec):
-    """None when ``spec`` is a depthwise convolution (groups == c), else the reason."""
-    if spec.groups != spec.c:
-        return f"depthwise needs groups == c ({spec.c}), got groups={spec.groups}"
-    return None
-
 
 def prepare(w, spec):
     """Index tables and workspaces for depthwise ``spec``; returns ``compute(x, out)``.
@@ -699,12 +698,6 @@ def prepare(w, spec):
 # ---------------------------------------------------------------------- separable
 
 
-def supports_separable(spec):
-    """None when ``spec`` (the standard convolution replaced) has groups == 1."""
-    if spec.groups != 1:
-        return f"separable replaces a convolution with groups == 1, got groups={spec.groups}"
-    return None
-
 
 @njit(parallel=True, cache=True)
 def _pointwise(wp, mid, out, kblocks):
@@ -716,21 +709,6 @@ def _pointwise(wp, mid, out, kblocks):
         k0, k1 = kb * k // kblocks, (kb + 1) * k // kblocks
         np.dot(wp[k0:k1], mid[b], out[b, k0:k1])
 
-
-def separable_weights(ws, spec):
-    """``(w_depthwise, w_pointwise, m)`` checked against ``spec`` (the standard convolution
-    replaced, groups == 1): shapes (c*m, 1, r, s) and (k, c*m, 1, 1), m the multiplier."""
-    reason = supports_separable(spec)
-    if reason:
-        raise ValueError(reason)
-    w_dw, w_pw = ws
-    c, k = spec.c, spec.k
-    m = max(w_dw.shape[0] // c, 1)
-    if w_dw.shape != (c * m, 1, spec.r, spec.s) or w_pw.shape != (k, c * m, 1, 1):
-        raise ValueError(f"separable weights must be ({c * m}, 1, {spec.r}, {spec.s}) and "
-                         f"({k}, {c * m}, 1, 1) for multiplier {m}, got {w_dw.shape} and "
-                         f"{w_pw.shape}")
-    return w_dw, w_pw, m
 
 
 def prepare_separable(ws, spec):
@@ -756,7 +734,7 @@ def prepare_separable(ws, spec):
     Calling OpenBLAS' own threads right after the depthwise ``prange`` made a MobileNet
     block take 8 ms instead of ~0.4 ms (Numba's OpenMP workers spin and starve OpenBLAS'
     worker), so the pointwise GEMM runs as row blocks on Numba's threads, BLAS on one
-    thread each (`kernels.cpu.common.single_threaded_blas`).
+    thread each (`convbench_kernels.cpu.common.single_threaded_blas`).
     """
     w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
@@ -775,15 +753,3 @@ def prepare_separable(ws, spec):
 
     return with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))
 
-
-def composed_weight(w_depthwise, w_pointwise, multiplier=1):
-    """The standard OIHW weight (k, c, r, s) of depthwise-then-pointwise.
-
-    ``W[o, ci, i, j] = sum_q w_pw[o, ci*m + q] * w_dw[ci*m + q, 0, i, j]``, m the multiplier.
-    """
-    cm, _, r, s = w_depthwise.shape
-    k = w_pointwise.shape[0]
-    c = cm // multiplier
-    pw = np.asarray(w_pointwise).reshape(k, c, multiplier)        # (k, c, m)
-    dw = np.asarray(w_depthwise).reshape(c, multiplier, r, s)      # (c, m, r, s)
-    return np.einsum("kcq,cqij->kcij", pw, dw)

@@ -20,7 +20,7 @@ The weights are read in place, viewed as ``wt`` (groups, kg/KB, cg, r*s, KB): fo
 costs nothing to prepare (copying them to that layout, contiguous in KB, cost 0.1-0.7 ms a
 call on the ResNet-50 layers, more than it saved).  Only a kg that is not a multiple of KB
 gets a copy, padded with zero output channels.  ``xq`` comes from
-`kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of the last
+`convbench_kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of the last
 one instead of page-faulting a fresh block.
 
 Work item = (image, group, pixel block of ``tile`` flattened pixels, output-channel block of
@@ -70,7 +70,8 @@ from numba import uint64 as U
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.cpu.common import every_problem, pooled_empty, with_phases
+from convbench_kernels.contract import every_problem, with_phases
+from convbench_kernels.cpu.common import pooled_empty
 
 KB = 8  # output channels per register tile
 TILE_BYTES = 128  # bytes of output pixels per register tile row (2 AVX-512 vectors)

@@ -11,9 +11,8 @@ once to ``(groups, kg, cg*r*s)``, multiply that slab: ``out[b, g*kg:(g+1)*kg]`` 
 handled while packing (no padded copy of the input).  1x1 stride-1 unpadded layers skip the
 packing: the input image ``(c, h*w)`` already is the column matrix.  The weights are read in
 place (a view), and the column and output blocks come from
-`kernels.cpu.common.pooled_empty`, so that a layer prepared per call (``convbench.conv2d``)
-neither copies the weights nor page-faults fresh blocks (1x1 1024->256 @14: 0.38 -> 0.29 ms
-a call, compute 0.27 ms).
+`convbench_kernels.cpu.common.pooled_empty`, so that a layer prepared per call
+(``convbench.conv2d``) neither copies the weights nor page-faults fresh blocks.
 
 Threads: one pool.  Each Numba thread packs its own block of output rows into its own slice
 of the column workspace and multiplies it with single-threaded BLAS GEMMs (one per group) into
@@ -48,7 +47,8 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu.common import every_problem, pooled_empty, single_threaded_blas
+from convbench_kernels.contract import every_problem
+from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
 
 # Bytes of column matrix packed at once.  Zen 5, 32->32 @64 'same', whole image vs budgets of
 # 0.5-16 MB: 9x9 6.4 ms unblocked, 4.7-4.8 ms at 4-16 MB; 15x15 18.7 ms unblocked, 13.9 ms at
@@ -139,7 +139,7 @@ def _scatter(tmp, out, b, k0, p0):
 def _gemms(wmat, col, dst, kblocks):
     """``dst[g*kg:(g+1)*kg] = wmat[g] @ col[g*kcol:(g+1)*kcol]`` for every group, each split in
     ``kblocks`` blocks of rows: one single-threaded BLAS GEMM per Numba thread (the caller
-    limits BLAS to one thread; see `kernels.cpu.common.single_threaded_blas`)."""
+    limits BLAS to one thread; see `convbench_kernels.cpu.common.single_threaded_blas`)."""
     groups, kg, kcol = wmat.shape
     for j in prange(groups * kblocks):
         g, kb = j // kblocks, j % kblocks

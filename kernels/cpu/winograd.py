@@ -7,7 +7,7 @@ output is cut into m x m tiles; each tile's (m + 2) x (m + 2) input patch ``d`` 
 each 3 x 3 filter ``g`` are transformed (``BT d B``, ``G g GT``), the (m + 2)^2
 transformed elements are multiplied pairwise and summed over input channels, which is
 one GEMM per element, and ``AT [.] A`` turns the sums back into m x m outputs.  The
-matrices come from `kernels.winograd_math` (F(2, 3): points 0, +-1; F(4, 3): points
+matrices come from `convbench_kernels.winograd_math` (F(2, 3): points 0, +-1; F(4, 3): points
 0, +-1, 1/2, -2, the more accurate set measured there).  ``winograd_f23`` is m = 2,
 ``winograd_f43`` m = 4.
 
@@ -36,7 +36,7 @@ tile) positions of M, two passes of unit-stride linear combinations into a per-t
 scratch, then the valid part of each tile is written into ``out``.
 
 Every array above is a view of one workspace per layer, taken from a small pool
-(`_carve`, `kernels.cpu.common.pooled_empty`): a workspace freed by one layer is reused by
+(`_carve`, `convbench_kernels.cpu.common.pooled_empty`): a workspace freed by one layer is reused by
 the next of a similar size, so calls do not page-fault fresh buffers in, and a workspace is
 never given to a second layer while the first can still run.
 
@@ -60,7 +60,7 @@ max|out - ref| / max|ref| against the float64 oracle, measured over odd shapes (
 images, asymmetric padding, groups, batch 3, partial tiles) and the ResNet-50 3x3 layers
 (x ~ N(0, 1), w ~ N(0, 1/(9c))): F(2, 3) up to 6e-7 and F(4, 3) up to 5.4e-6 (256 -> 256
 @14) in float32 (the transforms' larger coefficients amplify rounding; see the table in
-`kernels.winograd_math`); 1.1e-15 and 8e-15 in float64.
+`convbench_kernels.winograd_math`); 1.1e-15 and 8e-15 in float64.
 """
 
 import math
@@ -70,8 +70,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.common import pooled_empty, single_threaded_blas, with_phases
-from kernels.winograd_math import winograd_matrices
+from convbench_kernels.contract import winograd_3x3, with_phases
+from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
+from convbench_kernels.winograd_math import winograd_matrices
 
 # Longest (channel, tile) span an output transform job handles: its scratch (2 * (m+2)^2 *
 # SPAN values per thread) stays within L2, and the unit-stride passes run long enough.
@@ -98,25 +99,7 @@ def _matrices(m):
     return mats
 
 
-def supports(spec):
-    """None for 3 x 3 filters with stride 1 and dilation 1, else the reason.
-
-    Parameters
-    ----------
-    spec : ConvSpec-like
-
-    Returns
-    -------
-    str or None
-    """
-    need = []
-    if (spec.r, spec.s) != (3, 3):
-        need.append(f"a 3x3 filter, got {spec.r}x{spec.s}")
-    if (spec.sh, spec.sw) != (1, 1):
-        need.append(f"stride 1, got {spec.sh}x{spec.sw}")
-    if (spec.dh, spec.dw) != (1, 1):
-        need.append(f"dilation 1, got {spec.dh}x{spec.dw}")
-    return "winograd needs " + "; ".join(need) if need else None
+supports = winograd_3x3  # 3x3, stride 1, dilation 1 (the contract's rule)
 
 
 @lru_cache(maxsize=256)

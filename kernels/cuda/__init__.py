@@ -1,8 +1,9 @@
 """CUDA kernels (numba.cuda), imported only when asked for.
 
-Nothing outside this package imports numba.cuda at module level, so that ``import kernels``
-works on a machine without numba-cuda.  Each family module mirrors its CPU twin in
-``kernels.cpu``: ``supports(spec)`` (the twin's rule), ``prepare(w, spec) -> compute`` where
-``w`` is a host array and ``compute(x, out)`` takes device arrays and only launches kernels.
-``kernels.cuda.gemm`` is the tiled shared-memory GEMM the other families build on.
+Nothing outside this package imports numba.cuda at module level, so that
+``import convbench_kernels`` works on a machine without numba-cuda.  Each family module
+mirrors its CPU twin in ``convbench_kernels.cpu``: ``supports(spec)`` (the rule of
+`convbench_kernels.contract` both share), ``prepare(w, spec) -> compute`` where ``w`` is a host
+array and ``compute(x, out)`` takes device arrays and only launches kernels.
+``convbench_kernels.cuda.gemm`` is the tiled shared-memory GEMM the other families build on.
 """

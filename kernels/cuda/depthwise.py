@@ -1,6 +1,6 @@
 """Depthwise convolution on the GPU, and the depthwise-separable operator.
 
-The CUDA twin of `kernels.cpu.depthwise`: groups == c, channel multiplier m = k // c
+The CUDA twin of `convbench_kernels.cpu.depthwise`: groups == c, channel multiplier m = k // c
 (output channel o reads input channel o // m), any filter size, stride, padding and
 dilation, float32 and float64.
 
@@ -10,8 +10,8 @@ dilation, float32 and float64.
     r * s taps are read straight from ``x`` with bounds checks, so padding costs no copy.
 `prepare_separable`
     Depthwise into a device intermediate (n, c*m, oh, ow), then the pointwise 1x1 as a GEMM
-    per image, (k, c*m) @ (c*m, oh*ow): one launch of `kernels.cuda.gemm.gemm` batched over
-    the images, the pointwise weights shared by all of them.
+    per image, (k, c*m) @ (c*m, oh*ow): one launch of `convbench_kernels.cuda.gemm.gemm`
+    batched over the images, the pointwise weights shared by all of them.
 """
 
 import math
@@ -20,17 +20,13 @@ from functools import cache
 import numpy as np
 from numba import cuda
 
-from kernels.cpu.common import with_phases
-from kernels.cpu.depthwise import (  # the CPU twin's rules, shared
-    composed_weight,
-    separable_weights,
-    supports,
-    supports_separable,
-)
-from kernels.cuda.gemm import gemm
+from convbench_kernels.contract import depthwise as supports
+from convbench_kernels.contract import separable as supports_separable
+from convbench_kernels.contract import separable_weights, with_phases
+from convbench_kernels.cuda.gemm import gemm
 
 __all__ = ["supports", "prepare", "workspace", "supports_separable", "prepare_separable",
-           "workspace_separable", "composed_weight"]
+           "workspace_separable"]
 
 #: Threads per block of the depthwise kernel.
 THREADS = 256

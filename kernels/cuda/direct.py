@@ -21,7 +21,7 @@ output channels, else 1 (depthwise: one output per thread, nothing wasted).
 
 Supported problems
 ------------------
-The CPU twin's rule (`kernels.cpu.direct.supports`): every valid problem.
+Every valid problem (`convbench_kernels.contract.every_problem`).
 
 Error
 -----
@@ -35,7 +35,7 @@ from functools import cache
 import numpy as np
 from numba import cuda
 
-from kernels.cpu.direct import supports
+from convbench_kernels.contract import every_problem as supports
 
 __all__ = ["supports", "prepare", "workspace", "channel_block"]
 

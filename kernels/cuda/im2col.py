@@ -2,7 +2,7 @@
 
 Layout
 ------
-As in the CPU twin (`kernels.cpu.im2col`): for image ``b`` the column matrix holds, in row
+As in the CPU twin (`convbench_kernels.cpu.im2col`): for image ``b`` the column matrix holds, in row
 ``(ch, i, j)`` (``ch`` over all ``c`` input channels, ``i < r``, ``j < s``) and column
 ``p = y*ow + xo``, the input pixel ``x[b, ch, y*sh + i*dh - pt, xo*sw + j*dw - pl]`` (zero
 where that falls in the padding), so group ``g`` owns the contiguous row slab
@@ -16,8 +16,8 @@ Kernels
 oh*ow), one element per thread: consecutive threads take consecutive output pixels, so the
 stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
 ``IM2COL_THREADS`` threads per block, at most ``MAX_BLOCKS`` blocks, the threads looping in
-grid strides over the rest.  Then one launch of `kernels.cuda.gemm.gemm` multiplies the whole
-chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
+grid strides over the rest.  Then one launch of `convbench_kernels.cuda.gemm.gemm` multiplies
+the whole chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
 ``col`` viewed (nb*groups, cg*r*s, oh*ow), C = the chunk's ``out`` viewed (nb*groups, kg,
 oh*ow).  Chunks hold as many images as fit in ``COL_BUDGET`` bytes of column matrix (at
 least one), so a small layer costs two launches per batch, not two per image.
@@ -27,7 +27,7 @@ is B, and the layer is a single GEMM launch.
 
 Supported problems
 ------------------
-The CPU twin's rule (`kernels.cpu.im2col.supports`): every valid problem.
+Every valid problem (`convbench_kernels.contract.every_problem`).
 
 Error
 -----
@@ -40,9 +40,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from kernels.cpu.common import with_phases
-from kernels.cpu.im2col import supports
-from kernels.cuda.gemm import gemm
+from convbench_kernels.contract import every_problem as supports
+from convbench_kernels.contract import with_phases
+from convbench_kernels.cuda.gemm import gemm
 
 __all__ = ["supports", "prepare", "workspace"]
 

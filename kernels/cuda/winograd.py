@@ -1,7 +1,7 @@
 """Winograd F(m x m, 3 x 3) convolution on the GPU: two transform kernels around a batched GEMM.
 
-The CUDA twin of `kernels.cpu.winograd` (Lavin & Gray 2015, section 4), same matrices
-(`kernels.winograd_math.winograd_matrices`: F(2, 3) points 0, +-1; F(4, 3) points
+The CUDA twin of `convbench_kernels.cpu.winograd` (Lavin & Gray 2015, section 4), same matrices
+(`convbench_kernels.winograd_math.winograd_matrices`: F(2, 3) points 0, +-1; F(4, 3) points
 0, +-1, 1/2, -2) and same supported problems (3 x 3, stride 1, dilation 1; any padding,
 groups, batch, float32 and float64).  ``winograd_f23`` is m = 2, ``winograd_f43`` m = 4.
 
@@ -25,7 +25,7 @@ The transform matrices are passed to the kernels as device arrays of the dtype (
 once in `prepare`).  Kernels are compiled per (nt, dtype) (`_transform_kernels`): the
 local arrays need compile-time shapes and dtype, and every sum stays in the input dtype.
 
-The GEMM is `kernels.cuda.gemm.gemm`, one launch batched over the ne * groups planes.
+The GEMM is `convbench_kernels.cuda.gemm.gemm`, one launch batched over the ne * groups planes.
 """
 
 import math
@@ -34,10 +34,10 @@ from functools import cache, partial
 import numpy as np
 from numba import cuda
 
-from kernels.cpu.common import with_phases
-from kernels.cpu.winograd import supports
-from kernels.cuda.gemm import gemm
-from kernels.winograd_math import winograd_matrices
+from convbench_kernels.contract import winograd_3x3 as supports
+from convbench_kernels.contract import with_phases
+from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
            "workspace_f23", "workspace_f43"]
@@ -187,7 +187,8 @@ def prepare(w, spec, m=4):
         stream, no synchronization.
 
     Launch configurations: the transforms run TRANSFORM_THREADS threads per block over
-    c * tiles (input) and k * tiles (output) threads; the GEMM as `kernels.cuda.gemm` picks.
+    c * tiles (input) and k * tiles (output) threads; the GEMM as `convbench_kernels.cuda.gemm`
+    picks.
     """
     reason = supports(spec)
     if reason is not None:

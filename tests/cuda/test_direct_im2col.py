@@ -17,11 +17,12 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 import numpy as np
 from numba import cuda
 
-import kernels.cpu.direct
-import kernels.cpu.im2col
+import convbench_kernels.cpu.direct
+import convbench_kernels.cpu.im2col
 from convbench.spec import ConvSpec
-from kernels.cuda import direct, im2col
-from kernels.reference import reference_conv2d
+from convbench_kernels.contract import every_problem
+from convbench_kernels.cuda import direct, im2col
+from convbench_kernels.reference import reference_conv2d
 
 FAMILIES = {"direct": direct, "im2col": im2col}
 TOL = {"float32": 1e-5, "float64": 1e-12}  # max|out - ref| / max|ref|
@@ -81,9 +82,9 @@ def test_float64(name, case):
     check(FAMILIES[name], CASES[case].with_(dtype="float64"))
 
 
-def test_supports_is_the_cpu_rule():
-    assert direct.supports is kernels.cpu.direct.supports
-    assert im2col.supports is kernels.cpu.im2col.supports
+def test_supports_is_the_contract_rule_of_both_devices():
+    assert direct.supports is convbench_kernels.cpu.direct.supports is every_problem
+    assert im2col.supports is convbench_kernels.cpu.im2col.supports is every_problem
     assert direct.supports(CASES["groups 2"]) is None and im2col.supports(CASES["1x3"]) is None
 
 

@@ -21,10 +21,10 @@ import tracemalloc
 import numpy as np
 from numba import cuda
 
-import kernels.cpu.fft
+import convbench_kernels.cpu.fft
 from convbench.spec import ConvSpec
-from kernels.cuda import fft
-from kernels.reference import reference_conv2d
+from convbench_kernels.cuda import fft
+from convbench_kernels.reference import reference_conv2d
 from tests.cases import CASES, random_arrays
 
 TOL = {"float32": 1e-5, "float64": 1e-12, "complex64": 1e-5, "complex128": 1e-12}
@@ -163,7 +163,7 @@ def test_transform_size():
 
 
 def test_supports_is_the_cpu_rule():
-    assert fft.supports is kernels.cpu.fft.supports
+    assert fft.supports is convbench_kernels.cpu.fft.supports
 
 
 @pytest.mark.parametrize("name", ["tail channels", "float64"])
@@ -193,7 +193,7 @@ try:
 except Exception as e:  # no NVVM / NVRTC libraries: nothing to check here
     print(e)
     sys.exit(77)
-from kernels.cuda import fft as F
+from convbench_kernels.cuda import fft as F
 for ft, ct in ((T.float32, T.complex64), (T.float64, T.complex128)):
     a3, a4, a5 = ct[:, :, ::1], ct[:, :, :, ::1], ct[:, :, :, :, ::1]
     smem = F.SMEM_BYTES // (ct.bitwidth // 8)

@@ -16,7 +16,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 import numpy as np
 from numba import cuda
 
-from kernels.cuda import gemm as cuda_gemm
+from convbench_kernels.cuda import gemm as cuda_gemm
 
 TOL = {"float32": 1e-5, "float64": 1e-13}  # relative to the largest |C|
 

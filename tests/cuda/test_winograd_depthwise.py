@@ -18,10 +18,11 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
 from convbench.spec import ConvSpec  # noqa: E402
-from kernels.cpu import depthwise as cpu_depthwise  # noqa: E402
-from kernels.cpu import winograd as cpu_winograd  # noqa: E402
-from kernels.cuda import depthwise, winograd  # noqa: E402
-from kernels.reference import reference_conv2d  # noqa: E402
+from convbench_kernels import contract  # noqa: E402
+from convbench_kernels.cpu import depthwise as cpu_depthwise  # noqa: E402
+from convbench_kernels.cpu import winograd as cpu_winograd  # noqa: E402
+from convbench_kernels.cuda import depthwise, winograd  # noqa: E402
+from convbench_kernels.reference import composed_weight, reference_conv2d  # noqa: E402
 
 WINOGRAD_CASES = {
     "one f23 tile 4x4": ConvSpec(c=4, h=4, k=4, r=3),
@@ -86,10 +87,10 @@ def _check(got, ref, spec, tol32):
     assert err <= tol, f"max rel error {err:.2e} > {tol:.0e}"
 
 
-def test_supports_is_the_cpu_rule():
-    assert winograd.supports is cpu_winograd.supports
-    assert depthwise.supports is cpu_depthwise.supports
-    assert depthwise.supports_separable is cpu_depthwise.supports_separable
+def test_supports_is_the_contract_rule_of_both_devices():
+    assert winograd.supports is cpu_winograd.supports is contract.winograd_3x3
+    assert depthwise.supports is cpu_depthwise.supports is contract.depthwise
+    assert depthwise.supports_separable is cpu_depthwise.supports_separable is contract.separable
     assert winograd.supports(ConvSpec(c=2, h=6, k=2, r=3, stride=2)) is not None
     with pytest.raises(ValueError):
         winograd.prepare_f23(np.zeros((2, 2, 5, 5), np.float32), ConvSpec(c=2, h=6, k=2, r=5))
@@ -126,5 +127,5 @@ def test_separable(name):
     compute = depthwise.prepare_separable((w_dw, w_pw), spec)
     assert [name for name, _ in compute.phases] == ["depthwise", "pointwise"]
     got = _run(compute, spec, x)
-    W = depthwise.composed_weight(w_dw, w_pw, mult)
+    W = composed_weight(w_dw, w_pw, mult)
     _check(got, _reference(spec, x, W, groups=1), spec, 1e-6)

@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from convbench import registry
 from convbench.spec import ConvSpec
-from kernels.cpu.depthwise import composed_weight
-from kernels.reference import reference_conv2d
+from convbench_kernels.reference import composed_weight, reference_conv2d
 from tests.cases import CASES, problems, random_arrays, separable_weights
 
 ALGOS = registry.algorithms("cpu")

@@ -1,12 +1,13 @@
-"""The Winograd transforms of kernels.winograd_math against the paper and the definition."""
+"""The Winograd transforms of `convbench_kernels.winograd_math` against the paper and the
+definition."""
 
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from kernels.reference import reference_conv2d
-from kernels.winograd_math import (
+from convbench_kernels.reference import reference_conv2d
+from convbench_kernels.winograd_math import (
     DEFAULT_POINTS,
     SCALINGS,
     measure_error,

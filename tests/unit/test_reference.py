@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from kernels.reference import reference_conv2d
+from convbench_kernels.reference import reference_conv2d
 
 
 @pytest.mark.parametrize(
