@@ -10,9 +10,10 @@ import argparse
 import dataclasses
 import re
 import sys
+import warnings
 from pathlib import Path
 
-from . import registry, sweep
+from . import plugins, registry, sweep
 
 
 class _Parser(argparse.ArgumentParser):
@@ -279,8 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _load_plugins() -> None:
+    """Read the installed plugins now, and say in one line each which were left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", plugins.PluginWarning)
+        registry.algorithms()
+    for text in plugins.problems():
+        print(f"warning: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _load_plugins()
     try:
         return args.func(args)
     except ValueError as err:

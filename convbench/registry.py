@@ -2,7 +2,10 @@
 
 Each entry names a kernel family in ``kernels/`` (or, for a ``baseline``, another library's
 convolution: `convbench.baselines`) and states what it supports.  The harness reaches kernels
-only through this table.
+only through this table (two named exceptions import from ``convbench_kernels`` directly: the
+float64 oracle, which judges every entry and so cannot be one, and the BLAS thread limit that
+the roofline's GEMM shares with the kernels).  Users' algorithms follow the built-ins:
+`register` at run time, or an installed plugin (`convbench.plugins`).
 
 An entry's ``prepare(w, spec)`` does the once-per-layer work and returns
 ``compute(x, out)``, which writes into a preallocated output (see ``kernels``).
@@ -25,8 +28,8 @@ from dataclasses import dataclass
 
 from convbench_kernels.cpu import depthwise, direct, fft, im2col, winograd
 
-from . import baselines
-from .spec import ConvSpec
+from . import baselines, plugins
+from .spec import DTYPES, ConvSpec
 
 
 @dataclass(frozen=True)
@@ -191,20 +194,83 @@ REGISTRY += baseline_entries()
 
 DEVICES = ("cpu", "cuda")
 
+# Users' algorithms, after the built-ins: added by `register` at run time or by an installed
+# plugin's entry point (`convbench.plugins`).
+_USER: list[Algorithm] = []
+
+
+def register(algo: Algorithm, *, replace: bool = False) -> Algorithm:
+    """Add a user's algorithm: sweeps, reports and ``conv2d(algo=...)`` then treat it as they
+    treat the built-ins (same reference check, tolerance, timing and rows).
+
+    Parameters
+    ----------
+    algo : Algorithm
+        Its ``prepare(w, spec)`` returns ``compute(x, out)`` writing into ``out`` (see
+        `convbench_kernels.contract`); ``supports(spec)`` returns None or a reason.
+    replace : bool
+        Replace an algorithm registered earlier under the same name and device.
+
+    Returns
+    -------
+    Algorithm
+        ``algo``, so that ``register`` can be used where the entry is defined.
+
+    Raises
+    ------
+    ValueError
+        When a field breaks a rule (naming it), or the name is taken: a built-in's always, a
+        registered one's unless ``replace``.
+    """
+    plugins.check(algo, DEVICES, DTYPES)
+    if any(a.name == algo.name and a.device == algo.device for a in REGISTRY):
+        raise ValueError(f"name: {algo.name!r} is a built-in algorithm on {algo.device}; "
+                         "choose another name")
+    same = [i for i, a in enumerate(_USER) if (a.name, a.device) == (algo.name, algo.device)]
+    if same and not replace:
+        raise ValueError(f"name: {algo.name!r} is already registered on {algo.device} "
+                         "(register(..., replace=True) replaces it)")
+    if same:
+        _USER[same[0]] = algo
+    else:
+        _USER.append(algo)
+    return algo
+
+
+def unregister(name: str, device: str = "cpu") -> None:
+    """Remove a user's algorithm (a built-in cannot be removed); a ValueError if unknown."""
+    for i, a in enumerate(_USER):
+        if (a.name, a.device) == (name, device):
+            del _USER[i]
+            return
+    raise ValueError(f"name: no registered user algorithm {name!r} on {device}")
+
+
+def _entries() -> tuple[Algorithm, ...]:
+    """Built-ins, then users' algorithms (installed plugins are read on the first call)."""
+    plugins.load(register)
+    return REGISTRY + tuple(_USER)
+
 
 def algorithms(device: str | None = None) -> list[Algorithm]:
-    """The registry entries, all or those of one device."""
+    """The registry entries, all or those of one device: built-ins first, then users'."""
     if device is not None and device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    return [a for a in REGISTRY if device is None or a.device == device]
+    return [a for a in _entries() if device is None or a.device == device]
 
 
 def get(name: str, device: str = "cpu") -> Algorithm:
     """The entry called ``name`` on ``device``; a ValueError lists the allowed names."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    for a in REGISTRY:
-        if a.name == name and a.device == device:
+    entries = algorithms(device)
+    for a in entries:
+        if a.name == name:
             return a
-    names = ", ".join(a.name for a in REGISTRY if a.device == device) or "none registered"
+    names = ", ".join(a.name for a in entries) or "none registered"
     raise ValueError(f"algo must be one of {names} on device {device!r}, got {name!r}")
+
+
+def origin(algo: Algorithm) -> str:
+    """Where an entry comes from: ``convbench``, ``register()``, or a plugin's entry point."""
+    if any(a is algo for a in REGISTRY):
+        return "convbench"
+    return plugins.source(algo.name, algo.device) or "register()"

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from convbench_kernels.reference import composed_weight, reference_conv2d
 
-from . import accuracy, devices, machine, registry, roofline, store, sweep
+from . import accuracy, devices, machine, plugins, registry, roofline, store, sweep
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -240,6 +240,102 @@ def resolve_config(config) -> sweep.SweepConfig:
                      "nor an existing .toml or batch file")
 
 
+@dataclass
+class _Run:
+    """A run being made: its sweep, directory, ``meta.json`` content and the row keys it
+    already holds (a resumed run's)."""
+
+    config: sweep.SweepConfig
+    meta: dict
+    run_dir: Path | None = None
+    done: set = field(default_factory=set)
+
+
+def _open(config, resume) -> _Run:
+    """The run to make: a resumed run's own config, meta and finished rows, or a new one
+    (nothing is written yet: bad input must leave no directory behind)."""
+    if resume is None:
+        return _Run(resolve_config(config), meta={})
+    run_dir = Path(resume)
+    meta = store.read_meta(run_dir)
+    meta.pop("end", None)
+    meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
+    return _Run(sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}"), meta,
+                run_dir, {_key(r) for r in store.read_journal(run_dir)})
+
+
+def select(config: sweep.SweepConfig, entries=None) -> list[registry.Algorithm]:
+    """The entries a sweep runs: on its devices, the ones it names, or every default entry
+    (opt-in entries, ``default=False``, only when named)."""
+    algos = [a for a in (registry.algorithms() if entries is None else entries)
+             if a.device in config.devices
+             and (a.default if config.algorithms is None else a.name in config.algorithms)]
+    if not algos:
+        raise ValueError(f"{config.source or config.name}: no registered algorithm matches "
+                         f"algorithms={list(config.algorithms or ['all'])} on devices="
+                         f"{list(config.devices)}")
+    return algos
+
+
+def _create(run: _Run, results_dir, run_id: str | None) -> None:
+    """Make a new run's directory and first meta (a resumed run has both)."""
+    if run.run_dir is not None:
+        return
+    run_id = run_id or store.new_run_id()
+    run.run_dir = Path(results_dir) / run_id
+    run.run_dir.mkdir(parents=True, exist_ok=False)
+    run.meta = {"run_id": run_id, "config": run.config.to_dict(),
+                "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _algorithm_records(algos) -> list[dict]:
+    """What ``meta.json`` says of each algorithm run: where it comes from (convbench, a
+    plugin, ``register()``)."""
+    return [{"name": a.name, "device": a.device, "family": a.family,
+             "origin": registry.origin(a)} for a in algos]
+
+
+def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool):
+    """Record the run's settings and machine in ``meta.json``; return its roofline."""
+    run.meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
+                    machine=machine.fingerprint(), algorithms=_algorithm_records(algos),
+                    plugin_problems=plugins.problems())
+    # the roofline is the CPU's: a CUDA-only run has no row to judge by it
+    roof = (_roofline(run.meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
+            else None)
+    store.write_meta(run.run_dir, run.meta)
+    return roof
+
+
+def _run_cases(run: _Run, cases, threads: int, budget: int, roof, journal: store.Journal,
+               progress) -> None:
+    """Run every (problem, algorithm) case in order, journaling each row as it exists."""
+    places = _devices({a.device for _, a in cases})
+    problem = None
+    for spec, algo in cases:
+        if problem is None or problem.spec != spec:  # only the current problem's inputs live
+            problem = _Problem(spec)
+        row = {"run_id": run.meta["run_id"], "threads": threads,
+               **run_case(spec, algo, problem, run.config.timing, budget, places[algo.device])}
+        row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
+        journal.append(row)
+        if progress:
+            progress(row)
+    run.meta["machine"]["numba_threading_layer"] = machine.threading_layer()
+
+
+def _finish(run: _Run, complete: bool) -> pd.DataFrame:
+    """Write the rows (Parquet) and the final meta; return the rows."""
+    df = store.rows_frame(store.read_journal(run.run_dir))
+    if not df.empty:
+        store.write_rows(run.run_dir, df)
+    run.meta["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run.meta["complete"] = complete
+    store.write_meta(run.run_dir, run.meta)
+    df.attrs["run_dir"] = str(run.run_dir)
+    return df
+
+
 def run_sweep(config="default", *, results_dir="results", run_id: str | None = None,
               resume=None, threads: int | None = None, max_memory: int | None = None,
               progress: Callable[[dict], None] | None = None,
@@ -279,72 +375,28 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     SweepInterrupted
         On Ctrl-C, after saving the rows so far.
     """
-    done: set = set()
-    if resume is not None:
-        run_dir = Path(resume)
-        meta = store.read_meta(run_dir)
-        config = sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}")
-        done = {_key(r) for r in store.read_journal(run_dir)}
-        meta.pop("end", None)
-        meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
-    else:
-        config = resolve_config(config)
-    algos = [a for a in (registry.algorithms() if entries is None else entries)
-             if a.device in config.devices  # opt-in entries (default=False) only when named
-             and (a.default if config.algorithms is None else a.name in config.algorithms)]
-    if not algos:
-        raise ValueError(f"{config.source or config.name}: no registered algorithm matches "
-                         f"algorithms={list(config.algorithms or ['all'])} on devices="
-                         f"{list(config.devices)}")
-    if resume is None:
-        run_id = run_id or store.new_run_id()
-        run_dir = Path(results_dir) / run_id
-        run_dir.mkdir(parents=True, exist_ok=False)
-        meta = {"run_id": run_id, "config": config.to_dict(),
-                "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    threads = threads or meta.get("threads") or numba.config.NUMBA_NUM_THREADS
+    run = _open(config, resume)
+    algos = select(run.config, entries)
+    _create(run, results_dir, run_id)
+    threads = threads or run.meta.get("threads") or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
-    run_id = meta["run_id"]
-    cases = [(spec, a) for spec in config.problems for a in algos
-             if _key(spec, a.name, a.device) not in done]
-    journal = store.Journal(run_dir)
-    interrupted = False
+    cases = [(spec, a) for spec in run.config.problems for a in algos
+             if _key(spec, a.name, a.device) not in run.done]
+    journal = store.Journal(run.run_dir)
+    complete = False
     try:
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
-            meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
-                        machine=machine.fingerprint())
-            # the roofline is the CPU's: a CUDA-only run has no row to judge by it
-            roof = (_roofline(meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
-                    else None)
-            store.write_meta(run_dir, meta)
+            roof = _start(run, algos, threads, budget, remeasure)
             if on_start:
-                on_start(run_dir, len(cases))
-            places = _devices({a.device for a in algos})
-            problems: dict[ConvSpec, _Problem] = {}
-            for spec, algo in cases:
-                problem = problems.setdefault(spec, _Problem(spec))
-                if len(problems) > 1:  # keep only the current problem's inputs alive
-                    problems = {spec: problem}
-                row = {"run_id": run_id, "threads": threads,
-                       **run_case(spec, algo, problem, config.timing, budget,
-                                  places[algo.device])}
-                row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
-                journal.append(row)
-                if progress:
-                    progress(row)
-            meta["machine"]["numba_threading_layer"] = machine.threading_layer()
+                on_start(run.run_dir, len(cases))
+            _run_cases(run, cases, threads, budget, roof, journal, progress)
+        complete = True
     except KeyboardInterrupt:
-        interrupted = True
+        pass
     finally:
         journal.close()
-        df = store.rows_frame(store.read_journal(run_dir))
-        if not df.empty:
-            store.write_rows(run_dir, df)
-        meta["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        meta["complete"] = not interrupted
-        store.write_meta(run_dir, meta)
-    if interrupted:
-        raise SweepInterrupted(run_dir)
-    df.attrs["run_dir"] = str(run_dir)
+        df = _finish(run, complete)
+    if not complete:
+        raise SweepInterrupted(run.run_dir)
     return df
