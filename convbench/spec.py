@@ -291,21 +291,17 @@ class ConvSpec:
 
     @classmethod
     def parse(cls, text: str) -> ConvSpec:
-        """Read a ConvSpec id or a oneDNN benchdnn convolution descriptor.
-
-        benchdnn form: ``[gX][mbX][icX][ihX][iwX][ocX][ohX][owX][khX][kwX][shX][swX]
-        [phX][pwX][dhX][dwX][n"name"]`` (``_`` ignored).  Its defaults: ``mb`` 2, ``g`` 1;
-        missing width fields copy the height fields; stride 1; dilation 0 (benchdnn counts
-        the zeros inserted between taps, so ours is one more); padding 0, or, when ``oh``
-        is given without ``ph``, the symmetric padding that yields ``oh``.  A given ``oh``
-        that disagrees with the rest is an error.
-        """
+        """Read a ConvSpec id or a oneDNN benchdnn convolution descriptor (read as benchdnn
+        reads it: `convbench.benchdnn`, which says how its padding, 1-D and repeat forms
+        map to a ConvSpec)."""
         text = text.strip()
         if not text:
             raise ValueError("problem: empty descriptor")
         if _ID_RE.fullmatch(text):
             return _parse_id(text)
-        return _parse_benchdnn(text)
+        from . import benchdnn  # it builds ConvSpecs: imported here, not at the top
+
+        return benchdnn.parse(text)
 
 
 _ID_RE = re.compile(
@@ -324,63 +320,3 @@ def _parse_id(text: str) -> ConvSpec:
                     stride=dec(u), padding=p if p in PADDING_MODES else dec(p),
                     dilation=dec(d), groups=int(g),
                     dtype={"f64": "float64"}.get(dt, "float32"))
-
-
-_BENCHDNN_KEYS = ("mb", "ic", "ih", "iw", "oc", "oh", "ow", "kh", "kw", "sh", "sw",
-                  "ph", "pw", "dh", "dw", "g", "id", "od", "kd", "sd", "pd", "dd")
-_BENCHDNN_TOKEN = re.compile(r"(" + "|".join(sorted(_BENCHDNN_KEYS, key=len, reverse=True))
-                             + r")(\d+)|n\"([^\"]*)\"|n([^\"\s]*)$")
-
-
-def _parse_benchdnn(text: str) -> ConvSpec:
-    body = text.replace("_", "") if 'n"' not in text else (
-        text[: text.index('n"')].replace("_", "") + text[text.index('n"'):])
-    vals: dict[str, int] = {}
-    name = ""
-    pos = 0
-    while pos < len(body):
-        m = _BENCHDNN_TOKEN.match(body, pos)
-        if not m:
-            raise ValueError(f"problem: cannot read {text!r} at {body[pos:]!r}; expected a "
-                             "ConvSpec id (n1c64h56w56k64r3s3u1p1d1g1) or a benchdnn descriptor "
-                             "(mb1ic64ih56oc64oh56kh3ph1)")
-        if m.group(1):
-            vals[m.group(1)] = int(m.group(2))
-        else:
-            name = m.group(3) if m.group(3) is not None else m.group(4)
-        pos = m.end()
-    # depth fields are accepted only with their 2-D values (size 1, stride 1, no pad or dilation)
-    for key, flat in (("id", 1), ("od", 1), ("kd", 1), ("sd", 1), ("pd", 0), ("dd", 0)):
-        if vals.get(key, flat) != flat:
-            raise ValueError(f"problem: {key}={vals[key]} describes a 3-D convolution; "
-                             f"allowed: {key}{flat} or absent (2-D only)")
-    for need in ("ic", "ih", "oc", "kh"):
-        if need not in vals:
-            raise ValueError(f"problem: benchdnn descriptor {text!r} lacks {need}")
-    h = vals["ih"]
-    w = vals.get("iw", h)
-    r = vals["kh"]
-    s = vals.get("kw", r)
-    sh = vals.get("sh", 1)
-    sw = vals.get("sw", sh)
-    dh = vals.get("dh", 0) + 1
-    dw = vals.get("dw", vals.get("dh", 0)) + 1
-    oh_given = vals.get("oh")
-    ow_given = vals.get("ow", oh_given if "iw" not in vals else None)
-
-    def pad_for(size, filt, stride, dil, out):
-        # symmetric padding whose output is `out` (benchdnn deduces the padding this way)
-        return max(((out - 1) * stride - size + (filt - 1) * dil + 1) // 2, 0)
-
-    ph = vals["ph"] if "ph" in vals else (pad_for(h, r, sh, dh, oh_given) if oh_given else 0)
-    pw = vals["pw"] if "pw" in vals else (
-        ph if "iw" not in vals and "ow" not in vals and "kw" not in vals and "sw" not in vals
-        else (pad_for(w, s, sw, dw, ow_given) if ow_given else 0))
-    spec = ConvSpec(n=vals.get("mb", 2), c=vals["ic"], h=h, w=w, k=vals["oc"], r=r, s=s,
-                    stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
-                    groups=vals.get("g", 1), name=name)
-    for key, got, want in (("oh", oh_given, spec.oh), ("ow", ow_given, spec.ow)):
-        if got is not None and got != want:
-            raise ValueError(f"problem: {key}={got} in {text!r} disagrees with the other fields, "
-                             f"which give {key}={want}")
-    return spec

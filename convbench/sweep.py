@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from . import registry
+from . import benchdnn, registry
 from .spec import DTYPES, ConvSpec
 
 DEVICES = ("cpu", "cuda")  # the devices a sweep may name (registry.DEVICES)
@@ -435,48 +435,20 @@ def load_config(path) -> SweepConfig:
 
 
 def load_batch(path) -> SweepConfig:
-    """A sweep from a benchdnn batch file: one descriptor a line.
+    """A sweep from a benchdnn batch file: one descriptor a line (`convbench.benchdnn`).
 
-    ``#`` starts a comment (outside a quoted name); blank lines are skipped.  A line
-    ``--mb=N`` sets the batch of the descriptors after it (``--mb=0``: their own ``mb``, whose
-    benchdnn default is 2), as benchdnn does.  Every algorithm runs on the CPU with the
-    default timing; the name is the file's stem.  Errors name the line number.
+    ``#`` starts a comment (outside a quoted name); blank lines are skipped; ``--mb=N`` sets
+    the batch of the descriptors after it.  Every algorithm runs on the CPU with the default
+    timing; the name is the file's stem.  Errors name the line number.
     """
     path = Path(path)
     source = f"batch:{path}"
-    specs: list[ConvSpec] = []
-    mb = 0
-    for number, raw in enumerate(_read(path).splitlines(), start=1):
-        line = _strip_comment(raw).strip()
-        if not line:
-            continue
-        if line.startswith("--"):
-            m = re.fullmatch(r"--mb=(\d+)", line)
-            if not m:
-                raise ValueError(f"{source}: line {number}: unsupported option {line!r} "
-                                 "(allowed: --mb=N)")
-            mb = int(m.group(1))
-            continue
-        try:
-            spec = ConvSpec.parse(line)
-            specs.append(spec.with_(n=mb) if mb else spec)
-        except ValueError as e:
-            raise ValueError(f"{source}: line {number}: {e}") from None
+    specs = benchdnn.read_batch(_read(path), source)
     if not specs:
         raise ValueError(f"{source}: empty sweep: no problems (one descriptor a line)")
     unique = list(dict.fromkeys((p, p.name) for p in specs))
     return SweepConfig(name=_default_name(str(path)), problems=tuple(p for p, _ in unique),
                        algorithms=None, source=source)
-
-
-def _strip_comment(line: str) -> str:
-    quoted = False
-    for i, ch in enumerate(line):
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "#" and not quoted:
-            return line[:i]
-    return line
 
 
 # ---------------------------------------------------------------------------- presets

@@ -165,9 +165,73 @@ def test_benchdnn_defaults_deduce_padding_and_copy_width():
 
 
 @pytest.mark.parametrize(
+    ("text", "pads", "shape"),
+    [
+        # ph and an oh that is not symmetric: oh fixes the bottom padding (benchdnn's pb rule)
+        ("mb1ic64ih56oc64oh57kh3ph1", (1, 2, 1, 2), (56, 56, 57, 57)),
+        # oh without ph: ph = ((oh-1)sh - ih + kh) / 2 truncated, the rest goes to the bottom
+        ("mb1ic4ih8oc4oh9kh3", (1, 2, 1, 2), (8, 8, 9, 9)),
+        # both axes given, each on its own
+        ("ic32_iw13ih36_oc8ow14oh17_pw6ph0_kw6kh4_sw1sh2", (0, 0, 6, 0), (36, 13, 17, 14)),
+        # kernel windows starting in the padding
+        ("mb1ic16_ih10oc8oh6_kh5sh5ph10", (10, 10, 10, 10), (10, 10, 6, 6)),
+        # a negative padding after the input (> -stride): its last column is never read, so
+        # the problem is the input without it; the output is benchdnn's
+        ("mb1ic4ih9oc4oh4kh3sh2ph1", (1, 0, 1, 0), (8, 8, 4, 4)),
+        # ... unless it differs from the top padding by unread rows only: then it is the
+        # symmetric problem (pb = -1 here, pb = 2 below, both read as the top's)
+        ("ic32_iw33ih19_oc8ow14oh17_pw0ph1_kw6kh4_sw2sh1", (1, 0, 0, 0), (19, 33, 17, 14)),
+        ("mb1ic3ih224oc64oh112kh7sh2ph3", (3, 3, 3, 3), (224, 224, 112, 112)),
+    ],
+)
+def test_benchdnn_given_output_fixes_the_padding_after(text, pads, shape):
+    spec = ConvSpec.parse(text)
+    assert spec.pads == pads and (spec.h, spec.w, spec.oh, spec.ow) == shape
+
+
+def test_benchdnn_padding_after_follows_the_formula_on_many_shapes():
+    """pb = (oh-1)*sh - ih + (kh-1)*(dh+1) + 1 - ph over a grid of descriptors benchdnn
+    accepts; each parses to exactly the oh it gives."""
+    import itertools
+
+    for ih, kh, sh, dh, ph, extra in itertools.product(
+            (5, 8, 13), (1, 3, 4), (1, 2, 3), (0, 1), (0, 1, 2), (-1, 0, 1, 2)):
+        span = (kh - 1) * (dh + 1) + 1
+        if ih + 2 * ph < span:
+            continue
+        oh = (ih + 2 * ph - span) // sh + 1 + extra
+        pb = (oh - 1) * sh - ih + span - ph
+        if oh < 1 or pb + sh <= 0:
+            continue
+        spec = ConvSpec.parse(f"mb1ic2ih{ih}oc2oh{oh}kh{kh}sh{sh}dh{dh}ph{ph}")
+        assert (spec.oh, spec.ow) == (oh, oh)
+        if 0 <= ph - pb < sh:  # rows no window reads: the symmetric problem
+            assert spec.pads[:2] == (ph, ph) and spec.h == ih
+        else:
+            assert spec.pads[:2] == (ph, max(pb, 0)) and spec.h == ih + min(pb, 0)
+
+
+def test_benchdnn_one_dimensional_descriptors_have_height_one():
+    spec = ConvSpec.parse("ic19oc32_iw13ow12kw3pw1")
+    assert (spec.h, spec.r, spec.oh, spec.sh) == (1, 1, 1, 1)
+    assert (spec.w, spec.s, spec.ow) == (13, 3, 12) and spec.pads == (0, 0, 1, 0)
+    assert ConvSpec.parse("mb1ic4iw20oc4kw5sw2").output_shape == (1, 4, 1, 8)
+
+
+def test_benchdnn_repeat_count_in_the_name():
+    spec = ConvSpec.parse('mb1ic64ih56oc64oh56kh3ph1n"resnet_50:res2a_branch2b*3"')
+    assert (spec.name, spec.count) == ("resnet_50:res2a_branch2b", 3)
+    assert ConvSpec.parse("mb1ic4ih8oc4kh3nplain*2").count == 2
+    assert ConvSpec.parse('mb1ic4ih8oc4kh3n"no*repeat"').name == "no*repeat"
+
+
+@pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("mb1ic64ih56oc64oh57kh3ph1", "oh=57"),
+        ("mb1ic4ih8oc4oh3kh3", "ph=-1"),              # oh too small: negative top padding
+        ("mb1ic4ih8oc4oh2kh3ph0sh2", "down to -1"),    # bottom padding -4 with stride 2
+        ("mb1ic4ih2oc4kh5", "oh=-2"),                # the filter outgrows the input
+        ("mb1ic4ih8iw8oc4kh3", "kw"),                # a width axis needs its filter
         ("mb1ic64oc64kh3", "ih"),
         ("mb1ic64ih56oc64kh3xx", "cannot read"),
         ("mb1ic64id5ih56oc64kh3", "id=5"),

@@ -462,11 +462,29 @@ def test_batch_file_with_comments_names_and_options(tmp_path):
     assert same(from_dict(cfg.to_dict()), cfg)
 
 
+def test_batch_file_of_real_forms_repeats_asymmetric_padding_and_1d(tmp_path):
+    """The forms oneDNN's own shape files use: a repeat count, an oh that fixes the bottom
+    padding, a 1-D layer; network totals count the repeats."""
+    f = tmp_path / "net.txt"
+    f.write_text('mb1ic64ih56oc64oh56kh3ph1n"net:a*3"\n'
+                 'mb1ic16ih10oc16oh11kh3ph1n"net:b"\n'
+                 'mb1ic8oc8_iw13ow12kw3pw1n"net:c*2"\n')
+    cfg = load_batch(f)
+    assert [(p.name, p.count) for p in cfg.problems] == [("net:a", 3), ("net:b", 1),
+                                                         ("net:c", 2)]
+    assert cfg.problems[1].pads == (1, 2, 1, 2) and cfg.problems[1].oh == 11
+    assert cfg.problems[2].input_shape == (1, 8, 1, 13) and cfg.problems[2].ow == 12
+    again = from_dict(cfg.to_dict())
+    assert [(p, p.name, p.count) for p in again.problems] == [
+        (p, p.name, p.count) for p in cfg.problems]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("# ok\nmb1ic4ih8oc4kh3\n\nmb1ic4ih8oc4kh3_bogus9\n", "line 4: problem: cannot read"),
-        ("mb1ic4ih8oc4kh3\nmb1ic4ih8oc4oh9kh3\n", "line 2: problem: oh=9"),
+        ("mb1ic4ih8oc4kh3\nmb1ic4ih8oc4oh3kh3\n", "line 2: problem: 'mb1ic4ih8oc4oh3kh3' gives "
+         "ph=-1"),
         ("mb1ic4ih8oc4kh3g3\n", "line 1: groups must divide"),
         ("--dir=FWD_B\nmb1ic4ih8oc4kh3\n", "line 1: unsupported option '--dir=FWD_B'"),
         ("# nothing\n\n", "empty sweep"),
