@@ -29,8 +29,9 @@ import pandas as pd
 __all__ = ["ranked", "simulated", "label", "noise", "tied", "winners", "winners_table",
            "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baseline_ratio_algorithms",
            "baselines", "network_summary", "separable_savings",
-           "AXES", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR", "NOT_A_LAYER",
-           "BEST_PER_LAYER"]
+           "algorithm_of", "shape_label", "context_text",
+           "AXES", "CONTEXT", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR",
+           "NOT_A_LAYER", "BEST_PER_LAYER"]
 
 # A relative spread below 1 % is not believed: timer resolution, frequency scaling and
 # other tenants of the machine move repeated runs by about that much even when a single
@@ -41,6 +42,9 @@ NOISE_FLOOR = 0.01
 # that agree on all of them but one lie on a sweep along that one.
 IDENTITY = ("n", "c", "h", "w", "k", "r", "s", "sh", "sw", "dh", "dw", "padding", "groups",
             "dtype")
+# The fields that, with the filter size and stride, make a problem: rows that share them are
+# one *context* of a filter sweep (one line chart, one winner map, one winner sentence).
+CONTEXT = tuple(f for f in IDENTITY if f not in ("r", "s", "sh", "sw"))
 # The problem fields every result frame below carries, for plotting and grouping.
 PROBLEM_FIELDS = ("r", "s", "sh", "sw", "c", "k", "h", "w", "n", "groups", "dtype")
 
@@ -128,6 +132,22 @@ def label(algorithm: str, device: str | None = "cpu") -> str:
     """An algorithm's name in tables: ``direct`` on the CPU, ``direct@cuda`` on a GPU."""
     cpu = device is None or pd.isna(device) or device in ("", "cpu")  # NA: older rows
     return algorithm if cpu else f"{algorithm}@{device}"
+
+
+def algorithm_of(label_: str) -> str:
+    """The algorithm of a `label`: ``direct`` of ``direct`` and of ``direct@cuda``."""
+    return label_.split("@", 1)[0]
+
+
+def shape_label(row) -> str:
+    """A problem in a few words: ``32→64 3×3 s2 dw @112`` (channels, filter, stride when not
+    1, ``dw`` for depthwise or ``gN`` for groups, input size)."""
+    text = f"{row['c']}\u2192{row['k']} {row['r']}\u00d7{row['s']}"
+    if int(row["sh"]) != 1 or int(row["sw"]) != 1:
+        text += f" s{row['sh']}" if row["sh"] == row["sw"] else f" s{row['sh']}x{row['sw']}"
+    if int(row["groups"]) != 1:
+        text += " dw" if int(row["groups"]) == int(row["c"]) else f" g{row['groups']}"
+    return text + f" @{row['h']}"
 
 
 def _labels(df: pd.DataFrame) -> pd.Series:
@@ -276,7 +296,7 @@ def swept_pairs(df: pd.DataFrame, axes=DEFAULT_AXES) -> pd.DataFrame:
     context.  Columns ``axis, context, a, b`` (``a < b``) and ``points`` (how many)."""
     out = []
     for axis, _, ctx, g in _contexts(df, axes):
-        text = _context_text(ctx, axis)
+        text = context_text(ctx, axis)
         for (a, b), xs in _pair_points(g, axis).items():
             out.append({"axis": axis, "context": text, "a": a, "b": b, "points": len(xs)})
     return pd.DataFrame(out, columns=["axis", "context", "a", "b", "points"])
@@ -320,7 +340,7 @@ def _walk_context(g: pd.DataFrame, axis: str, words: str, ctx: dict) -> list[dic
                                                          strict=True)}
     best = g.loc[g.groupby(axis)["median_s"].idxmin()]
     winner_at = dict(zip(best[axis].astype(int), best["label"], strict=True))
-    text = _context_text(ctx, axis)
+    text = context_text(ctx, axis)
     found = []
     for (a, b), both in _pair_points(g, axis).items():
         last = None  # (axis value, faster label) at the last decisive point
@@ -346,7 +366,7 @@ def _walk_context(g: pd.DataFrame, axis: str, words: str, ctx: dict) -> list[dic
     return found
 
 
-def _context_text(f: dict, axis: str) -> str:
+def context_text(f: dict, axis: str) -> str:
     """The fields a context fixes, in words: "3x3 filter, stride 1, 32→32 channels, 64x64"."""
     parts = []
     if axis != "r":

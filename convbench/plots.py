@@ -33,6 +33,7 @@ from matplotlib.ticker import (  # noqa: E402
 )
 
 from . import analysis, registry  # noqa: E402
+from . import phases as phase_table  # noqa: E402
 from . import roofline as rl  # noqa: E402
 
 DPI = 110
@@ -45,9 +46,6 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False,
     "savefig.dpi": DPI, "savefig.facecolor": "white", "figure.facecolor": "white",
 }
-# Fields that, with the filter size and stride, make a problem; rows that share them are one
-# "context" (one line chart, one winner map).
-CONTEXT = ("n", "c", "k", "h", "w", "groups", "dilation", "padding", "dtype")
 MIN_ERR = 1e-10  # exact results (error 0) are drawn here on the log axis
 # Inches.  Every chart is about this wide with its legend (wider only when its panels need
 # it), so that the report, which fits them all to one column, shows their text at one size.
@@ -65,10 +63,6 @@ def colors(names=()) -> dict[str, tuple]:
     palette = plt.get_cmap("tab10").colors
     return {name: palette[i % len(palette)] for i, name in enumerate(order)}
 
-
-def _algo(label: str) -> str:
-    """The algorithm of a label (`convbench.analysis.label`: ``direct``, ``direct@cuda``)."""
-    return label.split("@", 1)[0]
 
 
 def algorithm_order(names) -> list[str]:
@@ -135,8 +129,9 @@ def _context_label(key: dict) -> str:
             f"batch {key['n']}, {key['dtype']}")
     if key["groups"] != 1:
         text += f", groups {key['groups']}"
-    if str(key["dilation"]) != "1":
-        text += f", dilation {key['dilation']}"
+    if (key["dh"], key["dw"]) != (1, 1):
+        text += (f", dilation {key['dh']}" if key["dh"] == key["dw"]
+                 else f", dilation {key['dh']}x{key['dw']}")
     return text + f", padding {key['padding']}"
 
 
@@ -146,9 +141,9 @@ def _contexts(ok: pd.DataFrame):
     if sq.empty:
         return []
     out = []
-    for key, g in sq.groupby(list(CONTEXT), sort=False, dropna=False):
+    for key, g in sq.groupby(list(analysis.CONTEXT), sort=False, dropna=False):
         if g["r"].nunique() >= 2:
-            out.append((dict(zip(CONTEXT, key, strict=True)), g))
+            out.append((dict(zip(analysis.CONTEXT, key, strict=True)), g))
     return out
 
 
@@ -385,17 +380,19 @@ def winner_map(df: pd.DataFrame, path) -> Path | None:
         win[col] = pd.to_numeric(win[col]).astype(int)
     win = win[win["r"] == win["s"]]
     # The context of a winner row: the problem's fields from the rows (analysis keeps most).
-    fields = df.drop_duplicates(subset=["problem", "name"])[["problem", "name", *CONTEXT]]
-    win = win.drop(columns=[c for c in CONTEXT if c in win]).merge(fields, on=["problem", "name"])
+    fields = df.drop_duplicates(subset=["problem", "name"])[["problem", "name",
+                                                             *analysis.CONTEXT]]
+    win = win.drop(columns=[c for c in analysis.CONTEXT if c in win]).merge(
+        fields, on=["problem", "name"])
     maps = []
-    for key, g in win.groupby(list(CONTEXT), sort=False, dropna=False):
+    for key, g in win.groupby(list(analysis.CONTEXT), sort=False, dropna=False):
         if g["r"].nunique() >= 2:  # a filter sweep; single layers are the network chart's
-            maps.append((dict(zip(CONTEXT, key, strict=True)), g))
+            maps.append((dict(zip(analysis.CONTEXT, key, strict=True)), g))
     if not maps:
         return None
-    colour = colors(win["winner"].map(_algo))
+    colour = colors(win["winner"].map(analysis.algorithm_of))
     names = list(dict.fromkeys(win["winner"]))
-    cmap = ListedColormap([colour[_algo(n)] for n in names] + [(0.93, 0.93, 0.93)])
+    cmap = ListedColormap([colour[analysis.algorithm_of(n)] for n in names] + [(0.93, 0.93, 0.93)])
     blank = len(names)
     width = max(len(sorted(g["r"].unique())) for _, g in maps)
     height = sum(len(_strides(g)) for _, g in maps)
@@ -419,7 +416,7 @@ def winner_map(df: pd.DataFrame, path) -> Path | None:
                 else:
                     lead = "\nonly one ran"
                 ax.text(j, i, f"{w['winner']}{lead}", ha="center", va="center", fontsize=11,
-                        color=_text_color(colour[_algo(w["winner"])]))
+                        color=_text_color(colour[analysis.algorithm_of(w["winner"])]))
             ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=blank + 0.5, aspect="auto")
             for i, j in zip(*np.nonzero(grid == blank), strict=True):
                 ax.text(j, i, "no winner", ha="center", va="center", fontsize=11, color="0.4")
@@ -441,14 +438,6 @@ def winner_map(df: pd.DataFrame, path) -> Path | None:
 def _times(ratio: float) -> str:
     return f"{ratio:.2f}\u00d7" if ratio < 10 else f"{ratio:.0f}\u00d7"
 
-
-def _shape_label(row) -> str:
-    text = f"{row['c']}\u2192{row['k']} {row['r']}\u00d7{row['s']}"
-    if int(row["sh"]) != 1 or int(row["sw"]) != 1:
-        text += f" s{row['sh']}" if row["sh"] == row["sw"] else f" s{row['sh']}x{row['sw']}"
-    if int(row["groups"]) != 1:
-        text += " dw" if int(row["groups"]) == int(row["c"]) else f" g{row['groups']}"
-    return text + f" @{row['h']}"
 
 
 def network(df: pd.DataFrame, path) -> Path | None:
@@ -479,7 +468,7 @@ def network(df: pd.DataFrame, path) -> Path | None:
             rows = ok[(ok["problem"] == problem) & (ok["name"] == name)]
             first = df[(df["problem"] == problem) & (df["name"] == name)].iloc[0]
             short = name.split(":", 1)[1] if len(networks) == 1 else name
-            labels.append(f"{short}\n{_shape_label(first)}")
+            labels.append(f"{short}\n{analysis.shape_label(first)}")
             # Only the algorithms that ran on this layer get a bar: colours name them, and
             # empty slots would read as missing data.
             present = [(algo, device) for _, algo, device in series
@@ -571,6 +560,51 @@ def costs(df: pd.DataFrame, path) -> Path | None:
         left.set_ylim(len(series) - 0.5, -0.5)
         fig.suptitle("What does each algorithm cost besides run time?", x=0.02, ha="left")
         fig.tight_layout()
+        return _save(fig, path)
+
+
+def phases(df: pd.DataFrame, path) -> Path | None:
+    """Where each call's time goes: per algorithm with phases, one stacked bar per problem of
+    each phase's share (`convbench.phases.phase_times`), problems by context, stride and
+    filter size; the call's time above each bar."""
+    t = phase_table.phase_times(df) if _has_rows(df) else pd.DataFrame()
+    if t.empty:
+        return None
+    t = t.assign(order_key=[tuple(str(v) for v in k) for k in zip(
+        *(t[f] for f in ("c", "k", "h", "w", "n", "groups", "dtype")), strict=True)])
+    labels = algorithm_order(t["algorithm"])
+    panels = [(lab, g) for a in labels for lab, g in t[t["algorithm"] == a].groupby(
+        "label", sort=True)]
+    names = list(dict.fromkeys(t.sort_values("order")["phase"]))
+    palette = dict(zip(names, plt.get_cmap("Set2").colors, strict=False))
+    width = max(g["problem"].nunique() for _, g in panels)
+    with _figure(figsize=(max(WIDTH, 0.55 * width + 3.5), 2.6 * len(panels) + 1.2)) as fig:
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+        for ax, (lab, g) in zip(axes, panels, strict=True):
+            g = g.sort_values(["order_key", "sh", "sw", "r", "s", "problem", "order"])
+            problems = list(dict.fromkeys(g["problem"]))
+            x = np.arange(len(problems))
+            bottom = np.zeros(len(problems))
+            for phase in names:
+                part = g[g["phase"] == phase].set_index("problem")["share"]
+                share = np.array([100 * part.get(p, 0.0) for p in problems])
+                ax.bar(x, share, bottom=bottom, color=palette[phase], width=0.75, label=phase)
+                bottom += share
+            first = g.drop_duplicates("problem").set_index("problem")
+            for xi, p in zip(x, problems, strict=True):
+                ax.text(xi, 101, f"{first.loc[p, 'median_s'] * 1e3:.3g} ms", ha="center",
+                        va="bottom", fontsize=8)
+            ax.set_xticks(x, [analysis.shape_label(first.loc[p]) for p in problems],
+                          rotation=30, ha="right", fontsize=9)
+            ax.set_ylim(0, 112)
+            ax.set_ylabel("% of the call")
+            ax.set_title(lab, loc="left", fontsize=11)
+            ax.grid(axis="x", visible=False)
+        handles = [Patch(color=palette[n], label=n) for n in names]
+        fig.legend(handles=handles, loc="upper right", ncols=min(len(names), 5), frameon=False)
+        fig.suptitle("Where does each call's time go? (each phase timed alone)", x=0.02,
+                     ha="left")
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
         return _save(fig, path)
 
 
@@ -687,6 +721,9 @@ CHARTS = (
      "fastest."),
     ("error_vs_filter.png", error_vs_filter,
      "Worst relative error at each filter size; dashed lines are the tolerances."),
+    ("phases.png", phases,
+     "Each phase's share of an algorithm's time (transforms against the multiply), timed "
+     "phase by phase."),
     ("costs.png", costs, "Compile time and workspace per algorithm."),
 )
 

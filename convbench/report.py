@@ -22,7 +22,7 @@ import jinja2
 import pandas as pd
 from matplotlib.colors import to_hex
 
-from . import analysis, baselines, plots, roofline, store
+from . import analysis, baselines, phases, plots, roofline, store
 
 TEMPLATE = "report.html.j2"
 REPORT = "report.html"
@@ -188,7 +188,7 @@ def _int(v):
 def shapes(df: pd.DataFrame) -> dict[str, str]:
     """Each problem id in a few words: ``32→64 3×3 s2 dw @112``."""
     first = df.drop_duplicates(subset=["problem"])
-    return {r["problem"]: plots._shape_label(r) for _, r in first.iterrows()}
+    return {r["problem"]: analysis.shape_label(r) for _, r in first.iterrows()}
 
 
 def problem_name(row) -> str:
@@ -219,6 +219,7 @@ def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
                     "The winner does not change along any swept axis in this run." if swept
                     else "No two problems of this run differ in one field only (filter, "
                     "stride, channels, size or batch), so there is no crossover to look for."})
+    out += _phase_findings(df, xo)
     out += _network_findings(totals, layers)
     out += _baseline_findings(vs_base)
     if not sep.empty:
@@ -284,16 +285,36 @@ def _winner_details(win: pd.DataFrame) -> list[str]:
     """Per stride and context of a filter sweep: which algorithm wins at which filter sizes."""
     w = win[win["r"] == win["s"]]
     out = []
-    keys = ["sh", "sw", "c", "k", "h", "w", "n", "groups", "dtype", "padding"]
+    keys = ["sh", "sw", *analysis.CONTEXT]
     for key, g in w.groupby(keys, sort=True, dropna=False):
         if g["r"].nunique() < 2:
             continue
-        f = dict(zip(keys, key, strict=True))
         where = "; ".join(f"{a} at filter {_ranges(gg['r'])}"
                           for a, gg in g.groupby("winner", sort=False))
-        stride = f"stride {f['sh']}" if f["sh"] == f["sw"] else f"stride {f['sh']}x{f['sw']}"
-        out.append(f"{stride.capitalize()}, {f['c']}\u2192{f['k']} channels at "
-                   f"{f['h']}\u00d7{f['w']}: {where}.")
+        context = analysis.context_text(dict(zip(keys, key, strict=True)), "r")
+        out.append(f"{context[:1].upper()}{context[1:]}: {where}.")
+    return out
+
+
+def _phase_findings(df: pd.DataFrame, xo: pd.DataFrame) -> list[dict]:
+    """Transforms against the multiply: each phased algorithm's transform share, and for
+    each crossover whether the multiply or the transforms decide it (`convbench.phases`)."""
+    shares = phases.transform_share(df)
+    if shares.empty:
+        return []
+    items = []
+    for lab, g in shares.groupby("label", sort=False):
+        lo, hi = g["transform_share"].min(), g["transform_share"].max()
+        span = f"{100 * lo:.0f}%" if round(100 * lo) == round(100 * hi) else \
+            f"{100 * lo:.0f}\u2013{100 * hi:.0f}%"
+        items.append(f"{lab}: {span} of its time, over {len(g)} "
+                     f"problem{'s' if len(g) != 1 else ''}")
+    out = [{"kind": "", "items": items, "text": "Where the time goes: the share of transforms "
+            "and data movement (every phase but the multiply; see the phases chart):"}]
+    decided = phases.deciders(df, xo)
+    if not decided.empty:
+        out.append({"kind": "", "text": "What decides each crossover, transforms or multiply:",
+                    "items": list(decided["sentence"])})
     return out
 
 
@@ -395,7 +416,8 @@ def _accuracy_finding(ran: pd.DataFrame) -> dict:
 def _winner_rows(win: pd.DataFrame, shape: dict) -> list[dict]:
     return [{
         "problem": problem_name(w), "id": w["problem"], "shape": shape[w["problem"]],
-        "count": _int(w["count"]), "winner": w["winner"], "algo": plots._algo(w["winner"]),
+        "count": _int(w["count"]), "winner": w["winner"],
+        "algo": analysis.algorithm_of(w["winner"]),
         "ms": ms(w["median_s"]), "gflops": num(w["gflops"]), "ties": w["ties"] or "",
         "runner_up": w["runner_up"] or "", "ratio": times(w["runner_up_ratio"]),
     } for _, w in win.iterrows()]
@@ -412,14 +434,14 @@ def _crossover_rows(xo: pd.DataFrame) -> list[dict]:
 def _layer_rows(layers: pd.DataFrame, shape: dict) -> list[dict]:
     return [{"network": r["network"], "name": r["name"], "shape": shape[r["problem"]],
              "count": _int(r["count"]), "winner": r["winner"] or "none",
-             "algo": plots._algo(r["winner"]) if r["winner"] else "",
+             "algo": analysis.algorithm_of(r["winner"]) if r["winner"] else "",
              "ms": ms(r["median_s"]), "total": ms(r["total_s"]), "ties": r["ties"] or ""}
             for _, r in layers.iterrows()]
 
 
 def _total_rows(totals: pd.DataFrame) -> list[dict]:
     return [{"network": t["network"], "algorithm": t["algorithm"],
-             "algo": plots._algo(t["algorithm"]), "total": ms(t["total_s"]),
+             "algo": analysis.algorithm_of(t["algorithm"]), "total": ms(t["total_s"]),
              "vs": times(t["vs_best_per_layer"]), "layers": _int(t["n_layers"]),
              "best": t["algorithm"] == analysis.BEST_PER_LAYER}
             for _, t in totals.iterrows()]
@@ -428,7 +450,8 @@ def _total_rows(totals: pd.DataFrame) -> list[dict]:
 def _separable_rows(sep: pd.DataFrame, shape: dict) -> list[dict]:
     return [{"problem": problem_name(s), "shape": shape[s["problem"]],
              "params": _percent(s["params_ratio"]), "flops": _percent(s["flops_ratio"]),
-             "best": s["best_standard"] or "none", "algo": plots._algo(s["best_standard"] or ""),
+             "best": s["best_standard"] or "none",
+             "algo": analysis.algorithm_of(s["best_standard"] or ""),
              "standard": ms(s["standard_s"]), "separable": ms(s["separable_s"]),
              "speedup": times(s["speedup"]),
              "accurate": "" if pd.isna(s["accurate"]) else ("yes" if s["accurate"] else "no")}
@@ -448,10 +471,11 @@ def _baseline_table(t: pd.DataFrame) -> dict:
 
     rows = [{"layer": r["layer"], "ms": ms(r["baseline_s"]), "mean": i == len(t) - 1,
              "ratios": [cell(r[a]) for a in algos], "best": cell(r[analysis.BEST_CONVBENCH]),
-             "by": r["best_algorithm"], "algo": plots._algo(r["best_algorithm"] or "")}
+             "by": r["best_algorithm"], "algo": analysis.algorithm_of(r["best_algorithm"] or "")}
             for i, (_, r) in enumerate(t.iterrows())]
     return {"name": baselines.title("torch"), "rows": rows,
-            "algos": [{"name": baselines.title(a), "algo": plots._algo(a)} for a in algos]}
+            "algos": [{"name": baselines.title(a), "algo": analysis.algorithm_of(a)}
+                      for a in algos]}
 
 
 def _all_rows(df: pd.DataFrame, shape: dict) -> list[dict]:

@@ -13,7 +13,12 @@ offers three functions, which take a problem ``spec`` (any object with ConvSpec'
     returns ``compute(x, out)``, which writes the convolution of the C-contiguous input ``x``
     (n, c, h, w) into the preallocated C-contiguous ``out`` (n, k, oh, ow).  Where the kernel
     has phases (transform, multiply, inverse; packing then GEMM), ``compute.phases`` names them
-    (`with_phases`), so that a harness can time each one.  ``prepare`` may keep ``w`` by
+    (`with_phases`), so that a harness can time each one.  Phase names are one vocabulary:
+    ``multiply`` is the stage that does the products (the GEMMs, the direct loops, the
+    per-frequency sums); the others move or transform data (``pad``, ``pack``, ``input
+    transform``, ``output transform``); the separable operator's stages are ``depthwise`` and
+    ``pointwise``.  A family whose passes are fused (im2col packs and multiplies block by
+    block on the CPU) has no phases.  ``prepare`` may keep ``w`` by
     reference rather than copy it (a copy per call costs more than some layers' whole compute):
     ``w`` must not change while the layer is in use.
 ``workspace(spec) -> int``

@@ -404,7 +404,7 @@ def prepare(w, spec):
     def pad(x, out):
         _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq)
 
-    def convolve(x, out):
+    def multiply(x, out):
         _direct(xq, wt, toff, wq, tile, p_last, out)
 
-    return with_phases(("pad", pad), ("convolve", convolve))
+    return with_phases(("pad", pad), ("multiply", multiply))

@@ -50,7 +50,7 @@ import numpy as np
 import rocket_fft  # low-level r2c/c2r (write into given arrays, explicit scale, nthreads)
 from numba import njit, prange
 
-from convbench_kernels.contract import every_problem
+from convbench_kernels.contract import every_problem, with_phases
 
 # Cost model constants (fp32, seconds), measured on the 2-core Zen 5 machine.  One r2c or
 # c2r of a P x Q plane (batched), single thread: 0.10 us at 8x8, 0.32 us at 16x16, 1.1 us at
@@ -645,12 +645,17 @@ def prepare(w, spec):
     yt = np.empty((nt * spec.k, p, q), dtype=dtype)
     zero = dtype.type(0)
 
-    def compute(x, out):
-        nthreads = numba.get_num_threads()
-        _forward(x, rows, cols, nph_w, xt, xf, nthreads)
+    def input_transform(x, out):
+        _forward(x, rows, cols, nph_w, xt, xf, numba.get_num_threads())
         _to_split(xf, xs, ccg)
-        _channel_gemm(xs, ws, yv, zero)
-        _inverse(yf, yt, th, tw, mh, mw, out, nthreads)
 
+    def multiply(x, out):
+        _channel_gemm(xs, ws, yv, zero)
+
+    def output_transform(x, out):
+        _inverse(yf, yt, th, tw, mh, mw, out, numba.get_num_threads())
+
+    compute = with_phases(("input transform", input_transform), ("multiply", multiply),
+                          ("output transform", output_transform))
     compute.plan = dict(p=p, q=q, th=th, tw=tw, tiles=(mh, mw), channels=cc)
     return compute

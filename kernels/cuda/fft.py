@@ -84,6 +84,7 @@ import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
+from convbench_kernels.contract import with_phases
 
 __all__ = ["supports", "prepare", "workspace", "plan_fft", "plan_fft2", "transform_size"]
 
@@ -458,14 +459,21 @@ def prepare(w, spec):
     g_crop = _blocks(n * spec.k * spec.oh * spec.ow)
     sh, sw = spec.sh, spec.sw
 
-    def compute(x, out):
+    def input_transform(x, out):
         _gather[g_gather, TPB](x, z, czero, ione)
         fwd_rows(z_rows)
         fwd_cols(z_cols)
+
+    def multiply(x, out):
         _reduce[g_reduce, TPB](z, d_u, o, d_pair0, d_spans, czero)
+
+    def output_transform(x, out):
         inv_rows(o_rows)
         inv_cols(o_cols)
         _crop[g_crop, TPB](o, out, sh, sw, pt, pl)
+
+    compute = with_phases(("input transform", input_transform), ("multiply", multiply),
+                          ("output transform", output_transform))
 
     compute.plan = dict(p=p, q=q, pairs=(c2, k2), span=int(spans.max()),
                         shared_fft=max(p, q) <= _smem_points(cdtype))

@@ -159,8 +159,8 @@ def prepare(w, spec):
         gemm(wmat, bmat, out[b0:b0 + m].reshape(m * groups, kg, npix))
 
     if len(chunks) == 1:
-        return with_phases(("im2col", lambda x, out: unfold(x, chunks[0])),
-                           ("gemm", lambda x, out: multiply(out, chunks[0])))
+        return with_phases(("pack", lambda x, out: unfold(x, chunks[0])),
+                           ("multiply", lambda x, out: multiply(out, chunks[0])))
 
     def compute(x, out):
         for chunk in chunks:

@@ -19,7 +19,11 @@ import numpy as np  # noqa: E402
 import convbench  # noqa: E402
 from convbench import devices, registry  # noqa: E402
 from tests.cases import CASES  # noqa: E402
-from tests.kernels.test_algorithms import relative_error, weights_and_reference  # noqa: E402
+from tests.kernels.test_algorithms import (  # noqa: E402
+    PHASE_NAMES,
+    relative_error,
+    weights_and_reference,
+)
 
 # The CPU kernels' named cases that stay tiny: the simulator runs each GPU thread in Python,
 # and the group stays under 5 minutes.  Groups, batches and channel multipliers are covered
@@ -40,7 +44,9 @@ def test_named_case_on_the_device(algo, case):
     x, w, ref = weights_and_reference(algo, spec)
     dev = devices.get("cuda")
     out = dev.nan(spec.output_shape, spec.dtype)
-    algo.prepare(w, spec)(dev.put(x), out)
+    compute = algo.prepare(w, spec)
+    compute(dev.put(x), out)
+    assert {name for name, _ in getattr(compute, "phases", ())} <= PHASE_NAMES
     got = dev.get(out)
     assert got.dtype == spec.dtype and np.isfinite(got).all(), "unwritten (NaN) elements"
     assert relative_error(got, ref) <= algo.tolerance[spec.dtype]

@@ -122,3 +122,30 @@ def test_workspace_estimate_bounds_what_is_allocated(algo):
         estimate = algo.workspace(spec)
         assert measured <= estimate + (64 << 10), f"{spec.id}: {measured} > {estimate}"
         assert estimate <= 4 * measured + (1 << 20), f"{spec.id}: {estimate} >> {measured}"
+
+
+PHASE_NAMES = {"pad", "pack", "input transform", "multiply", "output transform", "depthwise",
+               "pointwise"}
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_phases_use_the_vocabulary_and_run_alone(algo):
+    """A kernel's phases are named from one vocabulary, one of them does the products, and
+    running any phase again alone (as the harness does to time it) leaves the result as it
+    was."""
+    for spec in (CASES["tail channels"], CASES["stride 2 pad 1"]):
+        if algo.supports(spec) is not None:
+            continue
+        x, w, ref = weights_and_reference(algo, spec)
+        compute = algo.prepare(w, spec)
+        out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+        compute(x, out)
+        first = out.copy()
+        named = [name for name, _ in getattr(compute, "phases", ())]
+        assert set(named) <= PHASE_NAMES, named
+        if named:
+            assert len(set(named)) == len(named)
+            assert "multiply" in named or named == ["depthwise", "pointwise"]
+        for _, phase in getattr(compute, "phases", ()):
+            phase(x, out)
+            np.testing.assert_array_equal(out, first)

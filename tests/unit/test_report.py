@@ -9,6 +9,7 @@ one of them named by a hostile user.
 
 import base64
 import dataclasses
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -53,8 +54,17 @@ def _row(spec: ConvSpec, algo: str, seconds: float | None, **extra) -> dict:
                compile_s=0.5, prepare_s=1e-5, median_s=seconds, min_s=0.98 * seconds,
                q1_s=0.99 * seconds, q3_s=1.01 * seconds, std_s=0.01 * seconds, n_values=5,
                loops=10, values_s=[seconds] * 5, gflops=spec.flops / seconds / 1e9,
-               workspace_bytes=4096 * spec.r * spec.s, phases_s="")
+               workspace_bytes=4096 * spec.r * spec.s, phases_s=_phases(algo, seconds))
     return {**row, **extra}
+
+
+def _phases(algo: str, seconds: float) -> str:
+    """fft's phases: a third of its time multiplies, the rest transforms (so the multiply
+    alone always beats direct's loops, and the transforms decide where fft overtakes)."""
+    if algo != "fft":
+        return ""
+    return json.dumps({"input transform": seconds / 3, "multiply": seconds / 3,
+                       "output transform": seconds / 3})
 
 
 def synthetic_rows(layer_name: str = "net:conv2") -> pd.DataFrame:
@@ -228,8 +238,15 @@ def test_findings_state_the_winners_and_the_crossover(written):
     # 10 problems: direct wins 1x1 and 3x3 at stride 1, all four at stride 2, and net:conv2;
     # fft wins 5x5 and 7x7 at stride 1; im2col wins net:conv1.
     assert "direct wins 7 of 10 problems, fft 2, im2col 1." in found
-    assert "Stride 1, 8→8 channels at 16×16: direct at filter 1, 3; fft at filter 5, 7." in found
-    assert "Stride 2, 8→8 channels at 16×16: direct at filter 1–7." in found
+    assert "Stride 1, 8→8 channels, 16x16: direct at filter 1, 3; fft at filter 5, 7." in found
+    # the phases: fft's transforms are two thirds of it; its multiply alone beats direct at
+    # filter 3 (0.5 / 0.9 ms) and 5 (0.5 / 2.5 ms), so the transforms decide the crossover
+    assert "fft: 67% of its time, over 7 problems" in found
+    assert ("fft overtakes direct between filter 3 and 5 at stride 1, 8→8 channels, 16x16: "
+            "the multiply alone favours fft on both sides (fft's over direct's: 0.56 and "
+            "0.20), so the transforms decide where (fft's take 67% and 67% of its time).") \
+        in found
+    assert "Stride 2, 8→8 channels, 16x16: direct at filter 1–7." in found
     assert "fft overtakes direct between filter 3 and 5 at stride 1" in found
     # the network: best per layer 1.0 + 3 x 0.5 ms; direct alone 2.0 + 1.5 ms (1.40x)
     assert ("net: choosing the fastest algorithm for each layer, the network's 2 layers (4 "
