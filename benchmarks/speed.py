@@ -1,22 +1,29 @@
 """Side-by-side speed of every CPU algorithm and PyTorch's conv2d (oneDNN), in one process.
 
-Batch 1, fp32, the same thread count for Numba and PyTorch (BLAS single-threaded inside Numba's
-threads, as in the harness).  Each algorithm is timed as a
-user calls ``convbench.conv2d``: filter transforms included (``call``); the steady step alone
-(``compute``, prepare excluded) is shown beside it.  PyTorch is optional: without it the ratio
-column is empty.  Run it with OpenBLAS free to pick its best kernel:
+Layers come from the presets (`--layers` names a selection: the eight ResNet-50 layers of the
+headline table by default; `--preset NAME --match REGEX` takes any preset's layers).  Every
+contender, PyTorch included, is a registry entry and is timed the way a sweep times it, with
+`convbench.timing.measure`:
+
+- ``call``: ``convbench.conv2d(x, w, ..., algo=name)``, as a user calls it (filter transforms,
+  allocation, PyTorch's copy of its result into the output array included);
+- ``compute``: the prepared step alone, ``compute(x, out)`` (what a sweep's ``median_s`` is).
+
+Contenders run in interleaved rounds (each in turn, again and again) and each keeps its best
+round's median: a burst of load from elsewhere on the machine costs a round, not the
+comparison.  Batch 1, float32 unless the layers say otherwise, the same thread count for Numba
+and PyTorch, BLAS on one thread inside Numba's (as in a sweep).  Each row gives GFLOP/s
+(direct-method FLOPs over the call) and that rate as a fraction of the machine's measured
+float32 GEMM peak (`convbench.roofline`).  Run it with OpenBLAS free to pick its best kernel::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/speed.py
-
-Options: ``--layers resnet50|large|mobilenet-dw|quick|all``, ``--threads N``, ``--min-time S``,
-``--rounds N``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import re
+from dataclasses import dataclass, field
 from functools import partial
 
 import numba
@@ -24,71 +31,122 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import convbench
+from convbench import registry, roofline, sweep
 from convbench.spec import ConvSpec
+from convbench.timing import measure
 
-LAYERS = {
-    "resnet50": [
-        ConvSpec(c=3, h=224, k=64, r=7, stride=2, padding=3, name="conv1 7x7 s2"),
-        ConvSpec(c=64, h=56, k=64, r=3, padding=1, name="3x3 64 @56"),
-        ConvSpec(c=128, h=28, k=128, r=3, padding=1, name="3x3 128 @28"),
-        ConvSpec(c=256, h=14, k=256, r=3, padding=1, name="3x3 256 @14"),
-        ConvSpec(c=512, h=7, k=512, r=3, padding=1, name="3x3 512 @7"),
-        ConvSpec(c=128, h=56, k=128, r=3, stride=2, padding=1, name="3x3 128 s2 @56"),
-        ConvSpec(c=64, h=56, k=256, r=1, name="1x1 64->256 @56"),
-        ConvSpec(c=1024, h=14, k=256, r=1, name="1x1 1024->256 @14"),
-    ],
-    "large": [
-        ConvSpec(c=32, h=64, k=32, r=9, padding="same", name="9x9 32 @64"),
-        ConvSpec(c=32, h=64, k=32, r=15, padding="same", name="15x15 32 @64"),
-    ],
-    "quick": [
-        ConvSpec(c=32, h=32, k=32, r=3, padding=1, name="3x3 32 @32"),
-        ConvSpec(c=32, h=32, k=32, r=7, padding="same", name="7x7 32 @32"),
-        ConvSpec(c=32, h=32, k=32, r=3, groups=32, padding=1, name="dw 3x3 32 @32"),
-    ],
+# Named selections: (preset, regular expression on layer names).
+SELECTIONS = {
+    "resnet50": ("resnet50", r"resnet50:(conv1|res2a_branch2b|res3b_branch2b|res4b_branch2b|"
+                             r"res5b_branch2b|res3a_branch2b|res2a_branch2c|res4b_branch2a)"),
+    "mobilenet-dw": ("mobilenet", r"mobilenet:conv_dw_\d+"),
+    "large": ("filters", r""),
+    "quick": ("smoke", r""),
 }
-# MobileNet v1's depthwise 3x3 layers (DESIGN.md), channel multiplier 1
-LAYERS["mobilenet-dw"] = [
-    ConvSpec(c=c, h=h, k=c, r=3, stride=st, padding=1, groups=c,
-             name=f"dw {c}{' s2' if st == 2 else ''} @{h}")
-    for c, h, st in [(32, 112, 1), (64, 112, 2), (128, 56, 1), (128, 56, 2), (256, 28, 1),
-                     (256, 28, 2), (512, 14, 1), (512, 14, 2), (1024, 7, 1)]
-]
-LAYERS["all"] = LAYERS["resnet50"] + LAYERS["large"] + LAYERS["mobilenet-dw"]
+BASELINE = "torch"
 
 
-def median_time(fn, min_time: float) -> float:
-    """Median seconds of ``fn()`` over at least 5 calls and ``min_time`` seconds, after a warmup."""
-    fn()
-    values, start = [], time.perf_counter()
-    while len(values) < 5 or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        values.append(time.perf_counter() - t0)
-    return statistics.median(values)
+@dataclass
+class Contender:
+    """One algorithm on one layer: how to call it, and its best times so far."""
+
+    name: str
+    call: object
+    compute: object
+    error: float
+    best: dict = field(default_factory=lambda: {"call": np.inf, "compute": np.inf})
 
 
-def torch_conv(spec: ConvSpec, x, w):
-    try:
-        import torch
-    except ImportError:
-        return None
-    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-    pt, pb, pl, pr = spec.pads
-    if (pt, pl) != (pb, pr):
-        return None
+def layers(preset: str, match: str, filters=None) -> list[ConvSpec]:
+    """The layers of ``preset`` whose name matches ``match`` (all when empty), in preset
+    order; ``filters`` keeps only those filter sizes (the ``large`` selection: 9 and 15)."""
+    found = [p for p in sweep.preset(preset).problems
+             if re.fullmatch(match, p.name) or not match]
+    return [p for p in found if filters is None or p.r in filters]
 
-    def call():
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(xt, wt, stride=spec.stride, padding=(pt, pl),
-                                              dilation=spec.dilation, groups=spec.groups)
 
-    return call
+def contenders(spec: ConvSpec) -> list[Contender]:
+    """Every CPU registry entry that computes ``spec`` (the standard convolution), each
+    checked once against the float64 reference."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
+    w = rng.standard_normal(spec.weight_shape).astype(spec.dtype)
+    ref = convbench.reference_conv2d(x, w, spec.stride, spec.padding, spec.dilation,
+                                     spec.groups)
+    out = []
+    for algo in registry.algorithms("cpu"):
+        if algo.operator != "conv" or algo.supports(spec) is not None or not (
+                algo.default or algo.name == BASELINE):
+            continue
+        y = np.empty(spec.output_shape, spec.dtype)
+        compute = partial(algo.prepare(w, spec), x, y)
+        compute()
+        error = float(np.abs(y - ref).max() / np.abs(ref).max())
+        call = partial(convbench.conv2d, x, w, spec.stride, spec.padding, spec.dilation,
+                       spec.groups, algo=algo.name)
+        out.append(Contender(algo.name, call, compute, error))
+    return out
+
+
+def time_layer(spec: ConvSpec, min_time: float, rounds: int) -> list[Contender]:
+    """Every contender on ``spec`` in ``rounds`` interleaved rounds; best round's medians."""
+    found = contenders(spec)
+    for _ in range(rounds):
+        for c in found:
+            for kind in ("call", "compute"):
+                t = measure(getattr(c, kind), min_time=min_time / rounds / 2, values=5,
+                            warmups=1).stats["median"]
+                c.best[kind] = min(c.best[kind], t)
+    return found
+
+
+def print_layer(spec: ConvSpec, found: list[Contender], peak: float) -> None:
+    base = next((c.best["call"] for c in found if c.name == BASELINE), None)
+    for c in sorted(found, key=lambda c: c.name != BASELINE):
+        t = c.best["call"]
+        gflops = spec.flops / t / 1e9
+        ratio = f"{t / base:8.2f}" if base else f"{'':>8}"
+        print(f"{spec.name:<28} {c.name:<13} {t * 1e3:9.3f} {c.best['compute'] * 1e3:10.3f} "
+              f"{gflops:8.1f} {gflops / peak:6.0%} {ratio} {c.error:9.1e}")
+
+
+def summary(results: list[tuple[ConvSpec, list[Contender]]], roof) -> None:
+    """Per layer the best convbench call over PyTorch's (geometric mean and worst), and for
+    depthwise layers the bandwidth each reaches."""
+    rows = []
+    for spec, found in results:
+        times = {c.name: c.best["call"] for c in found}
+        if BASELINE not in times:
+            continue
+        base = times.pop(BASELINE)
+        if times:
+            best = min(times, key=times.get)
+            rows.append((spec, best, times[best] / base, times.get("winograd_f43", np.inf) / base))
+    if rows:
+        print(f"\nbest convbench call / {BASELINE} (oneDNN) per layer")
+        for spec, best, ratio, f43 in rows:
+            extra = f"   winograd_f43 {f43:.2f}" if np.isfinite(f43) else ""
+            print(f"  {spec.name:<28} {best:<13} {ratio:5.2f}{extra}")
+        ratios = [r for _, _, r, _ in rows]
+        print(f"  geometric mean {np.exp(np.mean(np.log(ratios))):.3f}, worst {max(ratios):.2f}")
+    dw = [(spec, found) for spec, found in results if spec.groups == spec.c]
+    if dw:
+        print("\ndepthwise: compulsory bytes (input, weights, output) per second, as a fraction "
+              f"of the triad bandwidth of the level holding them\n  {roofline.summary(roof)}")
+        for spec, found in dw:
+            for c in (c for c in found if c.name in ("depthwise", BASELINE)):
+                t = c.best["call"]
+                level = roofline.memory_level(spec.min_bytes, roof)
+                gbs = spec.min_bytes / t / 1e9
+                print(f"  {spec.name:<28} {c.name:<10} {gbs:7.1f} GB/s "
+                      f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", choices=sorted(LAYERS), default="all")
+    ap.add_argument("--layers", choices=sorted([*SELECTIONS, "all"]), default="resnet50")
+    ap.add_argument("--preset", help="time this preset's layers instead of a selection")
+    ap.add_argument("--match", default="", help="with --preset: a regex on layer names")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=0.3,
                     help="seconds of timing per contender and layer, over all rounds")
@@ -96,116 +154,33 @@ def main(argv=None):
                     help="interleaved rounds; each contender keeps its best round's median")
     args = ap.parse_args(argv)
 
+    if args.preset:
+        specs = layers(args.preset, args.match)
+    else:
+        names = list(SELECTIONS) if args.layers == "all" else [args.layers]
+        specs = [s for n in names for s in layers(*SELECTIONS[n],
+                                                  filters=(9, 15) if n == "large" else None)]
     numba.set_num_threads(args.threads)
-    # oneDNN's best case: glibc serves blocks above its mmap threshold with fresh pages, which
-    # fault in at 3-4 us per 4 KiB page on this VM (conv1: 1.48 ms instead of 0.53), and it
-    # raises that threshold to the size of the largest such block freed (up to 32 MiB).  One
-    # 30 MiB block freed here lets PyTorch reuse heap pages for every layer, as it does in any
-    # process that has freed a large array; convbench's kernels reuse their own workspaces
-    # either way.
+    # oneDNN's best case: glibc serves blocks above its mmap threshold with fresh pages (each
+    # faulting in at first touch), and raises that threshold to the largest such block freed.
+    # One 30 MiB block freed here lets PyTorch reuse heap pages for every layer, as in any
+    # process that has freed a large array; convbench's kernels pool their workspaces anyway.
     np.ones(30 << 18, np.float32)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "not installed"
-    # BLAS on one thread, as in the harness: convbench's kernels call it from Numba's threads
-    with threadpool_limits(1, user_api="blas"):
+    roof, _ = roofline.load_or_measure(args.threads)
+    with threadpool_limits(1, user_api="blas"):  # as in a sweep
         blas = sorted({(i["internal_api"], i.get("version"), i.get("architecture"))
                        for i in threadpool_info() if i["user_api"] == "blas"})
-        print(f"threads {args.threads}; BLAS {blas}; torch {torch_version}")
-        head = (f"{'layer':<20} {'algorithm':<13} {'call ms':>9} {'compute ms':>10} "
-                f"{'GFLOP/s':>8} {'/oneDNN':>8} {'rel err':>9}")
+        print(f"threads {args.threads}; BLAS {blas}; {roofline.summary(roof)}")
+        head = (f"{'layer':<28} {'algorithm':<13} {'call ms':>9} {'compute ms':>10} "
+                f"{'GFLOP/s':>8} {'peak':>6} {'/' + BASELINE:>8} {'rel err':>9}")
         print(head)
         print("-" * len(head))
-        results = []  # (spec, torch seconds or None, {algorithm: call seconds})
-        for spec in LAYERS[args.layers]:
-            results.append(time_layer(spec, args.min_time, args.rounds))
-    summary(results)
-
-
-def summary(results) -> None:
-    """The issue's targets: best convbench call / oneDNN over the ResNet-50 layers (geometric
-    mean and worst), Winograd F(4,3) against oneDNN, depthwise against PyTorch's depthwise."""
-    resnet = {s.name for s in LAYERS["resnet50"]}
-    rows = [(s, t, c) for s, t, c in results if s.name in resnet and t]
-    if rows:
-        print("\nResNet-50 layers: best convbench call / oneDNN")
-        ratios = []
-        for spec, t_torch, calls in rows:
-            best = min(calls, key=calls.get)
-            ratios.append(calls[best] / t_torch)
-            f43 = calls.get("winograd_f43")
-            extra = f"   winograd_f43 {f43 / t_torch:.2f}" if f43 else ""
-            print(f"  {spec.name:<20} {best:<13} {ratios[-1]:5.2f}{extra}")
-        wins = sum(c.get("winograd_f43", np.inf) < t for _, t, c in rows)
-        print(f"  geometric mean {np.exp(np.mean(np.log(ratios))):.3f}, worst {max(ratios):.2f}, "
-              f"winograd_f43 faster than oneDNN on {wins} layers")
-    dw = [(s, t, c) for s, t, c in results if s.groups == s.c and t and "depthwise" in c]
-    if dw:
-        from convbench import roofline
-
-        roof, _ = roofline.load_or_measure(numba.get_num_threads())
-        print("\nDepthwise layers: depthwise call / PyTorch depthwise; bytes moved at minimum "
-              "(input, weights, output) per second, as a fraction of the triad bandwidth of the "
-              f"level that holds them.\n  {roofline.summary(roof)}")
-        worst = 0.0
-        for spec, t_torch, calls in dw:
-            t = calls["depthwise"]
-            level = roofline.memory_level(spec.min_bytes, roof)
-            gbs = spec.min_bytes / t / 1e9
-            worst = max(worst, t / t_torch)
-            print(f"  {spec.name:<20} {t / t_torch:5.2f}   {gbs:6.1f} GB/s "
-                  f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level:<4} "
-                  f"(PyTorch {spec.min_bytes / t_torch / 1e9:.1f} GB/s)")
-        print(f"  worst ratio {worst:.2f}")
-
-
-def time_layer(spec: ConvSpec, min_time: float, rounds: int):
-    """Time oneDNN and every convbench algorithm on ``spec``, print their rows, and return
-    ``(spec, oneDNN seconds or None, {algorithm: seconds per call})``.
-
-    Each is timed in ``rounds`` interleaved rounds (oneDNN, then each algorithm, again and
-    again) and keeps its best round's median: a burst of load from elsewhere on the machine
-    then costs a round, not the comparison, and every contender gets the same treatment.
-    """
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(spec.input_shape).astype(np.float32)
-    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
-    ref = convbench.reference_conv2d(x, w, spec.stride, spec.padding, spec.dilation,
-                                     spec.groups)
-    contenders = {}  # name -> (call, compute or None)
-    fn = torch_conv(spec, x, w)
-    if fn is not None:
-        contenders["onednn"] = (fn, None)
-    errors = {}
-    for algo in convbench.algorithms("cpu"):
-        if algo.operator != "conv" or algo.family == "baseline" or algo.supports(spec):
-            continue
-        out = np.empty(spec.output_shape, np.float32)
-        compute = partial(algo.prepare(w, spec), x, out)
-        compute()
-        errors[algo.name] = np.abs(out - ref).max() / np.abs(ref).max()
-        call = partial(convbench.conv2d, x, w, spec.stride, spec.padding, spec.dilation,
-                       spec.groups, algo=algo.name)
-        contenders[algo.name] = (call, compute)
-    best = {name: [np.inf, np.inf] for name in contenders}
-    for _ in range(rounds):
-        for name, (call, compute) in contenders.items():
-            best[name][0] = min(best[name][0], median_time(call, min_time / rounds))
-            if compute is not None:
-                best[name][1] = min(best[name][1], median_time(compute, min_time / rounds))
-    t_torch = best.pop("onednn")[0] if "onednn" in best else None
-    if t_torch:
-        print(f"{spec.name:<20} {'onednn':<13} {t_torch * 1e3:9.3f} {'':>10} "
-              f"{spec.flops / t_torch / 1e9:8.1f} {1:8.2f}")
-    for name, (t_call, t_compute) in best.items():
-        ratio = f"{t_call / t_torch:8.2f}" if t_torch else f"{'':>8}"
-        print(f"{spec.name:<20} {name:<13} {t_call * 1e3:9.3f} {t_compute * 1e3:10.3f} "
-              f"{spec.flops / t_call / 1e9:8.1f} {ratio} {errors[name]:9.1e}")
-    return spec, t_torch, {name: t[0] for name, t in best.items()}
+        results = []
+        for spec in specs:
+            found = time_layer(spec, args.min_time, args.rounds)
+            print_layer(spec, found, roof.peak_gflops[spec.dtype])
+            results.append((spec, found))
+    summary(results, roof)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Sweeps as data: TOML files, built-in presets of the same form, and benchdnn batch files.
 
 A sweep names its problems, the algorithms and devices to run them on, and how to time them.
-Its TOML form (see DESIGN.md, "Sweeps and the CLI")::
+Its TOML form (docs/sweeps.md says more)::
 
     name = "filters"                  # default: the file's stem
     algorithms = ["direct", "fft"]    # default: every registered one but opt-in baselines

@@ -6,18 +6,14 @@ with an NVIDIA GPU (or with the variable already set) nothing changes.
 """
 
 import os
-import sys
 from pathlib import Path
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not Path("/dev/nvidia0").exists():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    # The simulator runs a block's threads as Python threads, and its block manager polls them
-    # in a loop that holds the GIL for a whole switch interval (5 ms by default) each time: a
-    # shorter interval hands the GIL to the threads sooner (2.7x less time on the GEMM kernel,
-    # with nothing else changed).  Numba's CPU threads do not take the GIL.
-    sys.setswitchinterval(2e-4)
+    from tests import cudasim
 
+    cudasim.install()  # a shorter GIL switch interval, a race-free shared-array lookup
 
 import pytest  # noqa: E402 - after the simulator switch above
 

@@ -62,6 +62,26 @@ def _transform_kernels(nt, dtype):
     NT = nt
     MO = nt - 2
 
+    @cuda.jit(device=True, inline="always")
+    def times(A, X, Y, rows, inner, cols):
+        """Y[:rows, :cols] = A[:rows, :inner] X[:inner, :cols] (local arrays)."""
+        for r in range(rows):
+            for j in range(cols):
+                s = dt(0)
+                for a in range(inner):
+                    s += A[r, a] * X[a, j]
+                Y[r, j] = s
+
+    @cuda.jit(device=True, inline="always")
+    def times_transposed(X, A, Y, rows, inner, cols):
+        """Y[:rows, :cols] = X[:rows, :inner] A[:cols, :inner]^T (local arrays)."""
+        for r in range(rows):
+            for q in range(cols):
+                s = dt(0)
+                for j in range(inner):
+                    s += X[r, j] * A[q, j]
+                Y[r, q] = s
+
     @cuda.jit
     def input_transform(x, BT, pt, pl, th, tw, V):
         """V[e1*nt + e2, g, cl, t] = (BT d BT^T)[e1, e2], d the patch of tile t, channel
@@ -88,21 +108,14 @@ def _transform_kernels(nt, dtype):
                     d[a, j] = x[b, ch, yy, xx]
                 else:
                     d[a, j] = dt(0)
-        e = cuda.local.array((NT, NT), dt)  # BT d
-        for r in range(NT):
-            for j in range(NT):
-                s = dt(0)
-                for a in range(NT):
-                    s += BT[r, a] * d[a, j]
-                e[r, j] = s
+        e = cuda.local.array((NT, NT), dt)
+        times(BT, d, e, NT, NT, NT)  # BT d
+        times_transposed(e, BT, d, NT, NT, NT)  # (BT d) BT^T, back into d
         g = ch // cg
         cl = ch % cg
         for r in range(NT):
             for q in range(NT):
-                s = dt(0)
-                for j in range(NT):
-                    s += e[r, j] * BT[q, j]
-                V[r * NT + q, g, cl, t] = s
+                V[r * NT + q, g, cl, t] = d[r, q]
 
     @cuda.jit
     def output_transform(M, AT, th, tw, out):
@@ -127,23 +140,16 @@ def _transform_kernels(nt, dtype):
         for r in range(NT):
             for q in range(NT):
                 mt[r, q] = M[r * NT + q, g, kl, t]
-        f = cuda.local.array((MO, NT), dt)  # AT Mtile
-        for p in range(MO):
-            for q in range(NT):
-                s = dt(0)
-                for r in range(NT):
-                    s += AT[p, r] * mt[r, q]
-                f[p, q] = s
+        f = cuda.local.array((MO, NT), dt)
+        times(AT, mt, f, MO, NT, NT)  # AT Mtile
+        times_transposed(f, AT, mt, MO, NT, MO)  # (AT Mtile) AT^T, into mt[:MO, :MO]
         for p in range(MO):
             oy = y0 + p
             if oy < oh:
                 for q in range(MO):
                     ox = x0 + q
                     if ox < ow:
-                        s = dt(0)
-                        for r in range(NT):
-                            s += f[p, r] * AT[q, r]
-                        out[b, ko, oy, ox] = s
+                        out[b, ko, oy, ox] = mt[p, q]
 
     return input_transform, output_transform
 

@@ -240,7 +240,7 @@ def test_resnet50_spot_checks():
 
 
 def test_resnet50_matches_the_design_table():
-    # DESIGN.md "Network layers": (c, k, r, stride, h), distinct convolutions
+    # docs/sweeps.md, "Presets": (c, k, r, stride, h), distinct convolutions
     table = {(3, 64, 7, 2, 224), (64, 64, 1, 1, 56), (64, 64, 3, 1, 56), (64, 256, 1, 1, 56),
              (256, 64, 1, 1, 56), (256, 128, 1, 1, 56), (128, 128, 3, 2, 56),
              (128, 512, 1, 1, 28), (256, 512, 1, 2, 56), (512, 128, 1, 1, 28),
