@@ -108,7 +108,7 @@ def test_im2col_phases():
     spec = CASES["stride 2 pad 1"]
     w = np.zeros(spec.weight_shape, dtype=spec.dtype)
     names = [name for name, _ in im2col.prepare(w, spec).phases]
-    assert names == ["im2col", "gemm"]
+    assert names == ["pack", "multiply"]
 
 
 def test_workspace():
