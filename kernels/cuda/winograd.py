@@ -63,24 +63,15 @@ def _transform_kernels(nt, dtype):
     MO = nt - 2
 
     @cuda.jit(device=True, inline="always")
-    def times(A, X, Y, rows, inner, cols):
-        """Y[:rows, :cols] = A[:rows, :inner] X[:inner, :cols] (local arrays)."""
+    def times_t(A, X, Y, rows, inner, cols):
+        """Y[:cols, :rows] = (A[:rows, :inner] X[:inner, :cols])^T (local arrays).  Twice,
+        it gives a two-sided transform: ``(A (A X)^T)^T = A X A^T``."""
         for r in range(rows):
             for j in range(cols):
                 s = dt(0)
                 for a in range(inner):
                     s += A[r, a] * X[a, j]
-                Y[r, j] = s
-
-    @cuda.jit(device=True, inline="always")
-    def times_transposed(X, A, Y, rows, inner, cols):
-        """Y[:rows, :cols] = X[:rows, :inner] A[:cols, :inner]^T (local arrays)."""
-        for r in range(rows):
-            for q in range(cols):
-                s = dt(0)
-                for j in range(inner):
-                    s += X[r, j] * A[q, j]
-                Y[r, q] = s
+                Y[j, r] = s
 
     @cuda.jit
     def input_transform(x, BT, pt, pl, th, tw, V):
@@ -109,8 +100,8 @@ def _transform_kernels(nt, dtype):
                 else:
                     d[a, j] = dt(0)
         e = cuda.local.array((NT, NT), dt)
-        times(BT, d, e, NT, NT, NT)  # BT d
-        times_transposed(e, BT, d, NT, NT, NT)  # (BT d) BT^T, back into d
+        times_t(BT, d, e, NT, NT, NT)  # (BT d)^T
+        times_t(BT, e, d, NT, NT, NT)  # BT d BT^T, back into d
         g = ch // cg
         cl = ch % cg
         for r in range(NT):
@@ -140,9 +131,9 @@ def _transform_kernels(nt, dtype):
         for r in range(NT):
             for q in range(NT):
                 mt[r, q] = M[r * NT + q, g, kl, t]
-        f = cuda.local.array((MO, NT), dt)
-        times(AT, mt, f, MO, NT, NT)  # AT Mtile
-        times_transposed(f, AT, mt, MO, NT, MO)  # (AT Mtile) AT^T, into mt[:MO, :MO]
+        f = cuda.local.array((NT, MO), dt)
+        times_t(AT, mt, f, MO, NT, NT)  # (AT Mtile)^T
+        times_t(AT, f, mt, MO, NT, MO)  # AT Mtile AT^T, into mt[:MO, :MO]
         for p in range(MO):
             oy = y0 + p
             if oy < oh:
