@@ -14,13 +14,15 @@ def single_threaded_blas():
     """A context in which BLAS runs on one thread, for GEMMs issued from Numba's threads.
 
     Two thread pools on few cores fight: after a ``prange`` region Numba's OpenMP workers
-    spin while OpenBLAS' worker waits for a core, and a 0.5 ms layer takes 8 ms (measured
-    on 2 cores, both for Winograd's GEMMs and separable's pointwise stage).  Kernels that
-    need BLAS next to ``prange`` therefore issue one single-threaded GEMM per Numba thread.
+    spin while OpenBLAS' worker waits for a core, and a layer takes over ten times as long
+    (measured on 2 cores, both for Winograd's GEMMs and separable's pointwise stage).
+    Kernels that need BLAS next to ``prange`` therefore issue one single-threaded GEMM per
+    Numba thread.
 
-    The libraries are found once, by a threadpoolctl controller (~2 ms); each use then calls
-    their own get/set functions: 3 us, against 9 us for threadpoolctl's ``limit``, which
-    rebuilds its bookkeeping every time (and limits on construction, not on entry).
+    The libraries are found once, by a threadpoolctl controller (slow: it inspects every
+    loaded shared library); each use then calls their own get/set functions, a third of the
+    cost of threadpoolctl's ``limit``, which rebuilds its bookkeeping every time (and limits
+    on construction, not on entry).
     ``np.dot`` inside Numba calls SciPy's OpenBLAS, loaded only when SciPy's BLAS module is
     imported: import it first, or the controller would not see (nor limit) it.
     """
@@ -53,10 +55,10 @@ class _OneBlasThread:
 
 
 # Workspaces of prepared layers that no longer exist, kept for the next `prepare` (uint8 blocks).
-# A fresh allocation of a few MB costs a page fault per 4 KiB page at first touch (~3-4 us
-# each here, in a VM: a 9.4 MB buffer took 8.8 ms to fill against 0.5 ms reused), and glibc
-# hands large blocks back to the OS when they are freed, so a layer prepared per call (as
-# `convbench.conv2d` does) would pay that on every call.
+# A fresh allocation of a few MB costs a page fault per 4 KiB page at first touch (costly in
+# a VM: filling a fresh 9.4 MB buffer took about 17 times as long as refilling a reused one),
+# and glibc hands large blocks back to the OS when they are freed, so a layer prepared per call
+# (as `convbench.conv2d` does) would pay that on every call.
 _FREE_WORKSPACES = []
 # reentrant: a lease collected by the garbage collector while pooled_empty holds the lock gives
 # its block back from the same thread

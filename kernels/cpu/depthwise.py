@@ -5,7 +5,7 @@ Layout
 NCHW input, weights (c*m, 1, r, s) for a channel multiplier m = k // c: output channel o
 reads input channel o // m, as PyTorch's ``conv2d(..., groups=c)`` does.  Each thread
 works in its own workspaces (indexed by ``numba.get_thread_id``); their zero padding is
-written once, in `prepare`, and never touched again.  `prepare` is cheap (~2 us): the index
+written once, in `prepare`, and never touched again.  `prepare` is cheap: the index
 tables depend on the shape alone and are cached (`_plan`), the weights are read in place,
 and only the workspaces are allocated, since `convbench.conv2d` prepares on every call.
 
@@ -78,22 +78,23 @@ supports = contract.depthwise  # groups == c, any channel multiplier
 supports_separable = contract.separable  # the standard convolution replaced: groups == 1
 
 # Unsigned indices: numba checks signed indices for wraparound, which stops LLVM from
-# vectorizing (a 112x112 plane took 72 us with int64 indices, 14 us with uint64).
+# vectorizing (a 112x112 plane took about 5x as long with int64 indices as with uint64).
 _VB = 64    # flat loop lengths are rounded up to this: 16 f32 lanes x 4-way unroll, no tail
 _CH = 16    # elements per chunk of the chunked loops and of short row copies: one f32 zmm
 _SHORT = 32  # rows below this many elements are copied in whole _CH chunks (`_fill`)
 _LB = 2048  # flat positions per block: a block's accumulator (8 KiB in f32) stays in L1
 _FM = {"contract"}  # FMAs only; no reassociation, so results do not depend on vector width
 _CB = 16    # channels per lane block of the small-plane strategy: one f32 zmm
-# channel lanes beat planes up to 16x16 outputs from up to ~28x28 inputs (3x3, 2 threads:
-# 7x7 26 vs 41 us, 14x14 39 vs 44; 32->16 s2 75 vs 45, 18x18 38 vs 33) ...
+# channel lanes beat planes up to 16x16 outputs from up to ~28x28 inputs, where per-plane
+# and per-row overheads dominate (3x3: 1.6x at 7x7, 1.1x at 14x14); beyond, planes' long
+# loops win (1.7x on 32x32 -> 16x16 at stride 2, 1.15x at 18x18) ...
 _LANES_MAX_PIXELS = 256
 _LANES_MAX_INPUT = 800
-# ... but for `_taps_pairs` from 14x14 outputs on (512 channels, 2 threads: 14x14 34 vs 44
-# us, 16x16 (256 ch.) 21 vs 27; 12x12 75 vs 34, 7x7 95 vs 27)
+# ... but for `_taps_pairs` from 14x14 outputs on (1.3x faster than lanes at 14x14 and
+# 16x16; on shorter rows 2-3.5x slower: 12x12, 7x7)
 _PAIRS_MIN_OW = 14
-# `_stride2` beats channel lanes from 14x14 outputs on (2 threads: 256 28x28 planes 22 vs
-# 39 us; 512 14x14 -> 7x7 planes about even, 25 vs 24)
+# `_stride2` beats channel lanes from 14x14 outputs on (1.8x on 28x28 -> 14x14 planes;
+# about even on 14x14 -> 7x7, which lanes keep)
 _S2_MIN_OW = 14
 _FLAT_MIN_PIXELS = _CH  # `_flat3` needs a plane of one chunk at least
 
@@ -118,8 +119,9 @@ def _fill(x, xb, h, w, ws, wb, rowdst, colsrc, coldst, colcnt, sw):
     """
     # Rows shorter than _SHORT are copied to a multiple of _CH elements: the extra ones
     # spill into the phase's next row (copied later) or its padding, zeroed again at once,
-    # and the loop never runs its scalar remainder (fill of 512 14x14 planes, 1 thread:
-    # 30 -> 24 us; 128 56x56 planes stride 2: 65 -> 56 us; but 128 56x56 stride 1: 31 -> 40).
+    # and the loop never runs its scalar remainder (the fill of 14x14 planes took 20 % less
+    # time, of 56x56 planes at stride 2, rows of 28, 14 % less; but rows of 56 at stride 1
+    # took 30 % more: rows from _SHORT on are copied exactly).
     # The phase stride leaves room for the last row's spill (`_planar_plan`).
     xn = U(x.shape[0])
     for y in range(h):
@@ -200,11 +202,11 @@ def _taps_pairs(ws, wt, tb, wb, wq, oh, acc, ab):
     """3x3, stride 1, dilation 1: output rows oy and oy+1 together, from input rows oy..oy+3.
 
     Same sums as `_taps` (same order), with 12 loads for two output vectors instead of 18:
-    the taps' loads straddle cache lines (offsets +1, +2) and bound that loop (12 cycles
-    a vector at 112x112).  Each row pair computes whole _CH chunks of flat outputs
-    ``[oy*wq, oy*wq + ceil(wq/_CH)*_CH)``: the overhang lands on the next row's flat
-    outputs with the very values that row gets, so no tail loop.  An odd oh computes one
-    row past the plane (room in the workspaces, see `_planar_plan`).
+    the taps' loads straddle cache lines (offsets +1, +2) and bound that loop.  Each row
+    pair computes whole _CH chunks of flat outputs ``[oy*wq, oy*wq + ceil(wq/_CH)*_CH)``:
+    the overhang lands on the next row's flat outputs with the very values that row gets,
+    so no tail loop.  An odd oh computes one row past the plane (room in the workspaces,
+    see `_planar_plan`).
     """
     w0 = wt[tb]; w1 = wt[tb + 1]; w2 = wt[tb + 2]  # noqa: E702
     w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
@@ -271,9 +273,9 @@ def _flat_chunks(ws, xb, w, wt, tb, ml, mr, q0, q1, out, ob, zero):
     of an output in the first (last) column would read the row before's last (next's
     first) pixel, so where ``ml[q]`` (``mr[q]``) is 0 that column's sum is replaced by the
     padding's exact zero.  Sums by filter column (the three taps of each by FMA; left +
-    centre, then + right), so that two selects a vector do, not six (in L1, 56x56: 3.5 ->
-    2.8 ns a vector; 2.2 without the masks: the nine loads, most straddling two cache
-    lines, bound the loop).
+    centre, then + right), so that two selects a vector do, not six (20 % less time a
+    vector, in L1 on 56x56 planes; with no masks at all the loop would take only a fifth
+    less again: the nine loads, most straddling two cache lines, bound the loop).
     """
     w0 = wt[tb]; w1 = wt[tb + 1]; w2 = wt[tb + 2]  # noqa: E702
     w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
@@ -341,7 +343,7 @@ def _s2_fill(x, xb, n2, ws, eb, ob):
 
     One loop over the whole plane (w even: each input row gives one row of each half), not
     one per row: loop set-up and overlap checks cost more than a 56-element row's copy
-    (128 56x56 planes, 1 thread: 65 us in rows into four padded phases, 17 us here).
+    (on 56x56 planes a quarter of the time of a copy row by row into four padded phases).
     """
     s = U(xb)
     e = U(eb)
@@ -512,8 +514,8 @@ def _lanes(x, out, wt, c, h, w, m, oh, ow, sh, sw, wp, pt, pl, toff, chunks, ws,
 
     ws / o16 / lsrc (32 per thread) are per-thread input, output and lane-source
     workspaces; the end of a thread's ws takes the block's weights lane-minor, gathered
-    here rather than reordered in `prepare` (1024 channels: ~1.7 us a call here, ~3 us of
-    `prepare` there, and `convbench.conv2d` pays both on every call).
+    here rather than reordered in `prepare` (on 1024 channels, gathering here takes about
+    half the time of that reorder, and `convbench.conv2d` pays both on every call).
     """
     k = c * m
     nb = (k + _CB - 1) // _CB
@@ -611,8 +613,8 @@ def _lanes_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
 def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
     """Strategy, index tables and per-thread workspace sizes of a layer shape.
 
-    Cached: they depend on the shape alone, and building them in Python cost 8-47 us, as
-    much as the computation on MobileNet's layers (`convbench.conv2d` prepares on every
+    Cached: they depend on the shape alone, and building them in Python cost as much as
+    the computation on MobileNet's layers (`convbench.conv2d` prepares on every
     call).  The tables are only read.
 
     Returns
@@ -732,7 +734,7 @@ def prepare_separable(ws, spec):
     Notes
     -----
     Calling OpenBLAS' own threads right after the depthwise ``prange`` made a MobileNet
-    block take 8 ms instead of ~0.4 ms (Numba's OpenMP workers spin and starve OpenBLAS'
+    block take about 20 times as long (Numba's OpenMP workers spin and starve OpenBLAS'
     worker), so the pointwise GEMM runs as row blocks on Numba's threads, BLAS on one
     thread each (`convbench_kernels.cpu.common.single_threaded_blas`).
     """

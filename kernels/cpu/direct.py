@@ -17,8 +17,8 @@ channels.
 
 The weights are read in place, viewed as ``wt`` (groups, kg/KB, cg, r*s, KB): for each
 (channel, tap) the loop broadcasts the KB weights of its block from KB rows of ``w``, which
-costs nothing to prepare (copying them to that layout, contiguous in KB, cost 0.1-0.7 ms a
-call on the ResNet-50 layers, more than it saved).  Only a kg that is not a multiple of KB
+costs nothing to prepare (copying them to that layout, contiguous in KB, cost more on every
+ResNet-50 layer than it saved: see `prepare`).  Only a kg that is not a multiple of KB
 gets a copy, padded with zero output channels.  ``xq`` comes from
 `convbench_kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of the last
 one instead of page-faulting a fresh block.
@@ -38,9 +38,10 @@ the array.
 
 Indices into the flat workspace, input and output are unsigned (``numba.uint64``): Numba
 gives a signed index that might be negative a wraparound select, and LLVM then turns vector
-loads into gathers or keeps scalar loops (3x3 s2 128@56: the phase split took 0.10-0.16 ms
-with signed indices and per-phase loops, 0.037 ms now; the convolution with a slice per tap,
-which also clamps its start, 0.56 ms, 0.50 ms with unsigned indices).
+loads into gathers or keeps scalar loops (3x3 s2 128@56: the phase split runs 3-4x faster
+with unsigned indices and one loop for both column phases than with signed indices and a
+loop per phase; the convolution with a slice per tap, which also clamps its start, ran 12 %
+faster with unsigned indices).
 
 Supported problems
 ------------------
@@ -184,12 +185,12 @@ def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
                     for j in range(U(pl + w), U(wq)):
                         qf[U(pbase) + j] = 0
                 elif sw == 2:
-                    # both column phases in one pass over the row (a loop per phase, with
-                    # signed indices, split 3x3 s2 128@56 in 0.10-0.16 ms; this, 0.035).  LLVM
-                    # turns the stride-2 load pair into vector loads and permutes from 32 pairs
-                    # on; shorter rows run its scalar remainder.  Whole vectors moved by an
-                    # intrinsic made every path of this function slower (128@56: 35 -> 45 us,
-                    # 512@7, whose rows it does not touch: 19 -> 27 us), so they are not used.
+                    # both column phases in one pass over the row (3-4x faster on 3x3 s2
+                    # 128@56 than a loop per phase with signed indices).  LLVM turns the
+                    # stride-2 load pair into vector loads and permutes from 32 pairs on;
+                    # shorter rows run its scalar remainder.  Whole vectors moved by an
+                    # intrinsic made every path of this function 30-40 % slower (even 512@7,
+                    # whose rows it does not touch), so they are not used.
                     e = pl % 2  # phase of the even input columns
                     de = pbase + e * ps + pl // 2
                     do = pbase + (1 - e) * ps + (pl + 1) // 2
@@ -268,9 +269,9 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
         p0 = min(blk * tile, p_last)
         acc = _stack_tile(xq)  # (KB, tile)
         # the loops below take their trip count from acc.shape, a compile-time constant, so
-        # that LLVM unrolls them fully and keeps acc in registers (a first draft that took
-        # it from xq.itemsize, a run-time field, and indexed xc[toff[t] + p0 + j] ran the
-        # 3x3 layers at 40 GFLOP/s; this loop nest runs them at 390)
+        # that LLVM unrolls them fully and keeps acc in registers (taking it from
+        # xq.itemsize, a run-time field, and indexing xc[toff[t] + p0 + j] ran the 3x3
+        # layers about ten times slower)
         cols = acc.shape[1]
         for kk in range(KB):
             for j in range(cols):
@@ -289,7 +290,8 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
         # store the tile's valid pixels, row segment by row segment: each of its two vectors
         # (TILE_BYTES is two 64-byte vectors) by a masked store shifted so that lane j lands
         # on the segment's first pixel.  A copy loop per segment read the tile back from the
-        # stack and ran its scalar remainder: conv1 0.56 ms, 0.48 this way, 0.47 storing nothing
+        # stack and ran its scalar remainder (conv1: 17 % slower; with no stores at all conv1
+        # ran only 2 % faster than with these)
         vl = cols // 2
         kcount = min(KB, kg - kb * KB)
         j = blk * tile - p0
@@ -327,7 +329,7 @@ def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, itemsize):
     p_last, length, nb)``, ``length`` the workspace length per channel (0: the input is read
     in place).
 
-    Cached: building them in Python cost up to 6 us (conv1's 49 taps) of a call that
+    Cached: building them in Python (49 taps for conv1) would add to every call that
     prepares the layer each time (`convbench.conv2d`).  ``toff`` is read only.
     """
     pt, pb, pl, pr = pads
@@ -386,8 +388,8 @@ def prepare(w, spec):
         wk[:, kg:] = 0
     # the weights read in place, (groups, kblocks, KB, cg, taps) viewed as
     # (groups, kblocks, cg, taps, KB): a copy to that layout (a parallel reorder into a reused
-    # buffer) made the call slower on every ResNet-50 layer (3x3 s2 128@56: 0.90 against
-    # 0.80 ms, 512@7: 1.3 against 0.77 ms) for a compute at most 3% faster
+    # buffer) made the call slower on every ResNet-50 layer (3x3 s2 128@56: 12 %, 512@7:
+    # 70 %) for a compute at most 3% faster
     wt = wk.reshape(groups, kblocks, KB, cg, r * s).transpose(0, 1, 3, 4, 2)
 
     if not length:

@@ -52,20 +52,25 @@ from numba import njit, prange
 
 from convbench_kernels.contract import every_problem, with_phases
 
-# Cost model constants (fp32, seconds), measured on the 2-core Zen 5 machine.  One r2c or
-# c2r of a P x Q plane (batched), single thread: 0.10 us at 8x8, 0.32 us at 16x16, 1.1 us at
-# 32x32, 4.0 us at 64x64 -> a + b * PQ log2 PQ.  The model ranked the measured-fastest tiling
-# first on 32->32 64x64 9x9/15x15, ResNet conv1, 3x3 @56 and @14 (all tilings timed).
+# Cost model constants (fp32; seconds, bytes/s, flop/s), fitted on the machine described in
+# docs/kernel-measurements.md.  The model only ranks tilings: scaling every time by one
+# factor changes no choice, so what matters is how the constants compare.  One r2c or c2r
+# of a P x Q plane (batched, single thread) costs a + b * PQ log2 PQ: a fixed cost per
+# plane, which dominates small planes, plus the FFT's work.  The model ranked the
+# measured-fastest tiling first on 32->32 64x64 9x9/15x15, ResNet conv1, 3x3 @56 and @14
+# (all tilings timed).
 _FFT_A = 0.07e-6
 _FFT_B = 0.08e-9
-# Channel GEMM: one tile is bound by streaming the filter spectra (90 GB/s from L3, 45 GB/s
-# from DRAM); several tiles reuse them and reach ~180 GFLOP/s (8 flops per complex MAC).
+# Channel GEMM: one tile is bound by streaming the filter spectra (from L3 while they fit in
+# _L3 bytes, from DRAM at half that rate beyond); several tiles reuse each spectrum and are
+# bound by arithmetic, at nearly twice one tile's flop rate (8 flops per complex MAC).
 _BW_L3 = 90e9
 _BW_DRAM = 45e9
 _L3 = 24e6
 _RATE_ONE = 100e9
 _RATE_MANY = 180e9
-# Gather, transposes and crop: bytes moved at ~20 GB/s.
+# Gather, transposes and crop: bound by the bytes they move, at a fraction of the streaming
+# rate (their accesses are indexed or strided).
 _BW_PASS = 20e9
 # Tilings whose filter spectra exceed this many bytes are taken only if nothing smaller exists.
 _MAX_WS_BYTES = 256 << 20
@@ -170,7 +175,8 @@ def _plan(spec):
     """Choose the tiling of both axes with the cost model.
 
     Plans are cached per problem shape and thread count (``convbench.conv2d`` prepares on
-    every call; planning took 2-9 ms).  The maps in the returned dict are shared: read only.
+    every call, and planning checks tens of tilings in Python).  The maps in the returned
+    dict are shared: read only.
     """
     return dict(_plan_cached(spec.n, spec.c, spec.h, spec.w, spec.k, spec.r, spec.s, spec.sh,
                              spec.sw, spec.dh, spec.dw, tuple(spec.pads), spec.groups, spec.oh,
@@ -204,12 +210,12 @@ def _plan_cached(n, c, h, w, k, r, s, sh, sw, dh, dw, pads, groups, oh, ow, item
 # ----------------------------------------------------------------------------- filter spectra
 # The spectra are direct DFTs of the few taps, not FFTs of zero-padded planes: a row pass
 # (width transform of each of the <= r tap rows) then a column pass, both float64 loops over
-# the channels that LLVM vectorises, written straight into the GEMM layout.  Measured on the
-# 2-core machine (float32, whole prepare step, numpy's rfft2 before -> this): 15x15 32->32
-# @64 56 -> 3.9 ms, 3x3 64->64 @56 37 -> 0.9 ms, 3x3 512->512 @7 153 -> 5.7 ms (writing its
-# 40 MB of spectra alone takes ~3 ms).  FFTs were slower here: rocket-fft's float64 r2c of 1024
-# planes of 72 x 72 alone takes 7.8 ms on one thread, and tiny planes cost ~0.1 us each
-# (26 ms for the 262144 planes of 4 x 8 at 512 @7).
+# the channels that LLVM vectorises, written straight into the GEMM layout.  The whole
+# prepare step (float32) runs 14-40x faster this way than with numpy's rfft2 of padded
+# planes (15x15 32->32 @64, 3x3 64->64 @56, 3x3 512->512 @7; the last spends about half its
+# time writing its 40 MB of spectra).  FFTs lose here: rocket-fft's float64 r2c of the 1024
+# planes of 72 x 72 of 15x15 32->32 @64 alone takes twice this whole step on one thread, and
+# tiny planes pay the fixed per-plane cost each (262144 planes of 4 x 8 at 512 @7).
 _PI = np.longdouble("3.14159265358979323846264338327950288")
 # Bytes of row transforms a thread keeps (L2-sized): a few filters share each column pass,
 # so that its writes to the spectra cover several output channels at once.
@@ -253,8 +259,8 @@ def _twiddles(pos, n, nf):
     """(2, nf, len(pos)) cos and sin of ``2 pi f pos / n`` for the frequencies f < nf.
 
     C-contiguous whatever the shape: NumPy lays some fancy-indexed results out in F or neither
-    order, and each layout was one more compilation of `_spectra` (10 instead of 2, ~8 s of a
-    cold cache).
+    order, and each layout was one more compilation of `_spectra` (10 instead of 2 on a cold
+    cache).
     """
     return np.ascontiguousarray(_circle(n)[:, (np.arange(nf)[:, None] * pos[None, :]) % n])
 
@@ -443,9 +449,9 @@ def _forward(x, rows, cols, nph_w, xt, xf, nthreads):
                     for j in range(q):
                         col = cols[bw, j_ph, j]
                         xt[pl, i, j] = x[b, chan, row, col] if col >= 0 else 0
-        # One batched single-threaded call per numba thread.  ducc's per-call overhead is
-        # ~0.4 us, and its own workers (nthreads=2 on the whole batch) measured a little
-        # slower (2.9 vs 2.75 us per 72 x 72 plane) and would add a second thread pool.
+        # One batched single-threaded call per numba thread: ducc's per-call overhead is
+        # paid once a thread, not once a plane, and its own workers (nthreads=2 on the whole
+        # batch) measured about 5 % slower and would add a second thread pool.
         rocket_fft.r2c(xt[lo:hi], xf[lo:hi], axes, True, 1.0, 1)
 
 
@@ -454,8 +460,8 @@ def _to_split(xf, xs, ccg):
     """(nt*cc, P, Q//2+1) complex spectra -> (nt, F, groups, 2, ccgp) split, channels innermost.
 
     A pass of its own: transposing inside _forward, right after each thread's r2c, measured
-    slower (0.06 vs 0.035 ms on 32 channels of 72 x 72).  ``ccgp >= ccg`` pads the channel
-    axis (see prepare).
+    1.7x slower (32 channels of 72 x 72).  ``ccgp >= ccg`` pads the channel axis (see
+    prepare).
     """
     nt, f, g_n = xs.shape[0], xs.shape[1], xs.shape[2]
     cc = g_n * ccg
@@ -473,6 +479,40 @@ def _to_split(xf, xs, ccg):
                     xs[t, i, g, 1, c] = v.imag
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _cmac(ar, ai, wr, wi, xs, t, fi, g, c):
+    """``(ar, ai) + (wr + i wi) * xs[t, fi, g, :, c]``."""
+    xr = xs[t, fi, g, 0, c]
+    xi = xs[t, fi, g, 1, c]
+    return ar + (wr * xr - wi * xi), ai + (wr * xi + wi * xr)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _block(xs, ws, yv, g, fi, k, kk, t, tiles, chans, zero):
+    """Outputs of ``tiles`` tiles (t, t+1) x ``chans`` output channels (k, k+1): each load
+    of a spectrum serves the whole block.  ``tiles`` and ``chans`` are 1 or 2, constants at
+    every call, so that after inlining the branches fold away."""
+    ccg = ws.shape[4]
+    a0r = a0i = a1r = a1i = b0r = b0i = b1r = b1i = zero
+    for c in range(ccg):
+        wr, wi = ws[g, fi, k, 0, c], ws[g, fi, k, 1, c]
+        a0r, a0i = _cmac(a0r, a0i, wr, wi, xs, t, fi, g, c)
+        if tiles == 2:
+            a1r, a1i = _cmac(a1r, a1i, wr, wi, xs, t + 1, fi, g, c)
+        if chans == 2:
+            wr, wi = ws[g, fi, k + 1, 0, c], ws[g, fi, k + 1, 1, c]
+            b0r, b0i = _cmac(b0r, b0i, wr, wi, xs, t, fi, g, c)
+            if tiles == 2:
+                b1r, b1i = _cmac(b1r, b1i, wr, wi, xs, t + 1, fi, g, c)
+    yv[t, kk, fi, 0], yv[t, kk, fi, 1] = a0r, a0i
+    if tiles == 2:
+        yv[t + 1, kk, fi, 0], yv[t + 1, kk, fi, 1] = a1r, a1i
+    if chans == 2:
+        yv[t, kk + 1, fi, 0], yv[t, kk + 1, fi, 1] = b0r, b0i
+        if tiles == 2:
+            yv[t + 1, kk + 1, fi, 0], yv[t + 1, kk + 1, fi, 1] = b1r, b1i
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _channel_gemm(xs, ws, yv, zero):
     """Per frequency and group, ``Y[t, k] = sum_c X[t, c] W[k, c]`` (complex).
@@ -480,87 +520,25 @@ def _channel_gemm(xs, ws, yv, zero):
     xs (nt, F, groups, 2, ccgp >= ccg); ws (groups, F, kg, 2, ccg); yv (nt, k, F, 2) output.
     Every inner index is a bare loop counter: with an offset ``c0 + c`` numba tests the
     index for wrap-around per element and the loop ran 3-6x slower.  Blocks of 2 tiles x 2
-    output channels share each load (210 vs 110 GFLOP/s unblocked with 9 tiles, 64 channels);
-    one tile uses 1 x 1 blocks, which stream the filter spectra fastest (~100 GB/s from L3).
-    fastmath lets LLVM vectorise the sums over channels.  Vectorising over output channels
+    output channels (`_block`) share each load (twice the GFLOP/s of unblocked loops with
+    several tiles); one tile uses 1 x 1 blocks, which stream the filter spectra fastest.
+    fastmath lets LLVM vectorise the sums over channels; vectorising over output channels
     instead (accumulators in memory, no horizontal sums) measured 2-4x slower.
     """
     nt, f = xs.shape[0], xs.shape[1]
-    g_n, _, kg, _, ccg = ws.shape
+    g_n, _, kg, _, _ = ws.shape
     t2 = nt - nt % 2
     k2 = kg - kg % 2 if nt > 1 else 0
     for job in prange(g_n * f):
         g, fi = job // f, job % f
         for k in range(0, k2, 2):
-            kk = g * kg + k
             for t in range(0, t2, 2):
-                a0r = zero
-                a0i = zero
-                a1r = zero
-                a1i = zero
-                b0r = zero
-                b0i = zero
-                b1r = zero
-                b1i = zero
-                for c in range(ccg):
-                    x0r = xs[t, fi, g, 0, c]
-                    x0i = xs[t, fi, g, 1, c]
-                    x1r = xs[t + 1, fi, g, 0, c]
-                    x1i = xs[t + 1, fi, g, 1, c]
-                    wr = ws[g, fi, k, 0, c]
-                    wi = ws[g, fi, k, 1, c]
-                    a0r += wr * x0r - wi * x0i
-                    a0i += wr * x0i + wi * x0r
-                    a1r += wr * x1r - wi * x1i
-                    a1i += wr * x1i + wi * x1r
-                    wr = ws[g, fi, k + 1, 0, c]
-                    wi = ws[g, fi, k + 1, 1, c]
-                    b0r += wr * x0r - wi * x0i
-                    b0i += wr * x0i + wi * x0r
-                    b1r += wr * x1r - wi * x1i
-                    b1i += wr * x1i + wi * x1r
-                yv[t, kk, fi, 0] = a0r
-                yv[t, kk, fi, 1] = a0i
-                yv[t + 1, kk, fi, 0] = a1r
-                yv[t + 1, kk, fi, 1] = a1i
-                yv[t, kk + 1, fi, 0] = b0r
-                yv[t, kk + 1, fi, 1] = b0i
-                yv[t + 1, kk + 1, fi, 0] = b1r
-                yv[t + 1, kk + 1, fi, 1] = b1i
+                _block(xs, ws, yv, g, fi, k, g * kg + k, t, 2, 2, zero)
             for t in range(t2, nt):
-                a0r = zero
-                a0i = zero
-                b0r = zero
-                b0i = zero
-                for c in range(ccg):
-                    x0r = xs[t, fi, g, 0, c]
-                    x0i = xs[t, fi, g, 1, c]
-                    wr = ws[g, fi, k, 0, c]
-                    wi = ws[g, fi, k, 1, c]
-                    a0r += wr * x0r - wi * x0i
-                    a0i += wr * x0i + wi * x0r
-                    wr = ws[g, fi, k + 1, 0, c]
-                    wi = ws[g, fi, k + 1, 1, c]
-                    b0r += wr * x0r - wi * x0i
-                    b0i += wr * x0i + wi * x0r
-                yv[t, kk, fi, 0] = a0r
-                yv[t, kk, fi, 1] = a0i
-                yv[t, kk + 1, fi, 0] = b0r
-                yv[t, kk + 1, fi, 1] = b0i
+                _block(xs, ws, yv, g, fi, k, g * kg + k, t, 1, 2, zero)
         for k in range(k2, kg):
-            kk = g * kg + k
             for t in range(nt):
-                a0r = zero
-                a0i = zero
-                for c in range(ccg):
-                    x0r = xs[t, fi, g, 0, c]
-                    x0i = xs[t, fi, g, 1, c]
-                    wr = ws[g, fi, k, 0, c]
-                    wi = ws[g, fi, k, 1, c]
-                    a0r += wr * x0r - wi * x0i
-                    a0i += wr * x0i + wi * x0r
-                yv[t, kk, fi, 0] = a0r
-                yv[t, kk, fi, 1] = a0i
+                _block(xs, ws, yv, g, fi, k, g * kg + k, t, 1, 1, zero)
 
 
 @njit(parallel=True, cache=True)

@@ -17,13 +17,13 @@ place (a view), and the column and output blocks come from
 Threads: one pool.  Each Numba thread packs its own block of output rows into its own slice
 of the column workspace and multiplies it with single-threaded BLAS GEMMs (one per group) into
 its own output block, then copies that into ``out``: packing and GEMM run in parallel with no
-hand-over between thread pools.  Measured here: letting OpenBLAS' two threads run the GEMM
-after a ``prange`` pack cost ~8 ms per image instead of ~1.3 ms (the idle OpenMP worker spins
-and takes the core OpenBLAS needs), and a serial pack followed by OpenBLAS' threaded GEMM ran
-at 1.0-1.6 ms on 3x3 64->64 @56 against 0.8-0.9 ms this way (9x9 and 15x15 32->32 @64: 9 and
-24-27 ms against 3.9 and 11.3 ms).  Images too small to share by pixels (under
-``SMALL_IMAGE`` output pixels a thread) are packed whole, rows split over the threads, and
-each GEMM is split by blocks of output channels instead.  Blocks are sized so that all the
+hand-over between thread pools.  Measured on 2 cores: letting OpenBLAS' two threads run the
+GEMM after a ``prange`` pack took about 6x as long per image (the idle OpenMP worker spins
+and takes the core OpenBLAS needs), and a serial pack followed by OpenBLAS' threaded GEMM
+took 1.1-2x as long as this way on 3x3 64->64 @56, and over twice as long on 9x9 and 15x15
+32->32 @64.  Images too small to share by pixels (under ``SMALL_IMAGE`` output pixels a
+thread) are packed whole, rows split over the threads, and each GEMM is split by blocks of
+output channels instead.  Blocks are sized so that all the
 threads' column blocks stay within ``COL_BUDGET`` bytes (large filters: 15x15 32->32 @64
 needs 7200 x 4096 floats, 118 MB, for a whole image).
 
@@ -50,13 +50,14 @@ from numba import njit, prange, uint64
 from convbench_kernels.contract import every_problem
 from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
 
-# Bytes of column matrix packed at once.  Zen 5, 32->32 @64 'same', whole image vs budgets of
-# 0.5-16 MB: 9x9 6.4 ms unblocked, 4.7-4.8 ms at 4-16 MB; 15x15 18.7 ms unblocked, 13.9 ms at
-# 8 MB, 15.7 ms at 4 MB, 16.6 ms at 16 MB.  Every ResNet-50 layer (<= 7 MB) stays unblocked.
+# Bytes of column matrix packed at once: smaller blocks stay in cache between packing and
+# GEMM, larger ones make fewer, wider GEMMs.  On 32->32 @64 'same' (budgets of 0.5-16 MB
+# against the whole image) blocking took a quarter off 9x9 at any budget of 4-16 MB, and off
+# 15x15 at 8 MB (11-16 % at 4 or 16 MB).  Every ResNet-50 layer (<= 7 MB) stays unblocked.
 COL_BUDGET = 8 << 20
 # Output pixels per thread below which an image is not split in pixel blocks, but its GEMMs
-# in blocks of output channels: 512 -> 512 @7 (25 pixels a thread) took 1.3 ms split by
-# pixels and 0.85-1.0 ms split by channels; 256 -> 256 @14 (98) ran the same either way.
+# in blocks of output channels: 512 -> 512 @7 (25 pixels a thread) took 23-35 % less time
+# split by channels than by pixels; 256 -> 256 @14 (98) ran the same either way.
 SMALL_IMAGE = 64
 
 
@@ -103,7 +104,7 @@ def _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, row0, row1):
         crow = col[row]
         xc = x[b, ch]
         # Indices are cast to uint64: numba then skips its negative-index wraparound, whose
-        # per-element select turned the copies into scatters (measured 6 GB/s -> 35 GB/s).
+        # per-element select turned the copies into scatters (about 6x slower).
         for y in range(y0, y1):
             iy = y * sh + i * dh - pt
             base = (y - y0) * ow

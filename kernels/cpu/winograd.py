@@ -42,12 +42,12 @@ never given to a second layer while the first can still run.
 
 Speed (batch 1, float32, 2 threads, call = prepare + compute as ``convbench.conv2d``
 runs it, medians against PyTorch's oneDNN in the same process, quiet machine): F(4, 3)
-0.41 ms against 0.55 ms on 64 -> 64 @56 and 0.43 against 0.54 ms on 128 -> 128 @28
-(prepare 0.04 and 0.09 ms; compute 0.36 and 0.34 ms: input transform 0.13 and 0.09,
-GEMMs 0.16 and 0.18, output transform 0.08 and 0.06).  256 -> 256 @14 stays 1.3x and
-512 -> 512 @7 2.5x slower: writing, or transforming on the fly, 36 k c filter values
-costs more than oneDNN's whole layer.  With another process busy on one of the two
-cores every phase boundary waits for it, and the margins above vanish.
+is 1.25-1.35x faster on 64 -> 64 @56 and 128 -> 128 @28, where the GEMMs take about half
+of the compute and the two transforms the rest, and prepare a tenth to a fifth of the
+call.  256 -> 256 @14 stays 1.3x and 512 -> 512 @7 2.5x slower: writing, or transforming
+on the fly, 36 k c filter values costs more than oneDNN's whole layer.  With another
+process busy on one of the two cores every phase boundary waits for it, and the margins
+above vanish.  `benchmarks/speed.py` measures them on any machine.
 
 Supported problems
 ------------------
@@ -78,21 +78,23 @@ from convbench_kernels.winograd_math import winograd_matrices
 # SPAN values per thread) stays within L2, and the unit-stride passes run long enough.
 SPAN = 512
 
-# Up to this many tiles U is never stored (`_fused_skinny`): at 4 tiles (512 @7, F(4, 3))
-# 1.6 ms against 2.4 ms for U in `prepare` (38 MB written) and 1 ms of GEMMs; at 16 tiles
-# (256 @14) 1.0 ms against 0.26 + 0.27 ms.
+# Up to this many tiles U is never stored (`_fused_skinny`): with few tiles, writing U in
+# `prepare` and streaming it through GEMMs of a few columns costs more than transforming
+# the filters on the fly; with more, the GEMMs win.  At 4 tiles (512 @7, F(4, 3), 38 MB of
+# U) the fused path takes half the time of U in `prepare` plus the GEMMs; at 16 tiles
+# (256 @14) it takes twice as long as they do.
 SKINNY_TILES = 8
 
 # V and M keep the spare tile slot of `_phase_split` from this many tiles a row: 7 % more
-# GEMM columns at 56 x 56 cost less than a column pass per tile row (64 -> 64 @56: input
-# transform 0.14 against 0.24 ms); at 14 x 14 (tw 4) the 25 % would not.
+# GEMM columns at 56 x 56 cost less than a column pass per tile row (64 -> 64 @56: the
+# input transform takes 40 % less time); at 14 x 14 (tw 4) the 25 % would not.
 PITCHED_TW = 7
 
 
 @cache
 def _matrices(m):
     """`winograd_matrices` (m, 3), read-only and cached: their exact rational construction
-    takes 0.3 ms, which was half of `prepare` on 64 -> 64 @56."""
+    costs at least as much as the rest of `prepare` on 64 -> 64 @56."""
     mats = winograd_matrices(m, 3)
     for a in mats:
         a.flags.writeable = False
@@ -306,8 +308,8 @@ def _filter_transform(w, G, scratch, U):
 
     w (groups, kg, cg * 9); scratch (threads, 12, cg) float64; U (groups, nt * nt, kg, cg).
     Parallel over output channels; channels innermost, so that every pass is a unit-stride
-    vector loop and the writes are nt * nt contiguous rows (64 -> 64: 65 -> 20 us, 256 ->
-    256: 980 -> 320 us, against the scalar loop over filters this replaces).
+    vector loop and the writes are nt * nt contiguous rows (3x faster than a scalar loop
+    over filters, on 64 -> 64 and 256 -> 256).
     """
     groups, kg = w.shape[0], w.shape[1]
     nt = G.shape[0]
@@ -329,9 +331,9 @@ def _filter_transform(w, G, scratch, U):
 def _gemms(U, V, M):
     """M[g, e] = U[g, e] @ V[g, e] for every (g, e): one BLAS call per Numba thread.
 
-    The caller limits BLAS to one thread.  Measured (64 @56, F(4, 3), whole compute):
-    0.54 ms this way; with the calls serial on OpenBLAS' two threads, 0.65 ms at best and
-    often 8-24 ms, as OpenBLAS' spinning worker and Numba's OpenMP threads fight over the
+    The caller limits BLAS to one thread.  Measured on 2 cores (64 @56, F(4, 3), whole
+    compute): with the calls serial on OpenBLAS' two threads instead, 1.2x as long at best
+    and often 15-45x, as OpenBLAS' spinning worker and Numba's OpenMP threads fight over the
     two cores after every switch between the pools.
     """
     groups, ne = U.shape[0], U.shape[1]
@@ -432,9 +434,9 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
                 orow = out[b, k, oy]
                 r0 = p * m * length + pos  # Y[p, q, pos] at r0 + q * length
                 if m == 4:
-                    # one pass over the run, four interleaved streams: the strided loop
-                    # per (p, q) it replaces ran 2-14 iterations (64 -> 64 @56: 70 us of
-                    # the 108 us output transform were this scatter)
+                    # one pass over the run, four interleaved streams: a strided loop per
+                    # (p, q) runs only 2-14 iterations (on 64 -> 64 @56 such a scatter took
+                    # two thirds of the output transform)
                     seg = orow[x0:x0 + 4 * full]
                     y0 = Y[r0:r0 + full]
                     y1 = Y[r0 + length:r0 + length + full]
@@ -475,10 +477,11 @@ def _slots(n, th, tw, pitch):
 def _carve(dtype, *shapes):
     """Empty arrays of ``shapes``, views of one workspace from `common.pooled_empty`.
 
-    Every `prepare` used to allocate U, V, M and the padded input afresh, and glibc returns
-    such blocks to the OS when they are freed (every block over 32 MB, and smaller ones
-    when they sit at the top of the heap), so each call page-faulted them in again: 875
-    faults and ~0.3 ms a call on 64 -> 64 @56, ~4 ms for the 38 MB U of 512 -> 512 @7.
+    Allocated afresh in every `prepare`, U, V, M and the padded input would be page-faulted
+    in on every call, since glibc returns such blocks to the OS when they are freed (every
+    block over 32 MB, and smaller ones when they sit at the top of the heap): 875 faults a
+    call on 64 -> 64 @56, costing nearly as much as the compute itself, and far more for
+    the 38 MB U of 512 -> 512 @7.
     The pool hands a workspace to a new layer only once no view of it is left, so never to a
     second layer while the first can still run.
     """
