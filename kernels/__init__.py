@@ -16,3 +16,7 @@ threads (`convbench_kernels.cpu.common.single_threaded_blas`): one thread pool, 
 fighting.  Large CPU workspaces come from `convbench_kernels.cpu.common.pooled_empty`, which
 reuses freed layers' memory, never a live layer's.
 """
+
+from convbench_kernels.cpu.target import widest_vectors as _widest_vectors
+
+_widest_vectors()

@@ -15,26 +15,27 @@ each input row once and, at stride 2, writes both column phases in the same pass
 are (image, channel, block of plane rows), enough of them for two threads even with conv1's 3
 channels.
 
-The weights are read in place, viewed as ``wt`` (groups, kg/KB, cg, r*s, KB): for each
-(channel, tap) the loop broadcasts the KB weights of its block from KB rows of ``w``, which
-costs nothing to prepare (copying them to that layout, contiguous in KB, cost more on every
-ResNet-50 layer than it saved: see `prepare`).  Only a kg that is not a multiple of KB
-gets a copy, padded with zero output channels.  ``xq`` comes from
-`convbench_kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of the last
-one instead of page-faulting a fresh block.
+The register tile is ``kb`` output channels by ``nv`` vectors of pixels, shaped by the compile
+target (`defaults`: the target's vector width and register count; `space`: the tiles a tuner
+may measure), and passed to the compiled kernel as `convbench_kernels.cpu.target.token` s, so
+that its loops have constant trip counts and Numba's cache keeps one compilation per tile.
+The weights are read in place, viewed as ``wt`` (groups, kg/kb, kb, cg, r*s): for each
+(channel, tap) the kernel broadcasts the kb weights of its block from kb rows of ``w``, which
+costs nothing to prepare (copying them to a layout with kb contiguous cost more on every
+ResNet-50 layer than it saved: see `prepare`).  Only a kg that is not a multiple of kb gets a
+copy, padded with zero output channels.  ``xq`` comes from
+`convbench_kernels.cpu.common.pooled_empty`: a layer prepared per call reuses the memory of
+the last one instead of page-faulting a fresh block.
 
-Work item = (image, group, pixel block of ``tile`` flattened pixels, output-channel block of
-KB), flattened into one ``prange`` so that batch 1 fills both cores; channel blocks are
-innermost, so that a thread's consecutive items reuse one input tile from L1.  Each item
-accumulates a (KB, tile) tile in a stack array (see ``_stack_tile``), over channels then taps:
-per (channel, tap) two vector loads of input feed 2*KB FMAs whose KB weights are scalar
-broadcasts; the tile then goes from registers to ``out`` by masked vector stores, one per
-vector and output row it meets (see ``_store_lanes``).  ``tile`` is 128 bytes of pixels (32
-float32, 16 float64) and KB = 8: 16 vector accumulators, half the AVX-512 register file (8x128
-beat 8x192, 12x128, 6x256 and 4x256 on the ResNet-50 layers; measured again with the weights
-read in place: 8x192 1-67% and 12x128 50-110% slower).  An unpadded 1x1 stride-1 layer skips
-the copy and reads the input in place, its last pixel tile moved back so as not to read past
-the array.
+Work item = (image, group, pixel block of ``tile = nv * lanes`` flattened pixels,
+output-channel block of kb), flattened into one ``prange`` so that batch 1 fills both cores;
+channel blocks are innermost, so that a thread's consecutive items reuse one input tile from
+L1.  Each item accumulates a (kb, tile) tile in a stack array (see ``_stack_tile``), over
+channels then taps, one micro-kernel step (`_fma_tile`) per (channel, tap): nv vector loads of
+input feed kb * nv fused multiply-adds whose kb weights are broadcasts; the tile then goes from
+registers to ``out`` by masked vector stores, one per vector and output row it meets (see
+``_store_lanes``).  An unpadded 1x1 stride-1 layer skips the copy and reads the input in place,
+its last pixel tile moved back so as not to read past the array.
 
 Indices into the flat workspace, input and output are unsigned (``numba.uint64``): Numba
 gives a signed index that might be negative a wraparound select, and LLVM then turns vector
@@ -73,49 +74,132 @@ from numba.extending import intrinsic
 
 from convbench_kernels.contract import every_problem, with_phases
 from convbench_kernels.cpu.common import pooled_empty
+from convbench_kernels.cpu.target import Target, current, resolve, token
 
-KB = 8  # output channels per register tile
-TILE_BYTES = 128  # bytes of output pixels per register tile row (2 AVX-512 vectors)
+
+def defaults(target: Target) -> dict:
+    """The register tile for ``target``: ``kb`` output channels x ``nv`` vectors of pixels.
+
+    Three vectors a row and three quarters of the register file as accumulators, the rest
+    for the row's input vectors and a weight broadcast (`_fma_tile`): 8 x 3 with 32 vector
+    registers (AVX-512, NEON), 4 x 3 with 16 (AVX2).  Measured on ResNet-50's 3x3 and 1x1
+    layers, both were the best or within 5 % of the best tile of `space`
+    (docs/kernel-measurements.md).
+    """
+    return {"kb": max(target.vector_registers // 4, 1), "nv": 3}
+
+
+def space(target: Target) -> list[dict]:
+    """The tiles worth measuring on ``target``: ``kb`` x ``nv`` tiles of 2 to 4 vectors a row
+    whose accumulators, input vectors and one broadcast fit in the register file, with at
+    least half of it as accumulators (smaller tiles reload their inputs too often): 6 tiles
+    with 16 registers, 8 with 32."""
+    regs = target.vector_registers
+    return [{"kb": kb, "nv": nv} for kb in (2, 3, 4, 5, 6, 8, 10, 12) for nv in (2, 3, 4)
+            if kb * nv + nv + 1 <= regs and kb * nv >= regs // 2]
+
+
+def _params(spec, given=None) -> tuple[dict, int]:
+    """The tile parameters and the pixels of a tile row for ``spec``'s dtype."""
+    p = resolve("direct", defaults(current()), given)
+    return p, p["nv"] * current().lanes(np.dtype(spec.dtype).itemsize)
 
 
 @intrinsic
-def _stack_tile(typingctx, like):
-    """A (KB, TILE_BYTES // itemsize) C array of ``like``'s dtype on the stack, uninitialized.
+def _stack_tile(typingctx, like, rows, vecs, lanes):
+    """A (rows, vecs * lanes) C array of ``like``'s dtype on the stack, uninitialized; the
+    three sizes are `convbench_kernels.cpu.target.token` lengths (compile-time constants).
 
     A heap array (np.empty) would keep the accumulators in memory: LLVM cannot prove that it
     does not alias the input, so every FMA would load and store its accumulator.  A stack
     array (an ``alloca``) provably aliases nothing, and LLVM promotes it to registers.
     """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
     dt = like.dtype
-    cols = TILE_BYTES // (dt.bitwidth // 8)
+    nrows, cols = len(rows), len(vecs) * len(lanes)
     retty = types.Array(dt, 2, "C")
 
     def codegen(context, builder, signature, args):
-        ptr = cgutils.alloca_once(builder, context.get_data_type(dt), size=KB * cols)
+        ptr = cgutils.alloca_once(builder, context.get_data_type(dt), size=nrows * cols)
         itemsize = context.get_abi_sizeof(context.get_data_type(dt))
         intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
         ary = context.make_array(retty)(context, builder)
-        context.populate_array(ary, data=ptr, shape=[intp(KB), intp(cols)],
+        context.populate_array(ary, data=ptr, shape=[intp(nrows), intp(cols)],
                                strides=[intp(cols * itemsize), intp(itemsize)],
                                itemsize=intp(itemsize), meminfo=None)
         return ary._getvalue()
 
-    return retty(like), codegen
+    return retty(like, rows, vecs, lanes), codegen
 
 
 @intrinsic
-def _store_lanes(typingctx, dst, di, src, si, lo, hi):
+def _fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
+    """``acc[r, :] += wf[wi + r * ws] * xf[xi : xi + cols]`` for every row r of the tile, as a
+    micro-kernel step written in vectors: the ``len(vecs)`` input vectors are loaded once,
+    then each row's weight is broadcast into one register and multiplied into that row's
+    accumulators (fused multiply-adds).
+
+    Registers live at once: ``rows * vecs`` accumulators, ``vecs`` inputs and one broadcast,
+    the count `space` bounds by the register file.  Written out rather than left to LLVM's
+    vectorizers, whose order of loads and broadcasts (and so the registers a tile needs)
+    varies with the target: the same scalar loop nest spilled 6 x 2 tiles on AVX2.
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
+    dt = acc.dtype
+    kb, nv, vl = len(rows), len(vecs), len(lanes)
+    cols = nv * vl
+
+    def codegen(context, builder, sig, args):
+        acca, xfa, xio, wfa, wio, wso = args[:6]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        align = dt.bitwidth // 8
+
+        def data(i, value):
+            return context.make_array(sig.args[i])(context, builder, value).data
+
+        tile, xptr, wptr = data(0, acca), cgutils.gep(builder, data(1, xfa), xio), data(3, wfa)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        xv = [builder.load(builder.bitcast(cgutils.gep(builder, xptr, v * vl),
+                                           vty.as_pointer()), align=align) for v in range(nv)]
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+        for r in range(kb):
+            woff = builder.add(wio, builder.mul(wso, ir.Constant(wso.type, r)))
+            w = builder.load(cgutils.gep(builder, wptr, woff), align=align)
+            wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(
+                ir.IntType(32), 0)), undef, zeros)
+            for v in range(nv):
+                aptr = builder.bitcast(cgutils.gep(builder, tile, r * cols + v * vl),
+                                       vty.as_pointer())
+                builder.store(builder.call(fma, [wv, xv[v], builder.load(aptr, align=align)]),
+                              aptr, align=align)
+        return context.get_dummy_value()
+
+    return (types.void(acc, xf, types.uint64, wf, types.int64, types.int64, rows, vecs,
+                       lanes), codegen)
+
+
+@intrinsic
+def _store_lanes(typingctx, dst, di, src, si, lo, hi, lanes):
     """Store lanes ``lo <= l < hi`` of the vector ``src.flat[si:si + VL]`` at ``dst.flat[di + l]``
-    (VL: 64 bytes of elements), by a masked store: lanes outside the range touch no memory.
+    (VL: the length of the ``lanes`` token), by a masked store: lanes outside the range touch
+    no memory.
 
     With ``si`` a compile-time constant and ``src`` a `_stack_tile`, LLVM keeps the vector in
     its register: the tile is never written to the stack.
     """
+    if not isinstance(lanes, types.BaseTuple):
+        return None
     dt = dst.dtype
-    vl = 512 // dt.bitwidth
+    vl = len(lanes)
 
     def codegen(context, builder, sig, args):
-        dsta, dio, srca, sio, lov, hiv = args
+        dsta, dio, srca, sio, lov, hiv, _ = args
         vty = ir.VectorType(context.get_data_type(dt), vl)
         i64 = ir.IntType(64)
         dptr = cgutils.gep(builder, context.make_array(sig.args[0])(context, builder, dsta).data,
@@ -140,7 +224,8 @@ def _store_lanes(typingctx, dst, di, src, si, lo, hi):
                              ir.Constant(ir.IntType(32), dt.bitwidth // 8), mask])
         return context.get_dummy_value()
 
-    return types.void(dst, types.int64, src, types.int64, types.int64, types.int64), codegen
+    return (types.void(dst, types.int64, src, types.int64, types.int64, types.int64, lanes),
+            codegen)
 
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
@@ -226,34 +311,39 @@ def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _direct(xq, wt, toff, wq, tile, p_last, out):
-    """Accumulate every (KB, tile) output tile over channels and taps and store it in ``out``.
+def _direct(xq, wt, toff, wq, p_last, out, rows, vecs, lanes):
+    """Accumulate every (kb, tile) output tile over channels and taps and store it in ``out``.
 
     Parameters
     ----------
     xq : ndarray (n, c, L)
         Phase-split padded input (see ``_phase_split``), or the input itself viewed as
         (n, c, h*w) for an unpadded 1x1 stride-1 problem.
-    wt : ndarray (groups, kblocks, cg, taps, KB), strided
-        The weights (a view of the caller's, or of a copy padded with zero output channels
-        past kg in the last block).
+    wt : ndarray (groups, kblocks, kb, cg, taps)
+        The weights (the caller's, reshaped, or a copy padded with zero output channels past
+        kg in the last block).
     toff : ndarray (taps,) of intp
         Offset of each tap's reads in a channel of ``xq``.
     wq : int
         Width of the flattened output grid (output columns ``>= ow`` are dropped).
-    tile : int
-        Pixels per tile, TILE_BYTES // itemsize.
     p_last : int
         Largest first pixel of a tile.  With ``xq`` the input itself, the last tile is moved
         back to end at the last pixel, so that it reads nothing past the array, and stores
         only the pixels that the tile before it did not.
     out : ndarray (n, k, oh, ow)
         Overwritten.
+    rows, vecs, lanes : tuples
+        `convbench_kernels.cpu.target.token` s: the tile is ``kb = len(rows)`` output channels
+        by ``len(vecs)`` vectors of ``len(lanes)`` pixels (constants of the compiled code).
     """
+    KB = len(rows)
+    vl = len(lanes)
+    tile = len(vecs) * vl
     n, c, L = xq.shape
     xf = xq.reshape(-1)
     of = out.reshape(-1)
-    groups, kblocks, cg, taps = wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]
+    wf = wt.reshape(-1)
+    groups, kblocks, cg, taps = wt.shape[0], wt.shape[1], wt.shape[3], wt.shape[4]
     k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kg = k // groups
     pblocks = (oh * wq + tile - 1) // tile
@@ -267,7 +357,7 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
         g = rest % groups
         b = rest // groups
         p0 = min(blk * tile, p_last)
-        acc = _stack_tile(xq)  # (KB, tile)
+        acc = _stack_tile(xq, rows, vecs, lanes)  # (KB, tile)
         # the loops below take their trip count from acc.shape, a compile-time constant, so
         # that LLVM unrolls them fully and keeps acc in registers (taking it from
         # xq.itemsize, a run-time field, and indexing xc[toff[t] + p0 + j] ran the 3x3
@@ -276,23 +366,18 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
         for kk in range(KB):
             for j in range(cols):
                 acc[kk, j] = 0
+        wblock = ((g * kblocks + kb) * KB) * cg * taps  # weight (g, kb, 0, 0, 0) in wf
         for ci in range(cg):
             xc = U(((b * c + g * cg + ci) * L) + p0)
-            wc = wt[g, kb, ci]  # (taps, KB)
             for t in range(taps):
                 # unsigned indices: no wraparound select (a signed index that might be negative
                 # gets one, which turns the vector load into a gather)
-                xs = xc + U(toff[t])
-                for j in range(cols):
-                    xv = xf[xs + U(j)]
-                    for kk in range(KB):
-                        acc[kk, j] += wc[t, kk] * xv
-        # store the tile's valid pixels, row segment by row segment: each of its two vectors
-        # (TILE_BYTES is two 64-byte vectors) by a masked store shifted so that lane j lands
-        # on the segment's first pixel.  A copy loop per segment read the tile back from the
-        # stack and ran its scalar remainder (conv1: 17 % slower; with no stores at all conv1
-        # ran only 2 % faster than with these)
-        vl = cols // 2
+                _fma_tile(acc, xf, xc + U(toff[t]), wf, wblock + ci * taps + t, cg * taps,
+                          rows, vecs, lanes)
+        # store the tile's valid pixels, row segment by row segment: each of its vectors by
+        # a masked store shifted so that lane j lands on the segment's first pixel.  A copy
+        # loop per segment read the tile back from the stack and ran its scalar remainder
+        # (conv1: 17 % slower; with no stores at all conv1 ran only 2 % faster than with these)
         kcount = min(KB, kg - kb * KB)
         j = blk * tile - p0
         y = (p0 + j) // wq
@@ -306,25 +391,28 @@ def _direct(xq, wt, toff, wq, tile, p_last, out):
                 for kk in range(KB):  # unrolled: constant offsets into acc
                     if kk < kcount:
                         ob = base + kk * oh * ow
-                        _store_lanes(of, ob, acc, kk * cols, j, j + valid)
-                        _store_lanes(of, ob + vl, acc, kk * cols + vl, j - vl, j + valid - vl)
+                        for v in range(len(vecs)):  # unrolled: constant offsets into acc
+                            _store_lanes(of, ob + v * vl, acc, kk * cols + v * vl, j - v * vl,
+                                         j + valid - v * vl, lanes)
             j += seg
             y += 1
             x0 = 0
 
 
-def workspace(spec):
+def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate: the phase-split padded input and, where kg is not
-    a multiple of KB, the weights padded to whole blocks (they are otherwise read in place)."""
+    a multiple of kb, the weights padded to whole blocks (they are otherwise read in place)."""
+    p, tile = _params(spec, params)
+    kb = p["kb"]
     pt, pb, pl, pr = spec.pads
-    weights = bool(spec.kg % KB) * -(-spec.kg // KB) * KB * spec.groups * spec.cg * spec.r * spec.s
+    weights = bool(spec.kg % kb) * -(-spec.kg // kb) * kb * spec.groups * spec.cg * spec.r * spec.s
     xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
-                            + TILE_BYTES // spec.itemsize + spec.r * spec.s)
+                            + tile + spec.r * spec.s)
     return spec.itemsize * (weights + xq)
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, itemsize):
+def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, tile):
     """Plane sizes, tap offsets and tile bounds of a layer shape: ``(hq, wq, ps, toff, tile,
     p_last, length, nb)``, ``length`` the workspace length per channel (0: the input is read
     in place).
@@ -341,7 +429,6 @@ def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, itemsize):
                for i in range(r) for j in range(s)]
     toff = np.array(offsets, dtype=np.intp)
     toff.flags.writeable = False
-    tile = TILE_BYTES // itemsize
     npix = oh * wq
     if r * s == 1 and sh * sw == 1 and not any(pads) and npix >= tile:
         # a 1x1 stride-1 unpadded layer reads the input in place: no copy; its last tile is
@@ -354,7 +441,7 @@ def _geometry(n, c, h, w, r, s, sh, sw, dh, dw, pads, oh, itemsize):
     return hq, wq, ps, toff, tile, p_last, max(sh * sw * ps, reach), nb
 
 
-def prepare(w, spec):
+def prepare(w, spec, params=None):
     """View the weights in blocks, take the workspace, and return ``compute(x, out)``.
 
     Parameters
@@ -363,21 +450,26 @@ def prepare(w, spec):
         The filters, C-contiguous, of dtype ``spec.dtype``.
     spec : ConvSpec-like
         The problem.
+    params : dict, optional
+        ``kb`` and ``nv``, the register tile (`defaults`, `space`); default: the installed
+        or target-derived tile.
 
     Returns
     -------
     callable
         ``compute(x, out)`` writing the convolution of ``x`` (n, c, h, w) into ``out``
-        (n, k, oh, ow).  It reads ``w`` in place: changing ``w`` changes later results, as
-        with a framework's layer.
+        (n, k, oh, ow); ``compute.params`` the tile it runs.  It reads ``w`` in place:
+        changing ``w`` changes later results, as with a framework's layer.
     """
     dtype = np.dtype(spec.dtype)
+    p, tile = _params(spec, params)
+    KB = p["kb"]
+    tokens = (token(KB), token(p["nv"]), token(tile // p["nv"]))
     pt, pb, pl, pr = spec.pads
     sh, sw = spec.sh, spec.sw
     groups, cg, kg, r, s = spec.groups, spec.cg, spec.kg, spec.r, spec.s
     hq, wq, ps, toff, tile, p_last, length, nb = _geometry(
-        spec.n, spec.c, spec.h, spec.w, r, s, sh, sw, spec.dh, spec.dw, spec.pads, spec.oh,
-        dtype.itemsize)
+        spec.n, spec.c, spec.h, spec.w, r, s, sh, sw, spec.dh, spec.dw, spec.pads, spec.oh, tile)
 
     kblocks = -(-kg // KB)
     wk = w.reshape(groups, kg, cg, r * s)
@@ -386,18 +478,18 @@ def prepare(w, spec):
         wk = pooled_empty((groups, kblocks * KB, cg, r * s), dtype)
         wk[:, :kg] = w.reshape(groups, kg, cg, r * s)
         wk[:, kg:] = 0
-    # the weights read in place, (groups, kblocks, KB, cg, taps) viewed as
-    # (groups, kblocks, cg, taps, KB): a copy to that layout (a parallel reorder into a reused
-    # buffer) made the call slower on every ResNet-50 layer (3x3 s2 128@56: 12 %, 512@7:
-    # 70 %) for a compute at most 3% faster
-    wt = wk.reshape(groups, kblocks, KB, cg, r * s).transpose(0, 1, 3, 4, 2)
+    # the weights read in place as (groups, kblocks, KB, cg, taps): a copy to a layout with
+    # KB contiguous (a parallel reorder into a reused buffer) made the call slower on every
+    # ResNet-50 layer (3x3 s2 128@56: 12 %, 512@7: 70 %) for a compute at most 3% faster
+    wt = wk.reshape(groups, kblocks, KB, cg, r * s)
 
     if not length:
         npix = spec.oh * wq
 
         def compute(x, out):
-            _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, tile, p_last, out)
+            _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, p_last, out, *tokens)
 
+        compute.params = p
         return compute
 
     xq = pooled_empty((spec.n, spec.c, length), dtype)
@@ -407,6 +499,8 @@ def prepare(w, spec):
         _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq)
 
     def multiply(x, out):
-        _direct(xq, wt, toff, wq, tile, p_last, out)
+        _direct(xq, wt, toff, wq, p_last, out, *tokens)
 
-    return with_phases(("pad", pad), ("multiply", multiply))
+    compute = with_phases(("pad", pad), ("multiply", multiply))
+    compute.params = p
+    return compute
