@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import sys
 import warnings
@@ -32,6 +33,16 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -97,6 +108,9 @@ def _run(args) -> int:
         for key in ("blas_warning", "load_warning"):
             if meta["machine"].get(key):
                 print(f"warning: {meta['machine'][key]}", file=sys.stderr)
+        note = (meta.get("tuning") or {}).get("note")
+        if note and meta["tuning"].get("source") == "defaults":
+            print(f"note: {note}", file=sys.stderr)
         print(f"run {run_dir} ({todo} cases, {meta['threads']} threads)", file=sys.stderr)
         bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr, disable=None)
 
@@ -108,7 +122,7 @@ def _run(args) -> int:
         df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
                               threads=args.threads, max_memory=args.max_memory,
                               progress=progress, on_start=on_start,
-                              remeasure=args.remeasure)
+                              remeasure=args.remeasure, retune=args.retune)
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
@@ -228,6 +242,43 @@ def _compare(args) -> int:
     return 1 if args.fail and failed else 0
 
 
+def _tune(args) -> int:
+    import numba
+    from tqdm import tqdm
+
+    from . import registry, tuning
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    if args.family:
+        known = registry.tunable_families()
+        bad = [f for f in args.family if f not in known]
+        if bad:
+            raise ValueError(f"--family: unknown family {bad[0]!r} (allowed: "
+                             f"{', '.join(known)})")
+    print(f"tuning on {registry.cpu_target().describe()}, {threads} threads, budget "
+          f"{args.budget:g} s", file=sys.stderr)
+    bar = None
+
+    def progress(total):
+        nonlocal bar
+        bar = tqdm(total=total, unit="candidate", file=sys.stderr, disable=None)
+        return bar.update
+
+    try:
+        result = tuning.tune(threads, args.budget, args.family, progress)
+    finally:
+        if bar:
+            bar.close()
+    for family in args.family or registry.tunable_families():
+        r = result.results[family]
+        print(f"{family}: {r['decision']} (on {len(r['problems'])} problems, "
+              f"{len(r['candidates'])} candidates in {r['seconds']:.0f} s"
+              + (f", {r['untried']} left untried for the budget" if r["untried"] else "")
+              + ")")
+    print(result.note)
+    return 0
+
+
 def _report(args) -> int:
     from . import report
 
@@ -261,7 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remeasure", action="store_true",
                    help="measure the machine's roofline (peak GFLOP/s, bandwidth) again "
                         "instead of reading it from the cache")
+    p.add_argument("--retune", action="store_true",
+                   help="measure the CPU kernels' parameters again (convbench tune) before "
+                        "the run, instead of reading them from the cache")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("tune", help="measure the CPU kernels' parameters on this machine "
+                                    "and cache them for later runs")
+    p.add_argument("--budget", type=_seconds, default=120.0,
+                   help="seconds to spend in all, compilation included (default 120)")
+    p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
+    p.add_argument("--family", type=_names, help="families to tune, comma-separated "
+                                                 "(default: every tunable one)")
+    p.set_defaults(func=_tune)
 
     p = sub.add_parser("compare", help="two runs case by case: what changed beyond noise")
     p.add_argument("run_a", metavar="RUN_A", help="the reference run directory")

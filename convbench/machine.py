@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -163,6 +164,61 @@ def load_warning(load: float | None = None, cores: int | None = None) -> str | N
         return None
     return (f"the machine is busy (load average {load:.1f} on {cores} cores): other processes "
             "share the CPUs, so times are inflated and noisy")
+
+
+def _cpu_seconds() -> float | None:
+    """Seconds the CPUs have spent busy since boot, all processes together (Linux's
+    /proc/stat: user, nice, system, irq, softirq and steal time); None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How many cores other work used while a measurement ran: the CPUs' busy time (and the
+    hypervisor's stolen time) minus this process's own, over the wall time.  Use as a context
+    manager; ``cores`` is set on exit: None where the OS does not say, or when the interval
+    was too short for the kernel's 10 ms accounting ticks to tell (`MIN_SECONDS`)."""
+
+    MIN_SECONDS = 0.25
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), time.process_time(), _cpu_seconds())
+        self.cores = None
+        return self
+
+    def __exit__(self, *exc):
+        wall0, own0, all0 = self._start
+        all1 = _cpu_seconds()
+        wall = time.perf_counter() - wall0
+        if all0 is not None and all1 is not None and wall >= self.MIN_SECONDS:
+            own = time.process_time() - own0
+            self.cores = max((all1 - all0 - own) / wall, 0.0)
+        return False
+
+
+# Other work on more than this many cores while a ceiling is measured makes the measurement
+# too low to keep: on 2 cores a second process measuring at once read 20-40 % lower peaks.
+BUSY_CORES = 0.5
+
+
+def busy_reason(load: OtherLoad, start_load: float | None = None,
+                cores: int | None = None) -> str | None:
+    """Why a measurement taken under ``load`` must not be kept (other work on more than
+    `BUSY_CORES` cores during it, or a load average at or above the core count when it
+    started), or None."""
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1)
+    if load.cores is not None and load.cores > BUSY_CORES:
+        return f"other work used {load.cores:.1f} of {cores} cores while it was measured"
+    if start_load is not None and start_load >= cores:
+        return f"the load average was {start_load:.1f} on {cores} cores when it started"
+    return None
 
 
 def fingerprint() -> dict:

@@ -26,7 +26,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from convbench_kernels.cpu import depthwise, direct, fft, im2col, winograd
+from convbench_kernels.cpu import depthwise, direct, fft, im2col, target, winograd
 
 from . import baselines, plugins
 from .spec import DTYPES, ConvSpec
@@ -267,6 +267,26 @@ def get(name: str, device: str = "cpu") -> Algorithm:
             return a
     names = ", ".join(a.name for a in entries) or "none registered"
     raise ValueError(f"algo must be one of {names} on device {device!r}, got {name!r}")
+
+
+# The CPU families whose shapes are tuned per machine (`convbench.tuning`): each module offers
+# ``defaults(target)``, ``space(target)`` and ``prepare(w, spec, params)``.
+TUNABLE = {"direct": direct}
+
+
+def tunable_families() -> dict:
+    """The tunable families by name (their modules)."""
+    return dict(TUNABLE)
+
+
+def install_params(family: str, params: dict | None) -> None:
+    """Run ``family`` with ``params`` from now on (None, or empty: its defaults)."""
+    target.install(family, params)
+
+
+def cpu_target():
+    """The machine the CPU kernels are compiled for (`convbench_kernels.cpu.target.Target`)."""
+    return target.current()
 
 
 def origin(algo: Algorithm) -> str:

@@ -15,8 +15,8 @@ reach on *this* machine:
   in its core's L2), L3 and DRAM (well beyond the L3), best of `REPEATS`.
 
 Both run at the run's Numba thread count, in about a second, and the result is cached per
-machine (`load_or_measure`, `cache_dir`): a JSON file keyed by everything that would change
-the numbers (`cache_key`).
+machine (`load_or_measure`, `convbench.cache`): a JSON file keyed by everything that would
+change the numbers (`cache_key`), unless other work kept the cores busy while it was measured.
 
 The per-row model (`operator_flops`, `compulsory_bytes`, `intermediate_bytes`, `bytes_moved`,
 `memory_level`, `row_columns`) is written once below with its reasons.
@@ -24,7 +24,6 @@ The per-row model (`operator_flops`, `compulsory_bytes`, `intermediate_bytes`, `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -37,9 +36,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import machine
+from . import cache, machine
 
-__all__ = ["LEVELS", "Roofline", "cache_dir", "cache_key", "cache_path", "load_or_measure",
+__all__ = ["LEVELS", "Roofline", "cache_key", "cache_path", "load_or_measure",
            "measure", "measure_peak", "measure_bandwidth", "triad", "operator_flops",
            "compulsory_bytes", "intermediate_bytes", "bytes_moved", "footprint",
            "memory_level", "row_columns", "summary", "sentences", "ROW_COLUMNS"]
@@ -63,7 +62,6 @@ FALLBACK_L3 = 32 << 20
 # what the last level cache still holds is noise.
 DRAM_FACTOR = 8
 DRAM_MIN_BYTES = 256 << 20
-CACHE_FILE = "roofline-{digest}.json"
 FORMAT = 1  # version of the cache file's layout
 
 
@@ -260,9 +258,12 @@ def summary(roof: Mapping | Roofline | None) -> str:
     lib = "; ".join(f"{b.get('internal_api')} {b.get('version')} {b.get('architecture')}"
                     for b in blas if b.get("internal_api")) or "BLAS"
     how = ("from the cache" if r.details.get("cached") else "measured at the start of the run")
+    busy = r.details.get("busy")
+    note = (f" Measured on a busy machine ({busy}): the ceilings read low and were not "
+            "cached." if busy else "")
     return (f"Machine ceilings at {r.threads} thread{'s' if r.threads != 1 else ''} ({how}): "
             f"peak GEMM {peaks} (single-threaded {lib} GEMMs, one per thread); triad bandwidth "
-            f"{bws} GB/s (STREAM counting: 3 arrays per element).")
+            f"{bws} GB/s (STREAM counting: 3 arrays per element).{note}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,33 +389,14 @@ def measure(threads: int | None = None) -> Roofline:
 # ---------------------------------------------------------------------------------------------
 # The cache
 
-def cache_dir() -> Path:
-    """``$CONVBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/convbench``, else
-    ``~/.cache/convbench``."""
-    if os.environ.get("CONVBENCH_CACHE_DIR"):
-        return Path(os.environ["CONVBENCH_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "convbench"
-    return Path.home() / ".cache" / "convbench"
-
-
 def cache_key(threads: int) -> dict:
-    """Everything that changes the numbers: CPU model and core count, the threads, every BLAS
-    library loaded (implementation, version, kernel: ``OPENBLAS_CORETYPE`` changes the
-    kernel) and Numba's version.  SciPy's BLAS (the one ``np.dot`` in Numba calls) is loaded
-    first, so that the list does not depend on what ran before."""
-    import scipy.linalg.cython_blas  # noqa: F401 - loads the BLAS the kernels call
-
-    blas = sorted(({"internal_api": b.get("internal_api"), "version": b.get("version"),
-                    "architecture": b.get("architecture")} for b in machine.blas_info()),
-                  key=lambda b: json.dumps(b, sort_keys=True))
-    return {"format": FORMAT, "cpu_model": machine.cpu_model(), "cores": os.cpu_count(),
-            "threads": int(threads), "blas": blas, "numba": numba.__version__}
+    """The machine key (`convbench.cache.machine_key`: CPU, target, cores, threads, every
+    BLAS library's version and kernel, Numba, llvmlite, convbench) and this file's format."""
+    return {**cache.machine_key(threads), "format": FORMAT}
 
 
 def cache_path(key: Mapping) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / CACHE_FILE.format(digest=digest)
+    return cache.path("roofline", key)
 
 
 def _read(path: Path, key: Mapping) -> Roofline | None:
@@ -426,21 +408,13 @@ def _read(path: Path, key: Mapping) -> Roofline | None:
     return roof if roof.key == dict(key) else None
 
 
-def _write(path: Path, roof: Roofline) -> None:
-    """Atomically (a reader never sees half a file); a cache that cannot be written is
-    skipped: the run goes on with the numbers it measured."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(roof.to_dict(), indent=2))
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def load_or_measure(threads: int, remeasure: bool = False) -> tuple[Roofline, bool]:
     """The roofline at ``threads``: from the cache when an entry matches `cache_key`, else
     measured (`measure`) and stored.  A corrupt or mismatched entry is measured over.
+
+    A measurement taken while other work kept the cores busy (`convbench.machine.busy_reason`)
+    reads low ceilings, and every later fraction of them would be wrong: it is used for the
+    run that measured it, with ``details["busy"]`` saying why, and never cached.
 
     Returns ``(roofline, cached)``; ``roofline.details["cached"]`` says the same.
     """
@@ -449,9 +423,14 @@ def load_or_measure(threads: int, remeasure: bool = False) -> tuple[Roofline, bo
     roof = None if remeasure else _read(path, key)
     cached = roof is not None
     if roof is None:
-        roof = measure(threads)
+        start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        with machine.OtherLoad() as load:
+            roof = measure(threads)
+        busy = machine.busy_reason(load, start)
         roof = Roofline(**{**roof.to_dict(), "key": key})
-        _write(path, roof)
+        roof.details.update(busy=busy, other_cores=load.cores)
+        if busy is None:
+            cache.write(path, roof.to_dict())
     roof.details.update(cached=cached, cache_file=str(path))
     return roof, cached
 

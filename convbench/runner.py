@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from convbench_kernels.reference import composed_weight, reference_conv2d
 
-from . import accuracy, devices, machine, plugins, registry, roofline, store, sweep
+from . import accuracy, devices, machine, plugins, registry, roofline, store, sweep, tuning
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -136,6 +136,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
         h2d_s = clock() - t0
         first_prepare = time_once(lambda: algo.prepare(w, spec), clock)  # compiles prepare
         compute = algo.prepare(w, spec)
+        params = getattr(compute, "params", None)
         out = device.nan(spec.output_shape, spec.dtype)
         first_call = time_once(lambda: compute(x, out), clock)  # compiles the kernels
         t0 = clock()
@@ -169,6 +170,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "gflops": spec.flops / st["median"] / 1e9 if st["median"] > 0 else float("nan"),
             "workspace_bytes": workspace,
             "phases_s": json.dumps(phases) if phases else "",
+            "params": json.dumps(params, sort_keys=True) if params else "",
             **({"h2d_s": h2d_s, "d2h_s": d2h_s} if device.name == "cuda" else {}),
             "warnings": "; ".join(warnings + t.warnings),
         }
@@ -295,11 +297,28 @@ def _algorithm_records(algos) -> list[dict]:
              "origin": registry.origin(a)} for a in algos]
 
 
-def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool):
+def _tuning(meta: dict, threads: int, retune: bool, algos) -> dict:
+    """The kernel parameters of the run: a resumed run's own (so that all its rows ran the
+    same), else tuned now (``retune``), else this machine's cached tuning, else the
+    target-derived defaults; what ``meta.json`` says of them."""
+    if not any(a.device == "cpu" for a in algos):
+        return {"source": "none", "note": "", "params": {}}
+    old = meta.get("tuning")
+    if old and old.get("params") is not None and not retune:
+        chosen = tuning.Tuning(old["params"], old.get("source", "cache"), old.get("note", ""),
+                               old.get("path", ""))
+        tuning.install(chosen)
+    else:
+        chosen = tuning.tune(threads) if retune else tuning.use(threads)
+    return {**chosen.to_dict(), "target": registry.cpu_target().to_dict()}
+
+
+def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
     """Record the run's settings and machine in ``meta.json``; return its roofline."""
     run.meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
                     machine=machine.fingerprint(), algorithms=_algorithm_records(algos),
-                    plugin_problems=plugins.problems())
+                    plugin_problems=plugins.problems(),
+                    tuning=_tuning(run.meta, threads, retune, algos))
     # the roofline is the CPU's: a CUDA-only run has no row to judge by it
     roof = (_roofline(run.meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
             else None)
@@ -341,7 +360,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
               progress: Callable[[dict], None] | None = None,
               entries: Sequence[registry.Algorithm] | None = None,
               on_start: Callable[[Path, int], None] | None = None,
-              remeasure: bool = False) -> pd.DataFrame:
+              remeasure: bool = False, retune: bool = False) -> pd.DataFrame:
     """Run a sweep and return its rows (one per problem and algorithm).
 
     Parameters
@@ -369,6 +388,10 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         Every row gets its fractions of the roofline's peak and bandwidth; ``meta.json``
         records the roofline and whether it came from the cache.  A resumed run keeps the
         roofline it started with, so that all its rows are judged against one.
+    retune : bool
+        Measure the CPU kernels' parameters (`convbench.tuning.tune`) before the run, instead
+        of using this machine's cached tuning (or the defaults, when it has none).  Every row
+        records the parameters it ran (``params``), ``meta.json`` where they came from.
 
     Raises
     ------
@@ -387,7 +410,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     complete = False
     try:
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
-            roof = _start(run, algos, threads, budget, remeasure)
+            roof = _start(run, algos, threads, budget, remeasure, retune)
             if on_start:
                 on_start(run.run_dir, len(cases))
             _run_cases(run, cases, threads, budget, roof, journal, progress)

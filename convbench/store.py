@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
-# memory_level) and ``roofline`` in meta.json.  Version-1 runs load with those columns missing.
-SCHEMA_VERSION = 2
+# memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
+# and ``tuning`` in meta.json.  Older runs load with the newer columns missing.
+SCHEMA_VERSION = 3
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
 META = "meta.json"
@@ -43,7 +44,8 @@ COLUMNS = {
     **dict.fromkeys(("compile_s", "prepare_s", "median_s", "min_s", "q1_s", "q3_s", "std_s"),
                     _FLOAT),
     "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
-    "workspace_bytes": _INT, "phases_s": _STR, "simulated": _BOOL, "h2d_s": _FLOAT,
+    "workspace_bytes": _INT, "phases_s": _STR, "params": _STR, "simulated": _BOOL,
+    "h2d_s": _FLOAT,
     "d2h_s": _FLOAT, "warnings": _STR,
     # The row under the machine's roofline (convbench.roofline.row_columns; since version 2).
     "bytes_moved": _INT, "intensity": _FLOAT, "peak_fraction": _FLOAT,

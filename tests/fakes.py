@@ -70,8 +70,9 @@ def roofline(threads: int):
 def prepare_roofline_cache(max_threads: int) -> None:
     """Write `roofline` for 1 to ``max_threads`` threads into the cache
     (``$CONVBENCH_CACHE_DIR``), so that a run finds it and measures nothing."""
+    from convbench import cache
     from convbench import roofline as rl
 
     for t in range(1, max_threads + 1):
         roof = roofline(t)
-        rl._write(rl.cache_path(roof.key), roof)
+        cache.write(rl.cache_path(roof.key), roof.to_dict())

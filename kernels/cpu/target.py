@@ -114,12 +114,14 @@ def derive(cpu_name: str, features, arch: str = "x86_64",
     256-bit vectors and 32 registers (LLVM prefers 256 bits there); ``znver4`` 512 and 32; an
     AArch64 target 128 and 32.
     """
-    f = parse_features(features) if isinstance(features, str) else frozenset(features)
+    text = features if isinstance(features, str) else ""
+    f = parse_features(text) if text else frozenset(features)
+    off = {t[1:] for t in text.split(",") if t.startswith("-")}
     if arch == "aarch64":
         bits, regs = 128, 32
     elif arch == "x86_64" and "avx512f" in f:
         prefer_256 = "prefer-256-bit" in f or (cpu_name in PREFER_256
-                                               and "-prefer-256-bit" not in f)
+                                               and "prefer-256-bit" not in off)
         bits, regs = (256 if prefer_256 else 512), 32
     elif arch == "x86_64" and "avx" in f:
         bits, regs = 256, 16

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from convbench import cache as cache_module
 from convbench import plots, report, roofline, runner, store, sweep
 from convbench.roofline import Roofline
 from convbench.spec import ConvSpec
@@ -180,12 +181,44 @@ def cache(tmp_path, monkeypatch):
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "a"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert roofline.cache_dir() == tmp_path / "a"
+    assert cache_module.cache_dir() == tmp_path / "a"
     monkeypatch.delenv("CONVBENCH_CACHE_DIR")
-    assert roofline.cache_dir() == tmp_path / "x" / "convbench"
+    assert cache_module.cache_dir() == tmp_path / "x" / "convbench"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert roofline.cache_dir() == tmp_path / "home" / ".cache" / "convbench"
+    assert cache_module.cache_dir() == tmp_path / "home" / ".cache" / "convbench"
+
+
+def test_a_measurement_on_a_busy_machine_is_used_but_never_cached(cache, monkeypatch):
+    where, calls = cache
+    monkeypatch.setattr(roofline.machine, "busy_reason",
+                        lambda load, start: "other work used 1.4 of 2 cores while it was "
+                                            "measured")
+    roof, cached = roofline.load_or_measure(2)
+    assert not cached and roof.details["busy"].startswith("other work used 1.4")
+    assert not list(where.glob("roofline-*.json"))
+    assert "busy machine (other work used 1.4 of 2 cores" in roofline.summary(roof)
+    roofline.load_or_measure(2)
+    assert calls == [2, 2]  # measured again: nothing was kept
+
+
+@pytest.mark.parametrize(("other", "start", "reason"), [
+    (0.1, 0.3, None),
+    (None, None, None),          # an OS that does not say
+    (0.8, 0.0, "other work used 0.8 of 2 cores"),
+    (0.0, 2.5, "the load average was 2.5 on 2 cores"),
+])
+def test_busy_reason(other, start, reason):
+    load = roofline.machine.OtherLoad()
+    load.cores = other
+    got = roofline.machine.busy_reason(load, start, cores=2)
+    assert got == reason if reason is None else got.startswith(reason)
+
+
+def test_other_load_counts_only_other_processes():
+    with roofline.machine.OtherLoad() as load:
+        sum(i * i for i in range(3_000_000))  # this process's own work, a few tenths of a s
+    assert load.cores is None or load.cores < 0.5
 
 
 def test_a_miss_measures_and_stores_then_a_hit_reads(cache):
