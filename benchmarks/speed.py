@@ -17,12 +17,20 @@ and PyTorch, BLAS on one thread inside Numba's (as in a sweep).  Each row gives 
 float32 GEMM peak (`convbench.roofline`).  Run it with OpenBLAS free to pick its best kernel::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/speed.py
+
+``--isa avx2`` runs the same comparison capped at AVX2, every contender alike: the script runs
+itself again with Numba compiling for Haswell (``NUMBA_CPU_NAME``, and ``NUMBA_CPU_FEATURES``
+with everything newer turned off: the name alone keeps the host's features), oneDNN capped by
+``ONEDNN_MAX_CPU_ISA=AVX2`` and OpenBLAS by ``OPENBLAS_CORETYPE=Haswell``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -142,7 +150,21 @@ def summary(results: list[tuple[ConvSpec, list[Contender]]], roof) -> None:
                       f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level}")
 
 
+def avx2_environment() -> dict:
+    """This process's environment with every contender capped at AVX2."""
+    import llvmlite.binding as ll
+
+    from convbench_kernels.cpu import target
+
+    env = dict(os.environ)
+    env.update(NUMBA_CPU_NAME="haswell", ONEDNN_MAX_CPU_ISA="AVX2", OPENBLAS_CORETYPE="Haswell",
+               NUMBA_CPU_FEATURES=target.avx2_features(ll.get_host_cpu_features().flatten()),
+               CONVBENCH_SPEED_ISA="avx2")
+    return env
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", choices=sorted([*SELECTIONS, "all"]), default="resnet50")
     ap.add_argument("--preset", help="time this preset's layers instead of a selection")
@@ -152,7 +174,11 @@ def main(argv=None):
                     help="seconds of timing per contender and layer, over all rounds")
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds; each contender keeps its best round's median")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: every contender capped at AVX2 (see the module docstring)")
     args = ap.parse_args(argv)
+    if args.isa == "avx2" and os.environ.get("CONVBENCH_SPEED_ISA") != "avx2":
+        return subprocess.run([sys.executable, __file__, *argv], env=avx2_environment()).returncode
 
     if args.preset:
         specs = layers(args.preset, args.match)
@@ -170,6 +196,8 @@ def main(argv=None):
     with threadpool_limits(1, user_api="blas"):  # as in a sweep
         blas = sorted({(i["internal_api"], i.get("version"), i.get("architecture"))
                        for i in threadpool_info() if i["user_api"] == "blas"})
+        print(f"Numba target: {registry.cpu_target().describe()}; oneDNN ISA cap: "
+              f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}")
         print(f"threads {args.threads}; BLAS {blas}; {roofline.summary(roof)}")
         head = (f"{'layer':<28} {'algorithm':<13} {'call ms':>9} {'compute ms':>10} "
                 f"{'GFLOP/s':>8} {'peak':>6} {'/' + BASELINE:>8} {'rel err':>9}")
@@ -184,4 +212,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -241,6 +241,7 @@ def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
                     "meaningless, and they are left out of winners and crossovers."})
     out += [{"kind": "", "items": [], "text": text}
             for text in roofline.sentences(df, meta.get("roofline"))]
+    out += [{"kind": "warn", "items": [], "text": text} for text in roofline.far_from_limit(df)]
     for _, text in machine_warnings(meta):
         out.append({"kind": "warn", "items": [], "text": f"Machine: {text}."})
     errors = df[df["status"] == "error"]

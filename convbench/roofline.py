@@ -438,6 +438,37 @@ def load_or_measure(threads: int, remeasure: bool = False) -> tuple[Roofline, bo
 # ---------------------------------------------------------------------------------------------
 # In words, for the report
 
+# A family whose median row runs below this fraction of its roofline bound is far from its
+# limit: a better kernel could move the crossovers it is part of.
+FAR_FROM_LIMIT = 0.5
+
+
+def bound_fraction(df):
+    """Each row's rate as a fraction of its roofline bound, ``min(peak, intensity x
+    bandwidth)``: ``max(peak_fraction, bandwidth_fraction)`` (a compute-bound row is judged
+    by the peak, a memory-bound one by the bandwidth of the level its data fits in)."""
+    return df[["peak_fraction", "bandwidth_fraction"]].astype(float).max(axis=1)
+
+
+def far_from_limit(df) -> list[str]:
+    """A sentence per family (CPU rows ``ok`` and accurate, baselines and the separable
+    operator excepted) whose median `bound_fraction` is below `FAR_FROM_LIMIT`."""
+    if df is None or df.empty or "peak_fraction" not in df:
+        return []
+    rows = df[(df["status"] == "ok") & df["accurate"].fillna(False).astype(bool)
+              & (df["device"] == "cpu") & (df["family"] != "baseline")
+              & (df["operator"] == "conv") & df["peak_fraction"].notna()]
+    out = []
+    for family, g in rows.groupby("family", sort=True):
+        frac = bound_fraction(g)
+        if frac.median() < FAR_FROM_LIMIT:
+            out.append(f"{family} runs at a median {100 * frac.median():.0f}% of its roofline "
+                       f"bound (the machine's peak, or the bandwidth of the memory level its "
+                       f"data fits in) over its {len(g)} measured row{'s' if len(g) != 1 else ''}"
+                       f", under the {100 * FAR_FROM_LIMIT:.0f}% this report calls near its "
+                       "limit: the crossovers it is part of may move with a better kernel.")
+    return out
+
 def sentences(df, roof) -> list[str]:
     """The report's findings about the roofline: the measured ceilings (`summary`), and how
     much of its level's bandwidth each depthwise row uses (depthwise convolution does ``r·s``

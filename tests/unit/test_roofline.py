@@ -441,3 +441,20 @@ def test_the_depthwise_sentence():
                        "level their data fits in, at 1.5 FLOP/byte (median).")
     assert roofline.sentences(rows, None) == []
     assert roofline.sentences(rows, {"error": "x"}) == []
+
+
+def test_a_family_far_from_its_limit_gets_a_finding():
+    def row(family, peak, bw, status="ok", **kw):
+        return {"family": family, "status": status, "accurate": True, "device": "cpu",
+                "operator": "conv", "peak_fraction": peak, "bandwidth_fraction": bw, **kw}
+
+    df = pd.DataFrame([row("direct", 0.2, 0.1), row("direct", 0.3, 0.6),   # 0.2, 0.6
+                       row("direct", 0.4, 0.05),                            # 0.4: median
+                       row("depthwise", 0.01, 0.7), row("depthwise", 0.02, 0.55),
+                       row("baseline", 0.1, 0.1), row("fft", 0.1, 0.1, accurate=False)])
+    got = roofline.far_from_limit(df)
+    assert got == ["direct runs at a median 40% of its roofline bound (the machine's peak, or "
+                   "the bandwidth of the memory level its data fits in) over its 3 measured "
+                   "rows, under the 50% this report calls near its limit: the crossovers it "
+                   "is part of may move with a better kernel."]
+    assert roofline.far_from_limit(df.iloc[3:5]) == []
