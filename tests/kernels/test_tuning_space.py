@@ -28,6 +28,8 @@ def test_every_candidate_matches_the_reference(family, params):
         out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
         compute = module.prepare(w, spec, params)
         compute(x, out)
-        assert compute.params == {**module.defaults(TARGET), **params}
+        # the parameters the layer runs (a family may adapt them to the problem: direct
+        # narrows its tile on small images)
+        assert set(compute.params) == set(module.defaults(TARGET))
         err = relative_error(out, reference(spec, x, w))
         assert np.isfinite(out).all() and err <= entry.tolerance[spec.dtype], (case, err)
