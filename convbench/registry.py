@@ -271,7 +271,7 @@ def get(name: str, device: str = "cpu") -> Algorithm:
 
 # The CPU families whose shapes are tuned per machine (`convbench.tuning`): each module offers
 # ``defaults(target)``, ``space(target)`` and ``prepare(w, spec, params)``.
-TUNABLE = {"direct": direct}
+TUNABLE = {"direct": direct, "im2col": im2col, "winograd": winograd}
 
 
 def tunable_families() -> dict:

@@ -41,7 +41,9 @@ MIN_TIME = 0.01  # seconds per timed value
 
 PROBLEMS = (
     ConvSpec(c=64, h=56, k=64, r=3, padding=1, name="3x3 64@56"),
+    ConvSpec(c=128, h=28, k=128, r=3, padding=1, name="3x3 128@28"),
     ConvSpec(c=256, h=14, k=256, r=3, padding=1, name="3x3 256@14"),
+    ConvSpec(c=512, h=7, k=512, r=3, padding=1, name="3x3 512@7"),
     ConvSpec(c=64, h=56, k=256, r=1, name="1x1 64->256@56"),
     ConvSpec(c=1024, h=14, k=256, r=1, name="1x1 1024->256@14"),
     ConvSpec(c=3, h=224, k=64, r=7, stride=2, padding=3, name="7x7 s2 3->64@224"),
@@ -192,6 +194,12 @@ def tune_family(family: str, module, budget: float, tick=lambda: None) -> dict:
     supported = [s for s in PROBLEMS if module.supports(s) is None]
     problems = [(s, _arrays(s)) for s in supported]
     candidates = _candidates(module, target)
+    if not problems:
+        for _ in candidates:
+            tick()
+        return {"params": {}, "problems": [], "seconds": 0.0, "candidates": [], "untried": 0,
+                "decision": f"kept the defaults {_fmt(candidates[0])}: it computes none of "
+                            "the tuning problems"}
     # half the share for preparing (compiling) candidates, the rest for timing them
     prepared = _prepared(module, candidates, problems, start + budget / 2, tick)
     times = _rounds(prepared, problems)

@@ -21,10 +21,10 @@ hand-over between thread pools.  Measured on 2 cores: letting OpenBLAS' two thre
 GEMM after a ``prange`` pack took about 6x as long per image (the idle OpenMP worker spins
 and takes the core OpenBLAS needs), and a serial pack followed by OpenBLAS' threaded GEMM
 took 1.1-2x as long as this way on 3x3 64->64 @56, and over twice as long on 9x9 and 15x15
-32->32 @64.  Images too small to share by pixels (under ``SMALL_IMAGE`` output pixels a
+32->32 @64.  Images too small to share by pixels (under ``small_image`` output pixels a
 thread) are packed whole, rows split over the threads, and each GEMM is split by blocks of
 output channels instead.  Blocks are sized so that all the
-threads' column blocks stay within ``COL_BUDGET`` bytes (large filters: 15x15 32->32 @64
+threads' column blocks stay within ``col_budget`` bytes (large filters: 15x15 32->32 @64
 needs 7200 x 4096 floats, 118 MB, for a whole image).
 
 Supported problems
@@ -49,19 +49,34 @@ from numba import njit, prange, uint64
 
 from convbench_kernels.contract import every_problem
 from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
-
-# Bytes of column matrix packed at once: smaller blocks stay in cache between packing and
-# GEMM, larger ones make fewer, wider GEMMs.  On 32->32 @64 'same' (budgets of 0.5-16 MB
-# against the whole image) blocking took a quarter off 9x9 at any budget of 4-16 MB, and off
-# 15x15 at 8 MB (11-16 % at 4 or 16 MB).  Every ResNet-50 layer (<= 7 MB) stays unblocked.
-COL_BUDGET = 8 << 20
-# Output pixels per thread below which an image is not split in pixel blocks, but its GEMMs
-# in blocks of output channels: 512 -> 512 @7 (25 pixels a thread) took 23-35 % less time
-# split by channels than by pixels; 256 -> 256 @14 (98) ran the same either way.
-SMALL_IMAGE = 64
-
+from convbench_kernels.cpu.target import Target, current, resolve
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
+
+
+def defaults(target: Target) -> dict:
+    """``col_budget``: bytes of column matrix packed at once, four L2 caches (8 MB on a 2 MB
+    L2, 4 MB on 1 MB).  Smaller blocks stay in cache between packing and GEMM, larger ones
+    make fewer, wider GEMMs: on 32->32 @64 'same' (budgets of 0.5-16 MB against the whole
+    image, 1 MB L2) blocking took a quarter off 9x9 at any budget of 4-16 MB, and off 15x15
+    at 8 MB (11-16 % at 4 or 16 MB).  Every ResNet-50 layer (<= 7 MB) stays unblocked.
+
+    ``small_image``: output pixels per thread below which an image is not split in pixel
+    blocks, but its GEMMs in blocks of output channels: 512 -> 512 @7 (25 pixels a thread)
+    took 23-35 % less time split by channels than by pixels; 256 -> 256 @14 (98) ran the
+    same either way.
+    """
+    return {"col_budget": 4 * (target.l2_bytes or 1 << 20), "small_image": 64}
+
+
+def space(target: Target) -> list[dict]:
+    """Budgets of 2 to 16 L2 caches, and the split by channels from 32 to 128 pixels."""
+    l2 = target.l2_bytes or 1 << 20
+    return [{"col_budget": m * l2, "small_image": s} for m in (2, 4, 8, 16) for s in (32, 64)]
+
+
+def _params(given=None) -> dict:
+    return resolve("im2col", defaults(current()), given)
 
 
 @njit(parallel=True, cache=True)
@@ -213,16 +228,17 @@ def _run_1x1(x, wmat, kblocks, out):
         _gemms(wmat, x[b], out[b], kblocks)
 
 
-def workspace(spec):
+def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate (an upper bound): column and output blocks of at
-    most one image (or ``COL_BUDGET``) in all.  The weights are read in place."""
+    most one image (or ``col_budget``) in all.  The weights are read in place."""
     b = spec.itemsize
     row = spec.c * spec.r * spec.s * spec.ow * b  # column bytes per output row
-    rows = max(min(spec.oh, COL_BUDGET // row), 1) + numba.get_num_threads()  # rounding up
+    budget = _params(params)["col_budget"]
+    rows = max(min(spec.oh, budget // row), 1) + numba.get_num_threads()  # rounding up
     return rows * (row + spec.k * spec.ow * b)
 
 
-def prepare(w, spec):
+def prepare(w, spec, params=None):
     """View the weights as matrices and take the column workspace; return ``compute(x, out)``.
 
     Parameters
@@ -231,13 +247,18 @@ def prepare(w, spec):
         C-contiguous weights of dtype ``spec.dtype``.
     spec : ConvSpec-like
         The problem.
+    params : dict, optional
+        ``col_budget`` and ``small_image`` (`defaults`); default: the installed or
+        target-derived ones.
 
     Returns
     -------
     compute : callable
         ``compute(x, out)`` writes the convolution of ``x`` (n, c, h, w) into ``out``
-        (n, k, oh, ow).  It reads ``w`` in place.
+        (n, k, oh, ow); ``compute.params`` the parameters it runs.  It reads ``w`` in place.
     """
+    p = _params(params)
+    budget = p["col_budget"]
     dtype = np.dtype(spec.dtype)
     g, kg, cg = spec.groups, spec.kg, spec.cg
     r, s, oh, ow = spec.r, spec.s, spec.oh, spec.ow
@@ -254,20 +275,21 @@ def prepare(w, spec):
                 _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat, kblocks,
                          out.reshape(spec.n, spec.k, oh * ow))
 
+        compute.params = p
         return compute
 
     row_bytes = spec.c * r * s * ow * dtype.itemsize  # column matrix bytes per output row
     geometry = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, oh, ow)
-    if oh * ow < SMALL_IMAGE * threads:
+    if oh * ow < p["small_image"] * threads:
         # too few pixels to share: one packed image, its GEMMs split by output channels
-        rows_blk = oh if row_bytes * oh <= COL_BUDGET else max(1, COL_BUDGET // row_bytes)
+        rows_blk = oh if row_bytes * oh <= budget else max(1, budget // row_bytes)
         col_buf = pooled_empty(spec.c * r * s * rows_blk * ow, dtype)
         tmp_buf = pooled_empty(spec.k * rows_blk * ow if rows_blk < oh else 1, dtype)
         run, args = _run_ksplit, (*geometry, rows_blk, col_buf, tmp_buf, threads, kblocks)
     else:
         # rows per block: every thread gets work; a thread's block fits its share of the budget
         rows_blk = max(1, min(-(-oh // threads) if spec.n < threads else oh,
-                              COL_BUDGET // threads // row_bytes))
+                              budget // threads // row_bytes))
         col_buf = pooled_empty((threads, spec.c * r * s * rows_blk * ow), dtype)
         tmp_buf = pooled_empty((threads, spec.k * rows_blk * ow), dtype)
         run, args = _run, (*geometry, rows_blk, col_buf, tmp_buf)
@@ -276,4 +298,5 @@ def prepare(w, spec):
         with single_threaded_blas():
             run(x, wmat, *args, out.reshape(spec.n, spec.k, oh * ow))
 
+    compute.params = p
     return compute

@@ -21,17 +21,17 @@ Layout (ne = (m + 2)^2 transformed elements, tiles = n * th * tw, th x tw tiles 
     Input transform (`_input_transform`): per channel, a row pass over the nt runs of
     each patch row and a column pass into V, unit-stride loops over all tiles of the
     channel.  Tiles of all images share the slot axis, so a batch makes the GEMMs wider,
-    not more numerous.  From ``PITCHED_TW`` tiles a row V keeps Q's pitch (slots = n * th
+    not more numerous.  From ``pitched_tw`` tiles a row V keeps Q's pitch (slots = n * th
     * P, one unused slot a tile row, 7 % at 56 x 56); below it the column pass drops it.
 ``U`` (groups, ne, kg, cg)
     Filter transform (`_filter_transform`), computed in float64 in `prepare`, vectorized
     over input channels, and rounded once.
 ``M`` (groups, ne, kg, slots)
     ``M[g, e] = U[g, e] @ V[g, e]``: ne * groups GEMMs, run in a prange over (g, e),
-    each on one BLAS thread (see `_gemms`).  With at most ``SKINNY_TILES`` tiles (512 ->
+    each on one BLAS thread (see `_gemms`).  With at most ``skinny_tiles`` tiles (512 ->
     512 @7) the layer is weight-bound and U is never stored: `_fused_skinny` transforms
     each output channel's filters on the fly and takes dot products.
-Output transform (`_output_transform`): jobs of at most ``SPAN`` consecutive (channel,
+Output transform (`_output_transform`): jobs of at most ``span`` consecutive (channel,
 tile) positions of M, two passes of unit-stride linear combinations into a per-thread
 scratch, then the valid part of each tile is written into ``out``.
 
@@ -72,23 +72,42 @@ from numba import njit, prange
 
 from convbench_kernels.contract import winograd_3x3, with_phases
 from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
+from convbench_kernels.cpu.target import Target, current, resolve
 from convbench_kernels.winograd_math import winograd_matrices
 
-# Longest (channel, tile) span an output transform job handles: its scratch (2 * (m+2)^2 *
-# SPAN values per thread) stays within L2, and the unit-stride passes run long enough.
-SPAN = 512
 
-# Up to this many tiles U is never stored (`_fused_skinny`): with few tiles, writing U in
-# `prepare` and streaming it through GEMMs of a few columns costs more than transforming
-# the filters on the fly; with more, the GEMMs win.  At 4 tiles (512 @7, F(4, 3), 38 MB of
-# U) the fused path takes half the time of U in `prepare` plus the GEMMs; at 16 tiles
-# (256 @14) it takes twice as long as they do.
-SKINNY_TILES = 8
+def defaults(target: Target) -> dict:
+    """The layout's tunables for ``target``.
 
-# V and M keep the spare tile slot of `_phase_split` from this many tiles a row: 7 % more
-# GEMM columns at 56 x 56 cost less than a column pass per tile row (64 -> 64 @56: the
-# input transform takes 40 % less time); at 14 x 14 (tw 4) the 25 % would not.
-PITCHED_TW = 7
+    ``span``: the longest (channel, tile) span an output transform job handles: its scratch
+    (2 * 36 * span values per thread at F(4, 3)) stays within a quarter of the L2 (512 on a
+    1 MB L2), and the unit-stride passes run long enough.
+
+    ``skinny_tiles``: up to this many tiles U is never stored (`_fused_skinny`): with few
+    tiles, writing U in `prepare` and streaming it through GEMMs of a few columns costs more
+    than transforming the filters on the fly; with more, the GEMMs win.  At 4 tiles (512 @7,
+    F(4, 3), 38 MB of U) the fused path took half the time of U in `prepare` plus the GEMMs;
+    at 16 tiles (256 @14) twice as long as they did.
+
+    ``pitched_tw``: V and M keep the spare tile slot of `_phase_split` from this many tiles a
+    row: 7 % more GEMM columns at 56 x 56 cost less than a column pass per tile row (64 -> 64
+    @56: the input transform took 40 % less time); at 14 x 14 (tw 4) the 25 % would not.
+    """
+    l2 = target.l2_bytes or 1 << 20
+    span = 1 << max(8, min(10, (l2 // (4 * 2 * 36 * 4)).bit_length() - 1))
+    return {"span": span, "skinny_tiles": 8, "pitched_tw": 7}
+
+
+def space(target: Target) -> list[dict]:
+    """Spans of 256 to 1024, the fused path up to 4, 8 or 16 tiles (nothing new to compile:
+    these shape the layout and the jobs, not the kernels)."""
+    pitched = defaults(target)["pitched_tw"]
+    return [{"span": s, "skinny_tiles": k, "pitched_tw": pitched}
+            for s in (256, 512, 1024) for k in (4, 8, 16)]
+
+
+def _params(given=None) -> dict:
+    return resolve("winograd", defaults(current()), given)
 
 
 @cache
@@ -105,20 +124,20 @@ supports = winograd_3x3  # 3x3, stride 1, dilation 1 (the contract's rule)
 
 
 @lru_cache(maxsize=256)
-def _jobs(groups, ch, tiles):
+def _jobs(groups, ch, tiles, span):
     """Transform jobs (g, start, length): spans of the flattened (ch, tiles) axis.
 
     A span never crosses a group; it holds whole channels when a channel's tiles fit in
-    SPAN, else part of one channel, so it stays contiguous in V[g, e] and M[g, e].
+    span, else part of one channel, so it stays contiguous in V[g, e] and M[g, e].
     """
     jobs = []
-    if tiles >= SPAN:
+    if tiles >= span:
         for g in range(groups):
             for c in range(ch):
-                for t0 in range(0, tiles, SPAN):
-                    jobs.append((g, c * tiles + t0, min(SPAN, tiles - t0)))
+                for t0 in range(0, tiles, span):
+                    jobs.append((g, c * tiles + t0, min(span, tiles - t0)))
     else:
-        per = SPAN // tiles
+        per = span // tiles
         for g in range(groups):
             for c0 in range(0, ch, per):
                 jobs.append((g, c0 * tiles, min(per, ch - c0) * tiles))
@@ -247,7 +266,7 @@ def _input_transform(x, pt, pl, BT, th, vp, groups, Q, Qflat, scratch, V):
     column pass combines those into V: long unit-stride vector loops over all tiles of
     the channel.  ``vp`` is the tile pitch of V: P keeps the spare slots (one long column
     pass), tw drops them (one column pass per tile row; better where the spare slots
-    would be a large part of the GEMMs, tw < `PITCHED_TW`).
+    would be a large part of the GEMMs, tw < ``pitched_tw``).
     """
     nt = BT.shape[0]
     m = nt - 2
@@ -495,7 +514,7 @@ def _carve(dtype, *shapes):
     return arrays
 
 
-def _layout(spec, m):
+def _layout(spec, m, p):
     """Tile counts and the shapes of every workspace array of `prepare`.
 
     Returns
@@ -513,13 +532,13 @@ def _layout(spec, m):
     th, tw = -(-spec.oh // m), -(-spec.ow // m)
     tiles = spec.n * th * tw
     threads = numba.config.NUMBA_NUM_THREADS
-    skinny = tiles <= SKINNY_TILES
+    skinny = tiles <= p["skinny_tiles"]
     P = tw + 1  # tile pitch of Q: one spare slot per tile row (see `_phase_split`)
-    vp = P if tw >= PITCHED_TW else tw
+    vp = P if tw >= p["pitched_tw"] else tw
     slots = spec.n * th * vp
     shapes = {"V": (groups, ne, cg, slots), "M": (groups, ne, kg, slots),
               "Q": (threads, m, m, th + 2, P),
-              "scratch": (threads, max(2 * ne * SPAN, ne * th * P)),
+              "scratch": (threads, max(2 * ne * p["span"], ne * th * P)),
               "fscratch": (threads, 12 * cg * 8 // spec.itemsize)}
     if skinny:
         shapes.update(Vt=(groups, ne, tiles, cg), uscratch=(threads, cg))
@@ -528,10 +547,10 @@ def _layout(spec, m):
     return th, tw, P, vp, skinny, shapes
 
 
-def workspace(spec, m=4):
+def workspace(spec, m=4, params=None):
     """Bytes `prepare` and one call allocate: the arrays of `_layout` (V, M, the phase-split
     input Q, the transforms' scratch, and U or the skinny path's transposed V)."""
-    _, _, _, _, _, shapes = _layout(spec, m)
+    _, _, _, _, _, shapes = _layout(spec, m, _params(params))
     return sum(math.prod(sh) * spec.itemsize + 128 for sh in shapes.values())
 
 
@@ -539,10 +558,10 @@ workspace_f23 = partial(workspace, m=2)
 workspace_f43 = partial(workspace, m=4)
 
 
-def prepare(w, spec, m=4):
+def prepare(w, spec, params=None, m=4):
     """Transform the filters, take the workspace, return ``compute(x, out)``.
 
-    With at most ``SKINNY_TILES`` tiles the filters are transformed in every call instead
+    With at most ``skinny_tiles`` tiles the filters are transformed in every call instead
     (`_fused_skinny`), from ``w`` itself: ``compute`` then reads ``w``, which must not
     change while the layer is in use.
 
@@ -550,13 +569,16 @@ def prepare(w, spec, m=4):
     ----------
     w : numpy.ndarray (k, cg, 3, 3)
     spec : ConvSpec-like, supported (see `supports`)
+    params : dict, optional
+        ``span``, ``skinny_tiles``, ``pitched_tw`` (`defaults`); default: the installed or
+        target-derived ones.
     m : int
         Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
 
     Returns
     -------
     callable
-        ``compute(x, out)``.
+        ``compute(x, out)``; ``compute.params`` the parameters it runs.
     """
     reason = supports(spec)
     if reason is not None:
@@ -566,7 +588,8 @@ def prepare(w, spec, m=4):
     groups, cg, kg = spec.groups, spec.cg, spec.kg
     pt, _, pl, _ = spec.pads
     threads = numba.config.NUMBA_NUM_THREADS
-    th, tw, P, vp, skinny, shapes = _layout(spec, m)
+    p = _params(params)
+    th, tw, P, vp, skinny, shapes = _layout(spec, m, p)
     slots = shapes["V"][3]
     V, M, Q, scratch, fscratch = _carve(
         dtype, *(shapes[k] for k in ("V", "M", "Q", "scratch", "fscratch")))
@@ -579,13 +602,13 @@ def prepare(w, spec, m=4):
     else:
         (U,) = _carve(dtype, shapes["U"])
         _filter_transform(wf, G, fscratch, U)
-    out_jobs = _jobs(groups, kg, slots)
+    out_jobs = _jobs(groups, kg, slots, p["span"])
     BTd = np.ascontiguousarray(BT, dtype=dtype)
     ATd = np.ascontiguousarray(AT, dtype=dtype)
     Vflat = V.reshape(groups, -1)  # (groups, ne * cg * slots)
     Mflat = M.reshape(groups, -1)  # (groups, ne * kg * slots)
     Qflat = Q.reshape(threads, -1)  # (threads, m * m * (th + 2) * P)
-    oscratch = scratch.reshape(threads, 2, -1)  # (threads, 2, >= ne * SPAN)
+    oscratch = scratch.reshape(threads, 2, -1)  # (threads, 2, >= ne * span)
 
     def input_transform(x, out):
         _input_transform(x, pt, pl, BTd, th, vp, groups, Q, Qflat, scratch, Vflat)
@@ -600,8 +623,10 @@ def prepare(w, spec, m=4):
     def output_transform(x, out):
         _output_transform(Mflat, ATd, th, vp, kg, out_jobs, oscratch, out)
 
-    return with_phases(("input transform", input_transform), ("multiply", multiply),
-                       ("output transform", output_transform))
+    compute = with_phases(("input transform", input_transform), ("multiply", multiply),
+                          ("output transform", output_transform))
+    compute.params = p
+    return compute
 
 
 prepare_f23 = partial(prepare, m=2)

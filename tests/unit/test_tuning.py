@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convbench import cache, cli, registry, runner, store, sweep, tuning
+from convbench.spec import ConvSpec
 from convbench_kernels.cpu import target
 from convbench_kernels.reference import reference_conv2d
 
@@ -35,8 +36,8 @@ def make_family(delays):
 def fake(monkeypatch, tmp_path):
     """A private cache, and the registry's tunable families replaced by the fake one."""
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(tuning, "PROBLEMS", (tuning.PROBLEMS[2].with_(c=4, k=4, h=8,
-                                                                      name="1x1"),))
+    monkeypatch.setattr(tuning, "PROBLEMS", (ConvSpec(c=4, h=8, k=4, r=1, name="1x1"),
+                                             ConvSpec(c=4, h=8, k=4, r=3, name="3x3")))
     monkeypatch.setattr(tuning, "ROUNDS", 2)
     monkeypatch.setattr(tuning, "MIN_TIME", 0.001)
     monkeypatch.setattr(target, "_INSTALLED", {})
@@ -75,6 +76,14 @@ def test_equal_candidates_keep_the_defaults(fake):
     fake([0.001, 0.001])
     t = tuning.tune(1, budget=30)
     assert t.params == {"fake": {}} and "kept the defaults" in t.results["fake"]["decision"]
+
+
+def test_a_family_that_computes_no_tuning_problem_keeps_its_defaults(fake, monkeypatch):
+    fake([0.002, 0.0001])
+    monkeypatch.setattr(tuning, "PROBLEMS", (ConvSpec(c=4, h=8, k=4, r=3),))
+    t = tuning.tune(1, budget=30)
+    assert t.params == {"fake": {}}
+    assert t.results["fake"]["decision"].startswith("kept the defaults {d=0}: it computes none")
 
 
 def test_a_miss_runs_the_defaults_and_says_so(fake):
