@@ -207,17 +207,14 @@ class OtherLoad:
 BUSY_CORES = 0.5
 
 
-def busy_reason(load: OtherLoad, start_load: float | None = None,
-                cores: int | None = None) -> str | None:
+def busy_reason(load: OtherLoad, cores: int | None = None) -> str | None:
     """Why a measurement taken under ``load`` must not be kept (other work on more than
-    `BUSY_CORES` cores during it, or a load average at or above the core count when it
-    started), or None."""
+    `BUSY_CORES` cores during it), or None.  (The load average is no guide: it counts this
+    process too, and lags by a minute.)"""
     cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                       else os.cpu_count() or 1)
     if load.cores is not None and load.cores > BUSY_CORES:
         return f"other work used {load.cores:.1f} of {cores} cores while it was measured"
-    if start_load is not None and start_load >= cores:
-        return f"the load average was {start_load:.1f} on {cores} cores when it started"
     return None
 
 

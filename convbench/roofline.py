@@ -423,10 +423,9 @@ def load_or_measure(threads: int, remeasure: bool = False) -> tuple[Roofline, bo
     roof = None if remeasure else _read(path, key)
     cached = roof is not None
     if roof is None:
-        start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         with machine.OtherLoad() as load:
             roof = measure(threads)
-        busy = machine.busy_reason(load, start)
+        busy = machine.busy_reason(load)
         roof = Roofline(**{**roof.to_dict(), "key": key})
         roof.details.update(busy=busy, other_cores=load.cores)
         if busy is None:
