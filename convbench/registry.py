@@ -271,7 +271,8 @@ def get(name: str, device: str = "cpu") -> Algorithm:
 
 # The CPU families whose shapes are tuned per machine (`convbench.tuning`): each module offers
 # ``defaults(target)``, ``space(target)`` and ``prepare(w, spec, params)``.
-TUNABLE = {"direct": direct, "im2col": im2col, "winograd": winograd}
+TUNABLE = {"direct": direct, "im2col": im2col, "fft": fft, "winograd": winograd,
+           "depthwise": depthwise}
 
 
 def tunable_families() -> dict:

@@ -73,6 +73,7 @@ from numba import uint64 as U
 from convbench_kernels import contract
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cpu.common import single_threaded_blas
+from convbench_kernels.cpu.target import Target, current, resolve
 
 supports = contract.depthwise  # groups == c, any channel multiplier
 supports_separable = contract.separable  # the standard convolution replaced: groups == 1
@@ -85,18 +86,38 @@ _SHORT = 32  # rows below this many elements are copied in whole _CH chunks (`_f
 _LB = 2048  # flat positions per block: a block's accumulator (8 KiB in f32) stays in L1
 _FM = {"contract"}  # FMAs only; no reassociation, so results do not depend on vector width
 _CB = 16    # channels per lane block of the small-plane strategy: one f32 zmm
-# channel lanes beat planes up to 16x16 outputs from up to ~28x28 inputs, where per-plane
-# and per-row overheads dominate (3x3: 1.6x at 7x7, 1.1x at 14x14); beyond, planes' long
-# loops win (1.7x on 32x32 -> 16x16 at stride 2, 1.15x at 18x18) ...
-_LANES_MAX_PIXELS = 256
-_LANES_MAX_INPUT = 800
-# ... but for `_taps_pairs` from 14x14 outputs on (1.3x faster than lanes at 14x14 and
-# 16x16; on shorter rows 2-3.5x slower: 12x12, 7x7)
-_PAIRS_MIN_OW = 14
-# `_stride2` beats channel lanes from 14x14 outputs on (1.8x on 28x28 -> 14x14 planes;
-# about even on 14x14 -> 7x7, which lanes keep)
-_S2_MIN_OW = 14
+# The chunk and lane sizes above are multiples of every vector width (16 float32 are one
+# 512-bit vector, two 256-bit ones, four 128-bit ones): LLVM splits their loops into the
+# target's vectors, so they hold on any ISA; the strategy thresholds below are measured
+# trade-offs, parameters of `prepare` (`defaults`, `space`).
 _FLAT_MIN_PIXELS = _CH  # `_flat3` needs a plane of one chunk at least
+
+
+def defaults(target: Target) -> dict:
+    """The shapes at which the strategies hand over (measured on 2 cores, 3x3 filters).
+
+    ``lanes_max_pixels`` and ``lanes_max_input``: channel lanes beat planes up to 16x16
+    outputs from up to ~28x28 inputs, where per-plane and per-row overheads dominate (1.6x
+    at 7x7, 1.1x at 14x14); beyond, planes' long loops win (1.7x on 32x32 -> 16x16 at stride
+    2, 1.15x at 18x18).  ``pairs_min_ow``: ... except for `_taps_pairs` from 14x14 outputs on
+    (1.3x faster than lanes at 14x14 and 16x16; on shorter rows 2-3.5x slower).
+    ``s2_min_ow``: `_stride2` beats channel lanes from 14x14 outputs on (1.8x on 28x28 ->
+    14x14 planes; about even on 14x14 -> 7x7, which lanes keep).
+    """
+    return {"lanes_max_pixels": 256, "lanes_max_input": 800, "pairs_min_ow": 14,
+            "s2_min_ow": 14}
+
+
+def space(target: Target) -> list[dict]:
+    """The hand-over points around the defaults: lanes up to 8x8, 16x16 or 24x24 outputs,
+    the row-pair and stride-2 passes from 7 or 14 output columns (no new compilation)."""
+    d = defaults(target)
+    return [{**d, "lanes_max_pixels": px, "pairs_min_ow": ow, "s2_min_ow": ow}
+            for px in (64, 256, 576) for ow in (7, 14)]
+
+
+def _params(given=None) -> dict:
+    return resolve("depthwise", defaults(current()), given)
 
 
 @njit(cache=True)
@@ -610,7 +631,7 @@ def _lanes_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
+def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits):
     """Strategy, index tables and per-thread workspace sizes of a layer shape.
 
     Cached: they depend on the shape alone, and building them in Python cost as much as
@@ -622,21 +643,23 @@ def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
     (kernel, tables, wsize, asize)
         The flat 3x3 kernels where they apply, else channel lanes for small planes, where
         the per-plane and per-row overheads dominate, else planes; ws and its accumulator
-        or output block take wsize and asize elements per thread.
+        or output block take wsize and asize elements per thread.  ``limits`` is
+        `defaults`' values, in its order, as a tuple.
     """
+    lanes_max_pixels, lanes_max_input, pairs_min_ow, s2_min_ow = limits
     args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
-    if ow >= _S2_MIN_OW and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
+    if ow >= s2_min_ow and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
         return (_stride2, *_stride2_plan(*args))
     if (r == s == 3 and sh == sw == dh == dw == 1 and tuple(pads) == (1, 1, 1, 1)
             and h * wd >= _FLAT_MIN_PIXELS):
         return (_flat3, *_flat3_plan(*args))
-    pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= _PAIRS_MIN_OW
-    if oh * ow <= _LANES_MAX_PIXELS and h * wd <= _LANES_MAX_INPUT and not pairs:
+    pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= pairs_min_ow
+    if oh * ow <= lanes_max_pixels and h * wd <= lanes_max_input and not pairs:
         return (_lanes, *_lanes_plan(*args))
     return (_planar, *_planar_plan(*args))
 
 
-def _strategy(w, spec, m):
+def _strategy(w, spec, m, p):
     """``(kernel, args)``: ``kernel(x, out, *args)`` on flat arrays computes the layer.
 
     args hold the tables, the weights and the workspaces, allocated here: a workspace is
@@ -645,7 +668,7 @@ def _strategy(w, spec, m):
     """
     kernel, tables, wsize, asize = _plan(spec.c, spec.h, spec.w, m, spec.r, spec.s,
                                          spec.sh, spec.sw, spec.dh, spec.dw, tuple(spec.pads),
-                                         spec.oh, spec.ow)
+                                         spec.oh, spec.ow, tuple(p.values()))
     nt = numba.config.NUMBA_NUM_THREADS
     ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
     wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
@@ -675,7 +698,7 @@ def workspace_separable(spec):
 
 
 
-def prepare(w, spec):
+def prepare(w, spec, params=None):
     """Index tables and workspaces for depthwise ``spec``; returns ``compute(x, out)``.
 
     Parameters
@@ -685,15 +708,20 @@ def prepare(w, spec):
         copied: it must not change while the layer is in use.
     spec : ConvSpec-like
         With groups == c.
+    params : dict, optional
+        The strategies' hand-over points (`defaults`); default: the installed or
+        target-derived ones.
     """
     reason = supports(spec)
     if reason:
         raise ValueError(reason)
-    kernel, args = _strategy(w, spec, spec.k // spec.c)
+    p = _params(params)
+    kernel, args = _strategy(w, spec, spec.k // spec.c, p)
 
     def compute(x, out):
         kernel(x.reshape(-1), out.reshape(-1), *args)
 
+    compute.params = p
     return compute
 
 
@@ -740,7 +768,8 @@ def prepare_separable(ws, spec):
     """
     w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
-    kernel, args = _strategy(w_dw, spec, m)
+    p = _params()
+    kernel, args = _strategy(w_dw, spec, m, p)
     wp = np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype).reshape(k, c * m))
     mid = np.empty((n, c * m, spec.oh * spec.ow), dtype=spec.dtype)
 
@@ -753,5 +782,7 @@ def prepare_separable(ws, spec):
         with single_threaded_blas():
             _pointwise(wp, mid, out.reshape(n, k, spec.oh * spec.ow), kblocks)
 
-    return with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))
+    compute = with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))
+    compute.params = p
+    return compute
 

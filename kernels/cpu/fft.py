@@ -51,6 +51,7 @@ import rocket_fft  # low-level r2c/c2r (write into given arrays, explicit scale,
 from numba import njit, prange
 
 from convbench_kernels.contract import every_problem, with_phases
+from convbench_kernels.cpu.target import Target, current, resolve
 
 # Cost model constants (fp32; seconds, bytes/s, flop/s), fitted on the machine described in
 # docs/kernel-measurements.md.  The model only ranks tilings: scaling every time by one
@@ -66,7 +67,6 @@ _FFT_B = 0.08e-9
 # bound by arithmetic, at nearly twice one tile's flop rate (8 flops per complex MAC).
 _BW_L3 = 90e9
 _BW_DRAM = 45e9
-_L3 = 24e6
 _RATE_ONE = 100e9
 _RATE_MANY = 180e9
 # Gather, transposes and crop: bound by the bytes they move, at a fraction of the streaming
@@ -77,6 +77,26 @@ _MAX_WS_BYTES = 256 << 20
 
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
+
+
+def defaults(target: Target) -> dict:
+    """The cost model's machine-dependent terms: ``l3_bytes`` (the filter spectra stream from
+    L3 while they fit in it: the target's L3, 24 MB where the OS does not say), and
+    ``plane_cost`` and ``pass_cost``, factors on the fixed cost of one plane's transform and
+    on the gather and crop passes, against the FFT's and GEMM's work (1: the fitted model).
+    Larger factors favour fewer, larger tiles."""
+    return {"l3_bytes": target.l3_bytes or 24_000_000, "plane_cost": 1.0, "pass_cost": 1.0}
+
+
+def space(target: Target) -> list[dict]:
+    """The model's two ratios halved and doubled (plans change, nothing new compiles)."""
+    d = defaults(target)
+    return [{**d, "plane_cost": a, "pass_cost": b} for a in (0.5, 1.0, 2.0)
+            for b in (0.5, 1.0, 2.0)]
+
+
+def _params(given=None) -> dict:
+    return resolve("fft", defaults(current()), given)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -157,35 +177,40 @@ def _axis_candidates(size, pad, s, phases, rf, o):
     return list(cands.values())
 
 
-def _cost(k, kg, groups, nt, cc, p, q, itemsize, threads):
-    """Modelled seconds of one call (see the constants above)."""
+def _cost(k, kg, groups, nt, cc, p, q, itemsize, threads, model):
+    """Modelled seconds of one call (see the constants above); ``model`` is ``(l3_bytes,
+    plane_cost, pass_cost)`` (`defaults`)."""
+    l3, plane_cost, pass_cost = model
     f = p * (q // 2 + 1)
     planes = nt * (cc + k)
-    fft = planes * (_FFT_A + _FFT_B * p * q * math.log2(max(p * q, 2))) / threads
+    fft = planes * (plane_cost * _FFT_A + _FFT_B * p * q * math.log2(max(p * q, 2))) / threads
     ws_bytes = 2 * itemsize * f * kg * (cc // groups) * groups
     flops = 8.0 * nt * f * kg * (cc // groups) * groups
-    bw = _BW_L3 if ws_bytes < _L3 else _BW_DRAM
+    bw = _BW_L3 if ws_bytes < l3 else _BW_DRAM
     rate = (_RATE_ONE if nt == 1 else _RATE_MANY) * 4 / itemsize
     gemm = max(ws_bytes / bw, flops / rate)
-    passes = planes * p * q * 3 * itemsize / _BW_PASS
+    passes = pass_cost * planes * p * q * 3 * itemsize / _BW_PASS
     return fft + gemm + passes, ws_bytes
 
 
-def _plan(spec):
+def _plan(spec, params=None):
     """Choose the tiling of both axes with the cost model.
 
     Plans are cached per problem shape and thread count (``convbench.conv2d`` prepares on
     every call, and planning checks tens of tilings in Python).  The maps in the returned
     dict are shared: read only.
     """
+    p = _params(params)
+    model = (p["l3_bytes"], p["plane_cost"], p["pass_cost"])
     return dict(_plan_cached(spec.n, spec.c, spec.h, spec.w, spec.k, spec.r, spec.s, spec.sh,
                              spec.sw, spec.dh, spec.dw, tuple(spec.pads), spec.groups, spec.oh,
                              spec.ow, np.dtype(spec.dtype).itemsize,
-                             max(numba.get_num_threads(), 1)))
+                             max(numba.get_num_threads(), 1), model), params=p)
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_cached(n, c, h, w, k, r, s, sh, sw, dh, dw, pads, groups, oh, ow, itemsize, threads):
+def _plan_cached(n, c, h, w, k, r, s, sh, sw, dh, dw, pads, groups, oh, ow, itemsize, threads,
+                 model):
     pt, pb, pl, pr = pads
     ph_h, rf_h = _axis_phases(r, sh, dh)
     ph_w, rf_w = _axis_phases(s, sw, dw)
@@ -196,7 +221,8 @@ def _plan_cached(n, c, h, w, k, r, s, sh, sw, dh, dw, pads, groups, oh, ow, item
     for th, p in cands_h:
         for tw, q in cands_w:
             nt = n * -(-oh // th) * -(-ow // tw)
-            cost, ws_bytes = _cost(k, k // groups, groups, nt, cc, p, q, itemsize, threads)
+            cost, ws_bytes = _cost(k, k // groups, groups, nt, cc, p, q, itemsize, threads,
+                                   model)
             key = (ws_bytes > _MAX_WS_BYTES, cost)
             if best is None or key < best[0]:
                 best = (key, (th, p), (tw, q))
@@ -566,10 +592,10 @@ def _inverse(yf, yt, th, tw, mh, mw, out, nthreads):
 
 
 # ----------------------------------------------------------------------------- entry point
-def workspace(spec):
+def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate, from the plan: the filter spectra, each thread's
     float64 buffers that build them (near `_Z_BYTES`), and the transform buffers."""
-    plan = _plan(spec)
+    plan = _plan(spec, params)
     p, q = plan["p"], plan["q"]
     nph = len(plan["ph_h"]) * len(plan["ph_w"])
     cc = spec.c * nph
@@ -585,23 +611,27 @@ def workspace(spec):
     return spectra + temporaries + planes
 
 
-def prepare(w, spec):
+def prepare(w, spec, params=None):
     """Plan the tiling, transform the filter once and allocate every workspace.
 
     Parameters
     ----------
     w : numpy.ndarray (k, c // groups, r, s), spec.dtype
     spec : ConvSpec-like
+    params : dict, optional
+        The cost model's machine terms (`defaults`); default: the installed or
+        target-derived ones.
 
     Returns
     -------
     compute : callable
         ``compute(x, out)`` writes the cross-correlation of ``x`` (n, c, h, w) into ``out``
-        (n, k, oh, ow).  ``compute.plan`` records the chosen transform size and tiling.
+        (n, k, oh, ow).  ``compute.plan`` records the chosen transform size and tiling,
+        ``compute.params`` the model's terms.
     """
     dtype = np.dtype(spec.dtype)
     cdtype = np.complex64 if dtype == np.float32 else np.complex128
-    plan = _plan(spec)
+    plan = _plan(spec, params)
     p, q, th, tw = plan["p"], plan["q"], plan["th"], plan["tw"]
     rows, cols = plan["rows"], plan["cols"]
     mh, mw = rows.shape[0], cols.shape[0]
@@ -636,4 +666,5 @@ def prepare(w, spec):
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))
     compute.plan = dict(p=p, q=q, th=th, tw=tw, tiles=(mh, mw), channels=cc)
+    compute.params = plan["params"]
     return compute

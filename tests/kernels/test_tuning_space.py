@@ -11,7 +11,8 @@ from tests.kernels.test_algorithms import reference, relative_error
 TARGET = registry.cpu_target()
 SPACE = [(name, params) for name, module in registry.tunable_families().items()
          for params in module.space(TARGET)]
-NAMED = ("tail channels", "stride (2,3)", "1x1 pointwise", "float64")
+NAMED = ("tail channels", "stride (2,3)", "1x1 pointwise", "float64", "depthwise",
+         "depthwise multiplier 2", "depthwise stride 2 dilation 2", "float64 depthwise")
 
 
 @pytest.mark.parametrize(("family", "params"), SPACE,
