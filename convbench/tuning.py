@@ -3,8 +3,8 @@
 Every CPU family's tunable shapes (direct's register tile, ...) have defaults derived from the
 compile target (`convbench_kernels.cpu.target`) and a search space (``space(target)`` in the
 family's module).  `tune` measures the space on a few representative problems
-(`PROBLEMS`: ResNet-50's 3x3 and 1x1 layers, its 7x7 stride-2 first layer, a large filter, a
-depthwise layer; each family on those it computes) and keeps a candidate only when it beats
+(`PROBLEMS`: ResNet-50's 3x3 and 1x1 layers, its 7x7 stride-2 first layer, a large filter,
+MobileNet's depthwise layers from 56x56 to 7x7; each family on those it computes) and keeps a candidate only when it beats
 the defaults beyond the measurements' spread:
 
 - every candidate is prepared (and so compiled) once per problem, then timed in interleaved
@@ -49,6 +49,9 @@ PROBLEMS = (
     ConvSpec(c=3, h=224, k=64, r=7, stride=2, padding=3, name="7x7 s2 3->64@224"),
     ConvSpec(c=32, h=64, k=32, r=9, padding="same", name="9x9 32@64"),
     ConvSpec(c=128, h=56, k=128, r=3, groups=128, padding=1, name="dw 3x3 128@56"),
+    ConvSpec(c=256, h=28, k=256, r=3, stride=2, groups=256, padding=1, name="dw 3x3 s2 256@28"),
+    ConvSpec(c=512, h=14, k=512, r=3, groups=512, padding=1, name="dw 3x3 512@14"),
+    ConvSpec(c=1024, h=7, k=1024, r=3, groups=1024, padding=1, name="dw 3x3 1024@7"),
 )
 
 
