@@ -108,8 +108,9 @@ SMALLER_TILE_SAVES = 0.2
 
 def _params(spec, given=None) -> tuple[dict, int]:
     """The tile parameters and the pixels of a tile row for ``spec``'s dtype: the resolved
-    parameters, with ``nv`` lowered while that computes `SMALLER_TILE_SAVES` less of the
-    flattened output grid (small images)."""
+    parameters, with ``nv`` lowered by one where that computes `SMALLER_TILE_SAVES` less of
+    the flattened output grid (small images; one step only, so that a tile compiles at most
+    two ways per dtype)."""
     p = resolve("direct", defaults(current()), given)
     vl = current().lanes(np.dtype(spec.dtype).itemsize)
     pt, pb, pl, pr = spec.pads
@@ -119,7 +120,7 @@ def _params(spec, given=None) -> tuple[dict, int]:
         return -(-npix // (nv * vl)) * nv * vl
 
     nv = p["nv"]
-    while nv > 1 and computed(nv - 1) <= (1 - SMALLER_TILE_SAVES) * computed(nv):
+    if nv > 1 and computed(nv - 1) <= (1 - SMALLER_TILE_SAVES) * computed(nv):
         nv -= 1
     return {**p, "nv": nv}, nv * vl
 
