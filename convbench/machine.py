@@ -38,30 +38,6 @@ def cpu_features() -> list[str]:
     return sorted(f for f, on in llvm.get_host_cpu_features().items() if on)
 
 
-def _size(text: str) -> int:
-    """``"1024K"``, ``"32M"``, ``"49152"`` (sysfs cache sizes) in bytes."""
-    text = text.strip().upper().removesuffix("B")
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    return int(text.rstrip("KMG")) * scale
-
-
-def cache_sizes(root: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> tuple[int | None,
-                                                                                  int | None]:
-    """Bytes of the L2 (of one core) and of the L3 (of one instance) that CPU 0 uses, from
-    Linux's sysfs; None for a level the OS does not describe (another OS, a VM hiding it)."""
-    found: dict[int, int] = {}
-    for index in sorted(Path(root).glob("index*")):
-        try:
-            level = int((index / "level").read_text())
-            kind = (index / "type").read_text().strip()
-            size = _size((index / "size").read_text())
-        except (OSError, ValueError):
-            continue
-        if kind in ("Unified", "Data"):
-            found[level] = size
-    return found.get(2), found.get(3)
-
-
 def blas_info() -> list[dict]:
     """Every BLAS library loaded in this process: implementation, version, kernel, threads."""
     keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer", "prefix")

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import cache, machine
+from . import cache, machine, registry
 
 __all__ = ["LEVELS", "Roofline", "cache_key", "cache_path", "load_or_measure",
            "measure", "measure_peak", "measure_bandwidth", "triad", "operator_flops",
@@ -368,7 +368,8 @@ def measure(threads: int | None = None) -> Roofline:
     numba.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        l2, l3 = machine.cache_sizes()
+        target = registry.cpu_target()  # its caches are this machine's (sysfs)
+        l2, l3 = target.l2_bytes, target.l3_bytes
         l2, l3 = l2 or FALLBACK_L2, l3 or FALLBACK_L3
         peaks, rates = measure_peak(threads)
         sizes = triad_sizes(l2, l3, threads)

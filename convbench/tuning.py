@@ -4,8 +4,8 @@ Every CPU family's tunable shapes (direct's register tile, ...) have defaults de
 compile target (`convbench_kernels.cpu.target`) and a search space (``space(target)`` in the
 family's module).  `tune` measures the space on a few representative problems
 (`PROBLEMS`: ResNet-50's 3x3 and 1x1 layers, its 7x7 stride-2 first layer, a large filter,
-MobileNet's depthwise layers from 56x56 to 7x7; each family on those it computes) and keeps a candidate only when it beats
-the defaults beyond the measurements' spread:
+MobileNet's depthwise layers from 56x56 to 7x7; each family on those it computes) and keeps
+a candidate only when it beats the defaults beyond the measurements' spread:
 
 - every candidate is prepared (and so compiled) once per problem, then timed in interleaved
   rounds (each candidate on each problem in turn, again and again), keeping each one's best
