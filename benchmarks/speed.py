@@ -73,9 +73,9 @@ def layers(preset: str, match: str, filters=None) -> list[ConvSpec]:
     return [p for p in found if filters is None or p.r in filters]
 
 
-def contenders(spec: ConvSpec) -> list[Contender]:
+def contenders(spec: ConvSpec, only=None) -> list[Contender]:
     """Every CPU registry entry that computes ``spec`` (the standard convolution), each
-    checked once against the float64 reference."""
+    checked once against the float64 reference; ``only``: just these names."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
     w = rng.standard_normal(spec.weight_shape).astype(spec.dtype)
@@ -84,7 +84,7 @@ def contenders(spec: ConvSpec) -> list[Contender]:
     out = []
     for algo in registry.algorithms("cpu"):
         if algo.operator != "conv" or algo.supports(spec) is not None or not (
-                algo.default or algo.name == BASELINE):
+                algo.default or algo.name == BASELINE) or (only and algo.name not in only):
             continue
         y = np.empty(spec.output_shape, spec.dtype)
         compute = partial(algo.prepare(w, spec), x, y)
@@ -96,9 +96,9 @@ def contenders(spec: ConvSpec) -> list[Contender]:
     return out
 
 
-def time_layer(spec: ConvSpec, min_time: float, rounds: int) -> list[Contender]:
+def time_layer(spec: ConvSpec, min_time: float, rounds: int, only=None) -> list[Contender]:
     """Every contender on ``spec`` in ``rounds`` interleaved rounds; best round's medians."""
-    found = contenders(spec)
+    found = contenders(spec, only)
     for _ in range(rounds):
         for c in found:
             for kind in ("call", "compute"):
@@ -169,6 +169,8 @@ def main(argv=None):
     ap.add_argument("--layers", choices=sorted([*SELECTIONS, "all"]), default="resnet50")
     ap.add_argument("--preset", help="time this preset's layers instead of a selection")
     ap.add_argument("--match", default="", help="with --preset: a regex on layer names")
+    ap.add_argument("--algo", default="",
+                    help="comma-separated algorithm names to time (default: every one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=0.3,
                     help="seconds of timing per contender and layer, over all rounds")
@@ -205,7 +207,8 @@ def main(argv=None):
         print("-" * len(head))
         results = []
         for spec in specs:
-            found = time_layer(spec, args.min_time, args.rounds)
+            found = time_layer(spec, args.min_time, args.rounds,
+                               {a for a in args.algo.split(",") if a})
             print_layer(spec, found, roof.peak_gflops[spec.dtype])
             results.append((spec, found))
     summary(results, roof)

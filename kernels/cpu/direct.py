@@ -65,6 +65,7 @@ with pixels (not channels) in the SIMD lanes so that the NCHW layout needs no tr
 
 import functools
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -85,18 +86,31 @@ def defaults(target: Target) -> dict:
     registers (AVX-512, NEON), 4 x 3 with 16 (AVX2).  Measured on ResNet-50's 3x3 and 1x1
     layers, both were the best or within 5 % of the best tile of `space`
     (docs/kernel-measurements.md).
+
+    ``chunk_bytes``: the input tile of one chunk of channels, which every output-channel
+    block of a work item reads before the next chunk's (`_chunk`; 0: all channels in one
+    chunk).  A quarter of the L1 data cache with 16 registers: 4 x 3 AVX2 tiles, with 7 loads
+    per 12 FMAs, ran ResNet-50's 3x3 layers 6-15 % faster so; none with 32: 8 x 3 tiles, with
+    11 loads per 24 FMAs, ran every layer 3-15 % slower in chunks (the weights' reads, one
+    short run per chunk and block, cost more than the L2 reads of the input saved).
     """
-    return {"kb": max(target.vector_registers // 4, 1), "nv": 3}
+    chunk = (target.l1d_bytes or 32768) // 4 if target.vector_registers <= 16 else 0
+    return {"kb": max(target.vector_registers // 4, 1), "nv": 3, "chunk_bytes": chunk}
 
 
 def space(target: Target) -> list[dict]:
     """The tiles worth measuring on ``target``: ``kb`` x ``nv`` tiles of 2 to 4 vectors a row
     whose accumulators, input vectors and one broadcast fit in the register file, with at
     least half of it as accumulators (smaller tiles reload their inputs too often): 6 tiles
-    with 16 registers, 8 with 32."""
+    with 16 registers, 8 with 32; then, with the default tile, the channel chunks other than
+    the default (none, a quarter or half of L1), which need no compilation of their own."""
     regs = target.vector_registers
-    return [{"kb": kb, "nv": nv} for kb in (2, 3, 4, 5, 6, 8, 10, 12) for nv in (2, 3, 4)
-            if kb * nv + nv + 1 <= regs and kb * nv >= regs // 2]
+    tiles = [{"kb": kb, "nv": nv} for kb in (2, 3, 4, 5, 6, 8, 10, 12) for nv in (2, 3, 4)
+             if kb * nv + nv + 1 <= regs and kb * nv >= regs // 2]
+    l1 = target.l1d_bytes or 32768
+    chunks = [{"chunk_bytes": b} for b in (0, l1 // 4, l1 // 2)
+              if b != defaults(target)["chunk_bytes"]]
+    return tiles + chunks
 
 
 # A smaller tile is used where it computes this much less of the pixel grid (tiles past its
@@ -331,7 +345,7 @@ def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _direct(xq, wt, toff, wq, p_last, out, rows, vecs, lanes):
+def _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, rows, vecs, lanes):
     """Accumulate every (kb, tile) output tile over channels and taps and store it in ``out``.
 
     Parameters
@@ -352,6 +366,16 @@ def _direct(xq, wt, toff, wq, p_last, out, rows, vecs, lanes):
         only the pixels that the tile before it did not.
     out : ndarray (n, k, oh, ow)
         Overwritten.
+    part : ndarray (n * groups * pblocks * kblocks * kb * tile,)
+        The tiles' partial sums between channel chunks (unused, and may be empty, when
+        ``cb >= cg``).
+    cb : int
+        Input channels per chunk: a work item runs its output-channel blocks over one chunk
+        of channels, then the next, so that the chunk's input tile stays in L1 while every
+        block reads it (see `_chunk`).
+    kgroups : int
+        Output-channel blocks are split in this many groups, one work item each, so that
+        small images still give every thread several items.
     rows, vecs, lanes : tuples
         `convbench_kernels.cpu.target.token` s: the tile is ``kb = len(rows)`` output channels
         by ``len(vecs)`` vectors of ``len(lanes)`` pixels (constants of the compiled code).
@@ -367,68 +391,123 @@ def _direct(xq, wt, toff, wq, p_last, out, rows, vecs, lanes):
     k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kg = k // groups
     pblocks = (oh * wq + tile - 1) // tile
-    # output-channel blocks innermost: consecutive items of a thread reuse one input tile
-    # from L1 (measured 5-25% faster than pixel blocks innermost on the ResNet-50 layers)
-    for item in prange(n * groups * pblocks * kblocks):
-        kb = item % kblocks
-        rest = item // kblocks
+    kper = -(-kblocks // kgroups)
+    nchunks = -(-cg // cb)
+    for item in prange(n * groups * pblocks * kgroups):
+        kgi = item % kgroups
+        rest = item // kgroups
         blk = rest % pblocks
         rest //= pblocks
         g = rest % groups
         b = rest // groups
         p0 = min(blk * tile, p_last)
-        acc = _stack_tile(xq, rows, vecs, lanes)  # (KB, tile)
-        # the loops below take their trip count from acc.shape, a compile-time constant, so
-        # that LLVM unrolls them fully and keeps acc in registers (taking it from
-        # xq.itemsize, a run-time field, and indexing xc[toff[t] + p0 + j] ran the 3x3
-        # layers about ten times slower)
-        cols = acc.shape[1]
-        for kk in range(KB):
-            for j in range(cols):
-                acc[kk, j] = 0
-        wblock = ((g * kblocks + kb) * KB) * cg * taps  # weight (g, kb, 0, 0, 0) in wf
-        for ci in range(cg):
-            xc = U(((b * c + g * cg + ci) * L) + p0)
-            for t in range(taps):
-                # unsigned indices: no wraparound select (a signed index that might be negative
-                # gets one, which turns the vector load into a gather)
-                _fma_tile(acc, xf, xc + U(toff[t]), wf, wblock + ci * taps + t, cg * taps,
-                          rows, vecs, lanes)
-        # store the tile's valid pixels, row segment by row segment: each of its vectors by
-        # a masked store shifted so that lane j lands on the segment's first pixel.  A copy
-        # loop per segment read the tile back from the stack and ran its scalar remainder
-        # (conv1: 17 % slower; with no stores at all conv1 ran only 2 % faster than with these)
-        kcount = min(KB, kg - kb * KB)
-        j = blk * tile - p0
-        y = (p0 + j) // wq
-        x0 = p0 + j - y * wq
-        while j < cols and y < oh:
-            seg = min(cols - j, wq - x0)
-            valid = min(seg, ow - x0)
-            o = ((b * k + g * kg + kb * KB) * oh + y) * ow + x0
-            if valid > 0:
-                base = o - j  # out index of the tile's lane 0 in this row
-                for kk in range(KB):  # unrolled: constant offsets into acc
-                    if kk < kcount:
-                        ob = base + kk * oh * ow
-                        for v in range(len(vecs)):  # unrolled: constant offsets into acc
-                            _store_lanes(of, ob + v * vl, acc, kk * cols + v * vl, j - v * vl,
-                                         j + valid - v * vl, lanes)
-            j += seg
-            y += 1
-            x0 = 0
+        for ch in range(nchunks):
+            c0 = ch * cb
+            c1 = min(c0 + cb, cg)
+            # output-channel blocks innermost: they all reuse one input tile from L1
+            # (measured 5-25% faster than pixel blocks innermost on the ResNet-50 layers)
+            for kb in range(kgi * kper, min(kgi * kper + kper, kblocks)):
+                acc = _stack_tile(xq, rows, vecs, lanes)  # (KB, tile)
+                # the loops below take their trip count from acc.shape, a compile-time
+                # constant, so that LLVM unrolls them fully and keeps acc in registers (taking
+                # it from xq.itemsize, a run-time field, and indexing xc[toff[t] + p0 + j] ran
+                # the 3x3 layers about ten times slower)
+                cols = acc.shape[1]
+                pb = U((((b * groups + g) * pblocks + blk) * kblocks + kb) * KB * cols)
+                for kk in range(KB):
+                    for j in range(cols):
+                        acc[kk, j] = 0 if ch == 0 else part[pb + U(kk * cols + j)]
+                wblock = ((g * kblocks + kb) * KB) * cg * taps  # weight (g, kb, 0, 0, 0) in wf
+                for ci in range(c0, c1):
+                    xc = U(((b * c + g * cg + ci) * L) + p0)
+                    for t in range(taps):
+                        # unsigned indices: no wraparound select (a signed index that might
+                        # be negative gets one, which turns the vector load into a gather)
+                        _fma_tile(acc, xf, xc + U(toff[t]), wf, wblock + ci * taps + t,
+                                  cg * taps, rows, vecs, lanes)
+                if ch < nchunks - 1:
+                    for kk in range(KB):
+                        for j in range(cols):
+                            part[pb + U(kk * cols + j)] = acc[kk, j]
+                    continue
+                # store the tile's valid pixels, row segment by row segment: each of its
+                # vectors by a masked store shifted so that lane j lands on the segment's
+                # first pixel.  A copy loop per segment read the tile back from the stack and
+                # ran its scalar remainder (conv1: 17 % slower; with no stores at all conv1
+                # ran only 2 % faster than with these)
+                kcount = min(KB, kg - kb * KB)
+                j = blk * tile - p0
+                y = (p0 + j) // wq
+                x0 = p0 + j - y * wq
+                while j < cols and y < oh:
+                    seg = min(cols - j, wq - x0)
+                    valid = min(seg, ow - x0)
+                    o = ((b * k + g * kg + kb * KB) * oh + y) * ow + x0
+                    if valid > 0:
+                        base = o - j  # out index of the tile's lane 0 in this row
+                        for kk in range(KB):  # unrolled: constant offsets into acc
+                            if kk < kcount:
+                                ob = base + kk * oh * ow
+                                for v in range(len(vecs)):  # unrolled: constant offsets
+                                    _store_lanes(of, ob + v * vl, acc, kk * cols + v * vl,
+                                                 j - v * vl, j + valid - v * vl, lanes)
+                    j += seg
+                    y += 1
+                    x0 = 0
+
+
+def _chunk(toff, tile, itemsize, chunk_bytes, cg) -> int:
+    """Input channels per chunk (`_direct`'s ``cb``): as many as keep the chunk's input tile
+    (per channel, the union of the taps' reads ``[toff[t], toff[t] + tile)``) within
+    ``chunk_bytes``; at least one, at most ``cg`` (one chunk: no partial sums).
+
+    A work item runs all its output-channel blocks over the same input tile; with every
+    channel at once that tile outgrows L1 (3x3 128@28 with 4 x 3 AVX2 tiles: ~50 KiB; 1x1
+    1024@14 with 8 x 3 AVX-512 tiles: 192 KiB) and each block reloads it from L2.
+    ``chunk_bytes`` 0: one chunk.
+    """
+    if chunk_bytes <= 0:
+        return int(cg)
+    starts = np.sort(toff)
+    covered, end = 0, -1
+    for a in starts:  # union of the intervals [a, a + tile)
+        covered += a + tile - max(a, end) if a + tile > end else 0
+        end = max(end, a + tile)
+    return int(min(cg, max(1, chunk_bytes // (covered * itemsize))))
+
+
+# Output-channel groups are added until a layer has this many work items per thread (3x3 512@7
+# has two pixel blocks of 8 x 2 AVX-512 tiles: one item per thread without groups).
+ITEMS_PER_THREAD = 8
+
+
+def _kgroups(spec, tile, kblocks, threads) -> int:
+    """Output-channel block groups per pixel block: the fewest that give `ITEMS_PER_THREAD`
+    items per thread (each group reads the input tile again)."""
+    pt, pb, pl, pr = spec.pads
+    pblocks = -(-spec.oh * -(-(spec.w + pl + pr) // spec.sw) // tile)
+    items = spec.n * spec.groups * pblocks
+    return int(min(kblocks, max(1, -(-ITEMS_PER_THREAD * threads // items))))
 
 
 def workspace(spec, params=None):
-    """Bytes `prepare` and one call allocate: the phase-split padded input and, where kg is not
-    a multiple of kb, the weights padded to whole blocks (they are otherwise read in place)."""
+    """Bytes `prepare` and one call allocate: the phase-split padded input, where kg is not
+    a multiple of kb the weights padded to whole blocks (they are otherwise read in place),
+    and with several channel chunks the tiles' partial sums."""
     p, tile = _params(spec, params)
     kb = p["kb"]
     pt, pb, pl, pr = spec.pads
-    weights = bool(spec.kg % kb) * -(-spec.kg // kb) * kb * spec.groups * spec.cg * spec.r * spec.s
+    kblocks = -(-spec.kg // kb)
+    weights = bool(spec.kg % kb) * kblocks * kb * spec.groups * spec.cg * spec.r * spec.s
     xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
                             + tile + spec.r * spec.s)
-    return spec.itemsize * (weights + xq)
+    toff = _geometry(spec.n, spec.c, spec.h, spec.w, spec.r, spec.s, spec.sh, spec.sw, spec.dh,
+                     spec.dw, spec.pads, spec.oh, tile)[3]
+    part = 0
+    if _chunk(toff, tile, spec.itemsize, p["chunk_bytes"], spec.cg) < spec.cg:
+        pblocks = -(-spec.oh * -(-(spec.w + pl + pr) // spec.sw) // tile)
+        part = spec.n * spec.groups * pblocks * kblocks * kb * tile
+    return spec.itemsize * (weights + xq + part)
 
 
 @functools.lru_cache(maxsize=256)
@@ -502,12 +581,20 @@ def prepare(w, spec, params=None):
     # KB contiguous (a parallel reorder into a reused buffer) made the call slower on every
     # ResNet-50 layer (3x3 s2 128@56: 12 %, 512@7: 70 %) for a compute at most 3% faster
     wt = wk.reshape(groups, kblocks, KB, cg, r * s)
+    cb = _chunk(toff, tile, dtype.itemsize, p["chunk_bytes"], cg)
+    kgroups = _kgroups(spec, tile, kblocks, numba.get_num_threads())
+    part = np.empty(0, dtype)
+    if cb < cg:
+        part = pooled_empty(spec.n * groups * -(-spec.oh * wq // tile) * kblocks * KB * tile,
+                            dtype)
+    blocking = (part, cb, kgroups, *tokens)
 
     if not length:
         npix = spec.oh * wq
 
         def compute(x, out):
-            _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, p_last, out, *tokens)
+            _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, p_last, out,
+                    *blocking)
 
         compute.params = p
         return compute
@@ -519,7 +606,7 @@ def prepare(w, spec, params=None):
         _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq)
 
     def multiply(x, out):
-        _direct(xq, wt, toff, wq, p_last, out, *tokens)
+        _direct(xq, wt, toff, wq, p_last, out, *blocking)
 
     compute = with_phases(("pad", pad), ("multiply", multiply))
     compute.params = p

@@ -172,7 +172,7 @@ def widest_vectors() -> bool:
     (at the first compilation); after it, the process keeps what it has, and `current` says
     which width that is.
     """
-    if (os.environ.get("CONVBENCH_VECTOR_BITS", "widest") != "widest"
+    if ((os.environ.get("CONVBENCH_VECTOR_BITS") or "widest") != "widest"
             or "NUMBA_CPU_NAME" in os.environ or "NUMBA_CPU_FEATURES" in os.environ):
         return False
     import llvmlite.binding as ll

@@ -53,3 +53,16 @@ def test_im2col_blocks_of_a_tiny_budget(case, small_image):
     out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
     module.prepare(w, spec, {"col_budget": 1, "small_image": small_image})(x, out)
     assert relative_error(out, reference(spec, x, w)) <= max_tolerance(module)[spec.dtype]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 600])
+@pytest.mark.parametrize("case", ["tail channels", "wide channels", "1x1 pointwise",
+                                  "groups 4 stride 2", "batch 3", "float64"])
+def test_direct_in_channel_chunks(case, chunk_bytes):
+    """Partial sums carried between chunks of one channel, and of a few."""
+    module = registry.tunable_families()["direct"]
+    spec = CASES[case]
+    x, w = random_arrays(spec)
+    out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+    module.prepare(w, spec, {"chunk_bytes": chunk_bytes})(x, out)
+    assert relative_error(out, reference(spec, x, w)) <= max_tolerance(module)[spec.dtype]

@@ -23,15 +23,24 @@ def test_derive_from_a_cpu_name_and_features(name, features, arch, bits, regs, i
     t = target.derive(name, features, arch)
     assert (t.vector_bits, t.vector_registers, t.isa) == (bits, regs, isa)
     assert t.lanes(4) == bits // 32 and t.lanes(8) == bits // 64
-    assert direct.defaults(t) == tile
+    d = direct.defaults(t)
+    assert {"kb": d["kb"], "nv": d["nv"]} == tile
+    # channel chunks of a quarter of L1 (32 KiB when the OS does not say) with 16 registers
+    assert d["chunk_bytes"] == (8192 if regs == 16 else 0)
 
 
 def test_every_tile_of_the_space_fits_the_register_file():
     for t in (target.derive("haswell", AVX2), target.derive("znver4", AVX512)):
         space = direct.space(t)
-        assert direct.defaults(t) in space and len(space) <= 8
-        for p in space:
+        d = direct.defaults(t)
+        tiles = [p for p in space if "kb" in p]
+        assert {"kb": d["kb"], "nv": d["nv"]} in tiles and len(tiles) <= 8
+        for p in tiles:
             assert p["kb"] * p["nv"] + p["nv"] + 1 <= t.vector_registers
+        # the other chunk sizes, each alone (with the default tile)
+        chunks = [p["chunk_bytes"] for p in space if "kb" not in p]
+        assert len(chunks) == 2 and d["chunk_bytes"] not in chunks
+        assert set(chunks) | {d["chunk_bytes"]} == {0, 8192, 16384}
 
 
 def test_avx2_features_turn_off_everything_newer():
