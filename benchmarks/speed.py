@@ -140,14 +140,20 @@ def summary(results: list[tuple[ConvSpec, list[Contender]]], roof) -> None:
     dw = [(spec, found) for spec, found in results if spec.groups == spec.c]
     if dw:
         print("\ndepthwise: compulsory bytes (input, weights, output) per second, as a fraction "
-              f"of the triad bandwidth of the level holding them\n  {roofline.summary(roof)}")
+              "of the triad bandwidth of the level holding them, and GFLOP/s as a fraction of "
+              "the lower of the peak and that bandwidth times the layer's FLOPs per byte"
+              f"\n  {roofline.summary(roof)}")
         for spec, found in dw:
             for c in (c for c in found if c.name in ("depthwise", BASELINE)):
                 t = c.best["call"]
                 level = roofline.memory_level(spec.min_bytes, roof)
                 gbs = spec.min_bytes / t / 1e9
+                # the roofline's limit at this layer's intensity: bandwidth or peak, the lower
+                limit = min(roof.peak_gflops[spec.dtype],
+                            spec.flops / spec.min_bytes * roof.bandwidth_gbs[level])
                 print(f"  {spec.name:<28} {c.name:<10} {gbs:7.1f} GB/s "
-                      f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level}")
+                      f"{gbs / roof.bandwidth_gbs[level]:6.1%} of {level}, "
+                      f"{spec.flops / t / 1e9 / limit:6.1%} of the roofline's limit")
 
 
 def avx2_environment() -> dict:
@@ -176,6 +182,8 @@ def main(argv=None):
                     help="seconds of timing per contender and layer, over all rounds")
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds; each contender keeps its best round's median")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the machine's ceilings in this run (and cache them)")
     ap.add_argument("--isa", choices=["native", "avx2"], default="native",
                     help="avx2: every contender capped at AVX2 (see the module docstring)")
     args = ap.parse_args(argv)
@@ -194,7 +202,7 @@ def main(argv=None):
     # One 30 MiB block freed here lets PyTorch reuse heap pages for every layer, as in any
     # process that has freed a large array; convbench's kernels pool their workspaces anyway.
     np.ones(30 << 18, np.float32)
-    roof, _ = roofline.load_or_measure(args.threads)
+    roof, _ = roofline.load_or_measure(args.threads, remeasure=args.remeasure)
     with threadpool_limits(1, user_api="blas"):  # as in a sweep
         blas = sorted({(i["internal_api"], i.get("version"), i.get("architecture"))
                        for i in threadpool_info() if i["user_api"] == "blas"})
