@@ -70,7 +70,8 @@ def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarra
     return device.get(out)
 
 
-def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", device="cpu"):
+def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", device="cpu",
+           auto_mode=None):
     """2-D cross-correlation (PyTorch's ``conv2d``) with a registered algorithm.
 
     Parameters
@@ -81,9 +82,16 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
     padding : 'valid', 'same', int, (ph, pw) or (top, bottom, left, right)
     groups : int
     algo : str
-        A registry name (``convbench.algorithms()``).
+        A registry name (``convbench.algorithms()``), or ``"auto"``: the algorithm this
+        machine's choice database (`convbench.choices`) recorded for the problem, device and
+        thread count; on a miss, ``auto_mode`` decides.  `convbench.last_choice` says which
+        algorithm ran and why.
     device : str
         ``cpu`` or ``cuda`` (NumPy arrays in and out; the copies are made here).
+    auto_mode : str, optional
+        With ``algo="auto"``, what a miss does: ``measure`` (time every accurate algorithm
+        once, about ``$CONVBENCH_AUTO_BUDGET`` seconds, default 1, and record the winner) or
+        ``db-only`` (a ValueError).  Default: ``$CONVBENCH_AUTO``, else ``measure``.
 
     Returns
     -------
@@ -95,12 +103,17 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
         For an invalid problem, an unknown algorithm, or a problem the algorithm does not
         compute (with the reason).
     """
+    (x, w), _ = _as_arrays(x=x, w=w)
+    spec = _spec(x, w, stride, padding, dilation, groups)
+    if algo == "auto":
+        from . import choices
+
+        algo = choices.choose(spec, device, auto_mode).algorithm
     entry = registry.get(algo, device)
     if entry.operator != "conv":
         raise ValueError(f"algo {algo!r} is the separable operator; call "
                          "convbench.separable_conv2d(x, w_depthwise, w_pointwise, ...)")
-    (x, w), _ = _as_arrays(x=x, w=w)
-    return run(entry, _spec(x, w, stride, padding, dilation, groups), x, w)
+    return run(entry, spec, x, w)
 
 
 def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=1,

@@ -122,7 +122,8 @@ def _run(args) -> int:
         df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
                               threads=args.threads, max_memory=args.max_memory,
                               progress=progress, on_start=on_start,
-                              remeasure=args.remeasure, retune=args.retune)
+                              remeasure=args.remeasure, retune=args.retune,
+                              record=not args.no_record)
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
@@ -135,6 +136,8 @@ def _run(args) -> int:
     run_dir = Path(df.attrs["run_dir"])
     counts = df["status"].value_counts().to_dict()
     print(f"results: {run_dir}  ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    for note in df.attrs.get("choices", []):
+        print(f"choices: {note}", file=sys.stderr)
     code = 0
     try:
         print(f"report:  {report.write_report(run_dir, Path(args.reports_dir) / run_dir.name)}")
@@ -279,6 +282,39 @@ def _tune(args) -> int:
     return 0
 
 
+def _choices(args) -> int:
+    import numba
+
+    from . import choices
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    if args.action == "clear":
+        print(f"cleared {choices.clear(threads)} choices recorded at {threads} threads")
+        return 0
+    if args.action in ("export", "import") and not args.file:
+        raise ValueError(f"choices {args.action}: FILE is required (a .parquet path)")
+    if args.action == "import":
+        n, notes = choices.import_(args.file, threads)
+        for note in notes:
+            print(f"choices: {note}", file=sys.stderr)
+        print(f"imported {n} choices at {threads} threads")
+        return 0
+    entries = choices.table(threads)
+    if not entries:
+        raise ValueError(f"choices: none recorded on this machine at {threads} threads (run "
+                         "convbench run sweep, or conv2d(..., algo='auto'))")
+    if args.action == "export":
+        print(f"exported {choices.export(args.file, threads)} choices to {args.file}")
+        return 0
+    print(f"{'problem':<40} {'device':<6} {'winner':<14} {'lead':>6}  {'of':>3}  source")
+    for e in entries.values():
+        lead = f"{e['lead']:5.2f}x" if e.get("lead") else f"{'-':>6}"
+        print(f"{e['problem']:<40} {e['device']:<6} {e['winner']:<14} {lead}"
+              f"{' ' if e['decisive'] else '~'} {len(e['times']):>3}  {e['source']}")
+    print("~: the lead is within noise")
+    return 0
+
+
 def _report(args) -> int:
     from . import report
 
@@ -315,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retune", action="store_true",
                    help="measure the CPU kernels' parameters again (convbench tune) before "
                         "the run, instead of reading them from the cache")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not add the run's winners to this machine's choice database")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("tune", help="measure the CPU kernels' parameters on this machine "
@@ -334,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail", action="store_true",
                    help="exit 1 when a case changed or stopped running ok (for CI)")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser("choices", help="this machine's choice database (what algo='auto' "
+                                       "runs): show, clear, export or import it")
+    p.add_argument("action", choices=["show", "clear", "export", "import"])
+    p.add_argument("file", nargs="?", metavar="FILE", help="the Parquet file to export or import")
+    p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
+    p.set_defaults(func=_choices)
 
     p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")

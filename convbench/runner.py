@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from convbench_kernels.reference import composed_weight, reference_conv2d
 
-from . import accuracy, devices, machine, plugins, registry, roofline, store, sweep, tuning
+from . import accuracy, choices, devices, machine, plugins, registry, roofline, store, sweep, tuning
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -360,7 +360,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
               progress: Callable[[dict], None] | None = None,
               entries: Sequence[registry.Algorithm] | None = None,
               on_start: Callable[[Path, int], None] | None = None,
-              remeasure: bool = False, retune: bool = False) -> pd.DataFrame:
+              remeasure: bool = False, retune: bool = False,
+              record: bool = True) -> pd.DataFrame:
     """Run a sweep and return its rows (one per problem and algorithm).
 
     Parameters
@@ -392,6 +393,10 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         Measure the CPU kernels' parameters (`convbench.tuning.tune`) before the run, instead
         of using this machine's cached tuning (or the defaults, when it has none).  Every row
         records the parameters it ran (``params``), ``meta.json`` where they came from.
+    record : bool
+        Add a completed run's rows to this machine's choice database (`convbench.choices`);
+        the notes of winners that changed, or stayed within noise, are in
+        ``df.attrs["choices"]``.
 
     Raises
     ------
@@ -422,4 +427,5 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         df = _finish(run, complete)
     if not complete:
         raise SweepInterrupted(run.run_dir)
+    df.attrs["choices"] = choices.record_rows(df) if record and not df.empty else []
     return df

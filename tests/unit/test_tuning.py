@@ -2,7 +2,6 @@
 compiled): choosing beyond the spread, hits, misses, key changes, corrupt files, runs."""
 
 import json
-import time
 import types
 
 import numpy as np
@@ -13,15 +12,19 @@ from convbench.spec import ConvSpec
 from convbench_kernels.cpu import target
 from convbench_kernels.reference import reference_conv2d
 
+_LAST = [0.0]  # the delay of the fake family's last call
+
 
 def make_family(delays):
-    """A family whose candidate ``{"d": i}`` sleeps ``delays[i]`` seconds a call."""
+    """A family whose candidate ``{"d": i}`` takes ``delays[i]`` seconds a call, as the fake
+    clock of the `fake` fixture reads it (a sleep measured on a loaded machine is not
+    ``delays[i]``: equal candidates could differ beyond their spread)."""
 
     def prepare(w, spec, params=None):
         p = target.resolve("fake", {"d": 0}, params)
 
         def compute(x, out):
-            time.sleep(delays[p["d"]])
+            _LAST[0] = delays[p["d"]]
             out[...] = reference_conv2d(x, w, pads=spec.pads)
 
         compute.params = p
@@ -41,6 +44,12 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setattr(tuning, "ROUNDS", 2)
     monkeypatch.setattr(tuning, "MIN_TIME", 0.001)
     monkeypatch.setattr(target, "_INSTALLED", {})
+
+    def measure(fn, **kwargs):  # one call, timed by the fake clock
+        fn()
+        return types.SimpleNamespace(stats={"median": _LAST[0]})
+
+    monkeypatch.setattr(tuning, "measure", measure)
 
     def use(delays):
         monkeypatch.setattr(registry, "TUNABLE", {"fake": make_family(delays)})
