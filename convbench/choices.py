@@ -96,17 +96,17 @@ def _say_once(text: str) -> None:
         warnings.warn(text, ChoicesWarning, stacklevel=3)
 
 
-def _read(threads: int) -> dict:
+def _read(threads: int, lookup: bool = True) -> dict:
     """This key's entries from disk (empty when there are none, with a warning once when the
-    file is corrupt or when only other keys' files exist)."""
+    file is corrupt, or, for a ``lookup``, when only other keys' files exist)."""
     file, key = _file(threads)
     data, why = cache.read(file, key, FORMAT)
     if data is None:
         if why != "missing":
             _say_once(f"choices: {why}; it will be rebuilt")
-        elif any(p != file for p in file.parent.glob(f"{KIND}-*.json")):
-            _say_once("choices: none recorded for this machine key; the entries of other "
-                      "machine keys or convbench versions are not used")
+        elif lookup and any(p != file for p in file.parent.glob(f"{KIND}-*.json")):
+            _say_once("choices: none recorded for this machine key (CPU, ISA, threads, BLAS, "
+                      "Numba and convbench versions); the entries of other keys are not used")
         return {}
     return data.get("entries", {})
 
@@ -156,7 +156,7 @@ def _write(threads: int, fresh: list[dict]) -> list[str]:
     file, key = _file(threads)
     notes = []
     with _locked(file):
-        entries = _read(threads)
+        entries = _read(threads, lookup=False)
         for f in fresh:
             k = entry_key(f["problem"], f["device"], threads)
             entries[k], note = merge(entries.get(k), f)
@@ -196,7 +196,7 @@ def clear(threads: int) -> int:
     """Remove this key's entries; how many there were."""
     file, _ = _file(threads)
     with _locked(file):
-        n = len(_read(threads))
+        n = len(_read(threads, lookup=False))
         file.unlink(missing_ok=True)
     _TABLES[threads] = {}
     _HITS.clear()

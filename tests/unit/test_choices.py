@@ -75,7 +75,7 @@ def test_another_machine_key_is_not_used(monkeypatch):
     real = cache.machine_key
     monkeypatch.setattr(cache, "machine_key", lambda t: {**real(t), "convbench": "9.9"})
     choices._TABLES.clear()
-    with pytest.warns(choices.ChoicesWarning, match="other machine keys or convbench versions"):
+    with pytest.warns(choices.ChoicesWarning, match="other keys are not used"):
         assert choices.table(THREADS) == {}
 
 
