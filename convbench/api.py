@@ -90,7 +90,8 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
         ``cpu`` or ``cuda`` (NumPy arrays in and out; the copies are made here).
     auto_mode : str, optional
         With ``algo="auto"``, what a miss does: ``measure`` (time every accurate algorithm
-        once, about ``$CONVBENCH_AUTO_BUDGET`` seconds, default 1, and record the winner) or
+        once, about ``$CONVBENCH_AUTO_BUDGET`` seconds, default 1, and record the winner),
+        ``predict`` (the winner model's choice, `convbench.model`, nothing measured) or
         ``db-only`` (a ValueError).  Default: ``$CONVBENCH_AUTO``, else ``measure``.
 
     Returns

@@ -36,7 +36,7 @@ from .spec import ConvSpec
 
 FORMAT = 1
 KIND = "choices"
-MODES = ("measure", "db-only")
+MODES = ("measure", "predict", "db-only")
 DEFAULT_MODE = "measure"
 DEFAULT_BUDGET = 1.0  # seconds of timing per problem measured by ``algo="auto"``
 _TIMES = ("median_s", "q1_s", "q3_s")
@@ -61,6 +61,7 @@ class Choice:
 _LAST: list[Choice | None] = [None]
 _TABLES: dict[int, dict] = {}  # threads -> entries, as last read or written by this process
 _HITS: dict[tuple, Choice] = {}  # (spec, device, threads) -> its choice from the database
+_MODELS: dict[tuple, tuple] = {}  # (threads, device) -> (the table it was fitted on, model)
 _SAID: set[str] = set()
 
 
@@ -243,10 +244,23 @@ def _measure(spec: ConvSpec, device: str, budget: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _model(threads: int, device: str):
+    """The winner model (`convbench.model`) of this key's entries, refitted when they change."""
+    from . import model
+
+    entries = table(threads)
+    cached = _MODELS.get((threads, device))
+    if cached is None or cached[0] is not entries:
+        cached = (entries, model.fit(entries, device))
+        _MODELS[(threads, device)] = cached
+    return cached[1]
+
+
 def choose(spec: ConvSpec, device: str = "cpu", mode: str | None = None) -> Choice:
     """The algorithm for ``spec`` on ``device`` at this process's thread count: the recorded
     winner, else (``mode``, default ``$CONVBENCH_AUTO`` or ``measure``) measured now and
-    recorded (``measure``) or an error (``db-only``).
+    recorded (``measure``), predicted by the winner model without measuring (``predict``;
+    not recorded: it is no measurement), or an error (``db-only``).
 
     A hit costs a dictionary lookup: the choices already made are kept by (spec, device,
     threads), so that ``algo="auto"`` adds microseconds to a call, not the key's formatting.
@@ -267,7 +281,13 @@ def choose(spec: ConvSpec, device: str = "cpu", mode: str | None = None) -> Choi
         choice = Choice(entry["winner"], spec.id, device, threads, "database",
                         f"recorded from a {entry['source']} run{lead}")
         _HITS[(spec, device, threads)] = choice
-    elif _mode(mode) == "db-only":
+    elif (mode := _mode(mode)) == "predict":
+        model = _model(threads, device)
+        choice = Choice(model.predict(spec), spec.id, device, threads, "predicted",
+                        f"predicted by the winner model fitted on {model.n_problems} recorded "
+                        "problems (convbench model report states its regret)")
+        _HITS[(spec, device, threads)] = choice
+    elif mode == "db-only":
         raise ValueError(f"algo='auto': no recorded choice for {spec.id} on {device} at "
                          f"{threads} threads, and CONVBENCH_AUTO is db-only (run a sweep of "
                          "it, or use mode 'measure')")

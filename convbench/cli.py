@@ -315,6 +315,44 @@ def _choices(args) -> int:
     return 0
 
 
+def _model(args) -> int:
+    import numba
+    import pandas as pd
+
+    from . import choices, model
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    entries = choices.table(threads)
+    if args.action == "fit":
+        m = model.fit(entries, args.device)
+        print(f"winner model of {m.n_problems} problems recorded on {args.device} at {threads} "
+              f"threads ({', '.join(map(str, m.tree.classes_))}):")
+        print(m.rules(), end="")
+        return 0
+    if args.runs:
+        from . import store
+
+        rows = pd.concat([store.load_run(r) for r in args.runs], ignore_index=True)
+        table = model.held_out(entries, rows, args.device)
+        how = (f"fitted on the recorded problems other than the {len(table)} of "
+               f"{', '.join(args.runs)}")
+    else:
+        table = model.regret(entries, args.device)
+        how = f"{model.FOLDS}-fold cross-validation over {len(table)} recorded problems"
+    s = model.summary(table)
+    print(f"regret of the winner model on {args.device} at {threads} threads, {how} "
+          "(predicted algorithm's time / best time):")
+    print(f"  median {s['median']:.3f}, worst {s['worst']:.3f}, total {s['total']:.3f}; "
+          f"top-1 accuracy {s['top1']:.0%}"
+          + (f"; {s['untimed']} predictions of algorithms not timed there" if s["untimed"]
+             else ""))
+    worst = table.dropna(subset=["regret"]).nlargest(5, "regret")
+    for _, r in worst[worst["regret"] > 1].iterrows():
+        print(f"  {r['problem']:<40} predicted {r['predicted']:<13} best {r['winner']:<13} "
+              f"{r['regret']:.2f}x")
+    return 0
+
+
 def _report(args) -> int:
     from . import report
 
@@ -379,6 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", metavar="FILE", help="the Parquet file to export or import")
     p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
     p.set_defaults(func=_choices)
+
+    p = sub.add_parser("model", help="the winner model learned from the choice database: its "
+                                     "rules (fit) or its cross-validated regret (report)")
+    p.add_argument("action", choices=["fit", "report"])
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="report: judge the model on these runs' problems, fitted on the others")
+    p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
+    p.add_argument("--device", choices=registry.DEVICES, default="cpu")
+    p.set_defaults(func=_model)
 
     p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")

@@ -1,0 +1,155 @@
+"""The winner model: the algorithm a problem's shape predicts, learned from this machine's choice
+database (`convbench.choices`), with its regret measured.
+
+``algo="auto"`` in ``predict`` mode uses it for problems never measured.  It is a decision tree
+(scikit-learn) on a few features of the problem (`FEATURES`), small enough to read as rules
+(`Model.rules`), trained on the recorded winners with each problem weighted by what a wrong
+choice costs there (its winner's lead over the runner-up, capped): a problem whose top two are
+within a few percent teaches little.  A prediction is the most probable algorithm among those
+that compute the problem.
+
+How good it is, is measured, not assumed: `regret` fits the model on all but one fold of the
+recorded problems and predicts the held-out fold (`FOLDS`-fold cross-validation, shuffled with a
+fixed seed: the same database gives the same figures), and for each held-out problem compares
+the predicted algorithm's recorded time with the best one's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import registry
+from .spec import ConvSpec
+
+FEATURES = ("filter_h", "filter_w", "stride", "dilation", "log2_in_channels",
+            "log2_out_channels", "log2_out_pixels", "log2_batch", "depthwise", "grouped",
+            "log2_gflop", "intensity", "itemsize")
+MAX_DEPTH = 5  # at most 32 leaves: rules a reader can follow
+MIN_LEAF = 2
+MAX_WEIGHT = 3.0  # a lead counts up to 3x
+FOLDS = 5
+
+
+def features(spec: ConvSpec) -> list[float]:
+    """`FEATURES` of one problem."""
+    return [spec.r, spec.s, max(spec.sh, spec.sw), max(spec.dh, spec.dw), math.log2(spec.c),
+            math.log2(spec.k), math.log2(spec.oh * spec.ow), math.log2(spec.n),
+            float(spec.groups == spec.c and spec.groups > 1), float(1 < spec.groups < spec.c),
+            math.log2(spec.flops / 1e9), spec.flops / spec.min_bytes, spec.itemsize]
+
+
+def _weight(entry: dict) -> float:
+    lead = entry.get("lead")
+    return min(lead, MAX_WEIGHT) - 1 + 0.05 if lead else 1.0
+
+
+@dataclass
+class Model:
+    """A fitted tree and what it was fitted on."""
+
+    tree: object
+    device: str
+    n_problems: int
+
+    def predict(self, spec: ConvSpec) -> str:
+        """The most probable algorithm that computes ``spec`` on the model's device."""
+        proba = self.tree.predict_proba(np.array([features(spec)]))[0]
+        for i in np.argsort(-proba, kind="stable"):
+            name = self.tree.classes_[i]
+            try:
+                if registry.get(name, self.device).supports(spec) is None:
+                    return str(name)
+            except ValueError:  # an algorithm no longer registered
+                continue
+        raise ValueError(f"model: no algorithm it knows computes {spec.id}")
+
+    def rules(self) -> str:
+        """The tree as indented rules (scikit-learn's text export)."""
+        from sklearn.tree import export_text
+
+        return export_text(self.tree, feature_names=list(FEATURES), show_weights=False)
+
+
+def _entries(entries: dict, device: str) -> list[tuple[ConvSpec, dict]]:
+    return [(ConvSpec.parse(e["problem"]), e) for e in entries.values()
+            if e["device"] == device and e.get("times")]
+
+
+def fit(entries: dict, device: str = "cpu") -> Model:
+    """A model of ``entries`` (a choice table) on ``device``."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    data = _entries(entries, device)
+    if not data:
+        raise ValueError(f"model: no choices recorded on {device} to learn from (run "
+                         "convbench run sweep first)")
+    tree = DecisionTreeClassifier(max_depth=MAX_DEPTH, min_samples_leaf=MIN_LEAF,
+                                  random_state=0)
+    tree.fit(np.array([features(s) for s, _ in data]), [e["winner"] for _, e in data],
+             sample_weight=[_weight(e) for _, e in data])
+    return Model(tree, device, len(data))
+
+
+def regret(entries: dict, device: str = "cpu", folds: int = FOLDS) -> pd.DataFrame:
+    """Cross-validated predictions: one row per recorded problem with the ``predicted`` and
+    the best (``winner``) algorithm and ``regret``, the predicted one's time over the best
+    time (NaN when the predicted algorithm was not timed on that problem)."""
+    data = _entries(entries, device)
+    if len(data) < 2:
+        raise ValueError(f"model: {len(data)} problem(s) recorded on {device}; at least 2 are "
+                         "needed to hold some out")
+    order = np.random.default_rng(0).permutation(len(data))
+    parts = np.array_split(order, min(folds, len(data)))
+    rows = []
+    for part in parts:
+        held = set(part.tolist())
+        train = {i: e for i, (_, e) in enumerate(data) if i not in held}
+        model = fit(train, device)
+        for i in part:
+            spec, e = data[i]
+            pred = model.predict(spec)
+            best = min(t["median_s"] for t in e["times"].values())
+            t = e["times"].get(pred, {}).get("median_s", math.nan)
+            rows.append({"problem": e["problem"], "winner": e["winner"], "predicted": pred,
+                         "best_s": best, "predicted_s": t, "regret": t / best})
+    return pd.DataFrame(rows)
+
+
+def held_out(entries: dict, rows: pd.DataFrame, device: str = "cpu") -> pd.DataFrame:
+    """Predictions for the problems of saved runs' ``rows``, by a model fitted on the recorded
+    problems *other than those*: the same columns as `regret`, plus each problem's ``count``
+    (how often it occurs in its network), times from the rows."""
+    from . import analysis
+
+    ranked = analysis.ranked(rows)
+    ranked = ranked[ranked["device"] == device]
+    test = set(ranked["problem"])
+    model = fit({k: e for k, e in entries.items() if e["problem"] not in test}, device)
+    out = []
+    for problem, g in ranked.groupby("problem", sort=False):
+        times = g.groupby("algorithm")["median_s"].min()
+        pred = model.predict(ConvSpec.parse(problem))
+        best = float(times.min())
+        t = float(times.get(pred, math.nan))
+        out.append({"problem": problem, "name": g["name"].iloc[0],
+                    "count": int(g["count"].iloc[0]) if "count" in g else 1,
+                    "winner": times.idxmin(), "predicted": pred, "best_s": best,
+                    "predicted_s": t, "regret": t / best})
+    return pd.DataFrame(out)
+
+
+def summary(table: pd.DataFrame) -> dict:
+    """Median and worst regret, total (the predicted algorithms' summed time over the best
+    ones', each problem counted as often as it occurs when the table has a ``count``), top-1
+    accuracy, and how many predictions were not timed."""
+    timed = table.dropna(subset=["regret"])
+    count = timed["count"] if "count" in timed else 1
+    return {"problems": len(table), "median": float(timed["regret"].median()),
+            "worst": float(timed["regret"].max()),
+            "total": float((timed["predicted_s"] * count).sum() / (timed["best_s"] * count).sum()),
+            "top1": float((table["predicted"] == table["winner"]).mean()),
+            "untimed": int(table["regret"].isna().sum())}
