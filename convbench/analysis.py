@@ -26,7 +26,7 @@ from itertools import combinations
 
 import pandas as pd
 
-__all__ = ["ranked", "simulated", "label", "noise", "tied", "winners", "winners_table",
+__all__ = ["ranked", "counted", "simulated", "label", "noise", "tied", "winners", "winners_table",
            "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baseline_ratio_algorithms",
            "baselines", "network_summary", "separable_savings",
            "algorithm_of", "shape_label", "context_text",
@@ -100,11 +100,11 @@ def ranked(df: pd.DataFrame) -> pd.DataFrame:
     separable operator computes a different function, so it is compared, not ranked), on
     real hardware (the CUDA simulator's times say nothing about a GPU), and convbench's own
     (`baselines` rows, other libraries' convolutions, are references to compare against)."""
-    counted = _counted(df)
-    return counted[~baselines(counted)]
+    rows = counted(df)
+    return rows[~baselines(rows)]
 
 
-def _counted(df: pd.DataFrame) -> pd.DataFrame:
+def counted(df: pd.DataFrame) -> pd.DataFrame:
     """Rows whose time counts: ``ok``, accurate, timed standard convolutions, not simulated
     (`ranked`'s rule, baselines kept)."""
     if df.empty or "median_s" not in df:
@@ -463,7 +463,7 @@ def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
         ``best convbench`` mean covers every layer that had one); it is unweighted: every
         distinct layer counts once, whatever its ``count``.
     """
-    rows = _counted(df)
+    rows = counted(df)
     if rows.empty:
         return pd.DataFrame()
     rows = rows.assign(label=_labels(rows), is_base=baselines(rows))

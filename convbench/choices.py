@@ -2,12 +2,13 @@
 
 For each (problem, dtype, device, threads) the database keeps the measured times of every
 accurate algorithm (median and quartiles), the winner, its lead over the runner-up and whether
-that lead is beyond noise (`convbench.analysis.tied`).  One JSON file per machine key in the
-cache directory (`convbench.cache`: the roofline's and the tuning's key, so a different CPU,
-ISA, thread count, BLAS, Numba or convbench version never reuses entries), read and rewritten
-under an exclusive file lock and replaced atomically: concurrent writers never lose each
-other's entries, a reader never sees half a file, and a corrupt file is set aside with a
-warning and rebuilt.
+that lead is beyond noise (`convbench.analysis.tied`), and the times of the baselines (other
+libraries' convolutions, never chosen: what a plan is compared against).  One JSON file per
+machine key in the cache directory (`convbench.cache`: the roofline's and the tuning's key, so
+a different CPU, ISA, thread count, BLAS, Numba or convbench version never reuses entries),
+read and rewritten under an exclusive file lock and replaced atomically: concurrent writers
+never lose each other's entries, a reader never sees half a file, and a corrupt file is set
+aside with a warning and rebuilt.
 
 Entries come from completed sweeps (`record_rows`) and from ``conv2d(..., algo="auto")``
 measuring a problem it has not seen (`choose`).  A new measurement replaces an algorithm's
@@ -147,7 +148,8 @@ def merge(old: dict | None, fresh: dict) -> tuple[dict, str]:
     when the winner changed or was kept within noise."""
     times = {**(old or {}).get("times", {}), **fresh["times"]}
     winner, lead, decisive, note = _decide(times, (old or {}).get("winner"))
-    entry = {**fresh, "times": times, "winner": winner,
+    baselines = {**(old or {}).get("baselines", {}), **fresh.get("baselines", {})}
+    entry = {**fresh, "times": times, "baselines": baselines, "winner": winner,
              "lead": None if math.isnan(lead) else lead, "decisive": decisive}
     return entry, note
 
@@ -173,16 +175,24 @@ def _fresh_entries(rows: pd.DataFrame, source: str) -> dict[int, list[dict]]:
     """Entries (by thread count) of the rows that may win (`analysis.ranked`: ok, accurate,
     timed, not simulated, not baselines)."""
     ranked = analysis.ranked(rows)
+    timed = analysis.counted(rows)
+    base = timed[analysis.baselines(timed)]
     out: dict[int, list[dict]] = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for (problem, device, threads), g in ranked.groupby(["problem", "device", "threads"],
                                                        sort=False):
-        times = {a: {t: float(r[t]) for t in _TIMES} for a, r in
-                 g.drop_duplicates("algorithm", keep="last").set_index("algorithm").iterrows()}
+        b = base[(base["problem"] == problem) & (base["device"] == device)
+                 & (base["threads"] == threads)]
         out.setdefault(int(threads), []).append(
             {"problem": problem, "dtype": str(g["dtype"].iloc[0]), "device": device,
-             "times": times, "source": source, "recorded": now})
+             "times": _times(g), "baselines": _times(b), "source": source, "recorded": now})
     return out
+
+
+def _times(g: pd.DataFrame) -> dict:
+    """Per algorithm of rows ``g``, its median and quartiles (the last row of each)."""
+    return {a: {t: float(r[t]) for t in _TIMES} for a, r in
+            g.drop_duplicates("algorithm", keep="last").set_index("algorithm").iterrows()}
 
 
 def record_rows(rows: pd.DataFrame, source: str = "sweep") -> list[str]:
@@ -244,7 +254,7 @@ def _measure(spec: ConvSpec, device: str, budget: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _model(threads: int, device: str):
+def winner_model(threads: int, device: str):
     """The winner model (`convbench.model`) of this key's entries, refitted when they change."""
     from . import model
 
@@ -282,7 +292,7 @@ def choose(spec: ConvSpec, device: str = "cpu", mode: str | None = None) -> Choi
                         f"recorded from a {entry['source']} run{lead}")
         _HITS[(spec, device, threads)] = choice
     elif (mode := _mode(mode)) == "predict":
-        model = _model(threads, device)
+        model = winner_model(threads, device)
         choice = Choice(model.predict(spec), spec.id, device, threads, "predicted",
                         f"predicted by the winner model fitted on {model.n_problems} recorded "
                         "problems (convbench model report states its regret)")

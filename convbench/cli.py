@@ -353,6 +353,31 @@ def _model(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    from . import plan
+
+    p = plan.plan(args.network, args.device, args.threads)
+    if (p.layers["source"] == "predicted").all():
+        raise ValueError(f"plan: no layer of {args.network} is recorded on {p.device} at "
+                         f"{p.threads} threads (run convbench run sweep --preset "
+                         f"{args.network} first)")
+    print(f"plan of {p.network} on {p.device} at {p.threads} threads (times from the choice "
+          "database, per occurrence):")
+    print(f"{'layer':<34} {'x':>2}  {'algorithm':<14} {'ms':>8}  source")
+    for _, r in p.layers.iterrows():
+        ms = f"{r['expected_s'] * 1e3:8.3f}" if r["expected_s"] == r["expected_s"] else f"{'-':>8}"
+        print(f"{r['name'] or r['problem']:<34} {r['count']:>2}  {r['algorithm']:<14} {ms}  "
+              f"{r['source']}")
+    total = p.total_s
+    if total != total:
+        print("total: unknown (layers without a recorded time: run a sweep of them)")
+        return 0
+    print(f"total {total * 1e3:.3f} ms")
+    for name, t in sorted(p.totals.items(), key=lambda kv: kv[1]):
+        print(f"  {name:<26} {t * 1e3:9.3f} ms  plan / it {total / t:.2f}")
+    return 0
+
+
 def _report(args) -> int:
     from . import report
 
@@ -426,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
     p.add_argument("--device", choices=registry.DEVICES, default="cpu")
     p.set_defaults(func=_model)
+
+    p = sub.add_parser("plan", help="the algorithm algo='auto' picks for each layer of a "
+                                    "network, and the network's expected time")
+    p.add_argument("network", metavar="NETWORK", help="a preset, a sweep TOML or a batch file")
+    p.add_argument("--threads", type=_positive, help="Numba threads (default: Numba's)")
+    p.add_argument("--device", choices=registry.DEVICES, default="cpu")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")

@@ -136,7 +136,7 @@ def test_auto_db_only_miss_is_an_error(two_threads, monkeypatch):
         convbench.conv2d(x, w, padding=1, algo="auto")
     monkeypatch.setenv("CONVBENCH_AUTO", "guess")
     with pytest.raises(ValueError, match=r"CONVBENCH_AUTO: unknown mode 'guess' \(allowed: "
-                                         r"measure, db-only\)"):
+                                         r"measure, predict, db-only\)"):
         convbench.conv2d(x, w, padding=1, algo="auto")
 
 
