@@ -7,8 +7,8 @@ libraries' convolutions, never chosen: what a plan is compared against).  One JS
 machine key in the cache directory (`convbench.cache`: the roofline's and the tuning's key, so
 a different CPU, ISA, thread count, BLAS, Numba or convbench version never reuses entries),
 read and rewritten under an exclusive file lock and replaced atomically: concurrent writers
-never lose each other's entries, a reader never sees half a file, and a corrupt file is set
-aside with a warning and rebuilt.
+never lose each other's entries, a reader never sees half a file, and a corrupt file is ignored
+with a warning and rebuilt by the next write.
 
 Entries come from completed sweeps (`record_rows`) and from ``conv2d(..., algo="auto")``
 measuring a problem it has not seen (`choose`).  A new measurement replaces an algorithm's
@@ -246,12 +246,7 @@ def _measure(spec: ConvSpec, device: str, budget: float) -> pd.DataFrame:
              and a.supports(spec) is None]
     share = budget / max(len(algos), 1)
     timing = sweep.TimingConfig(min_time=share / 8, values=5, max_seconds=share, warmups=1)
-    place = runner._devices([device])[device]
-    problem = runner._Problem(spec)
-    memory = runner.MEMORY_FRACTION * runner.machine.available_memory()
-    rows = [{**runner.run_case(spec, a, problem, timing, memory, place),
-             "threads": numba.get_num_threads()} for a in algos]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(runner.time_problem(spec, algos, timing))
 
 
 def winner_model(threads: int, device: str):
@@ -324,8 +319,10 @@ def export(file, threads: int) -> int:
     entries = table(threads) or _read(threads)
     rows = [{"key": json.dumps(key, sort_keys=True), "problem": e["problem"],
              "dtype": e["dtype"], "device": e["device"], "threads": threads,
-             "source": e["source"], "recorded": e["recorded"], "algorithm": a, **t}
-            for e in entries.values() for a, t in e["times"].items()]
+             "source": e["source"], "recorded": e["recorded"], "algorithm": a,
+             "baseline": field == "baselines", **t}
+            for e in entries.values() for field in ("times", "baselines")
+            for a, t in e.get(field, {}).items()]
     pd.DataFrame(rows).to_parquet(file, index=False)
     return len(entries)
 
@@ -343,9 +340,9 @@ def import_(file, threads: int) -> tuple[int, list[str]]:
     if set(df["key"]) != {json.dumps(key, sort_keys=True)}:
         raise ValueError(f"{file} was exported under another machine key (CPU, ISA, threads, "
                          "BLAS, Numba or convbench version) than this one's; not imported")
+    base = df["baseline"].astype(bool) if "baseline" in df else pd.Series(False, df.index)
     fresh = [{"problem": p, "dtype": g["dtype"].iloc[0], "device": d,
-              "times": {a: {t: float(r[t]) for t in _TIMES}
-                        for a, r in g.set_index("algorithm").iterrows()},
+              "times": _times(g[~base[g.index]]), "baselines": _times(g[base[g.index]]),
               "source": "import", "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
              for (p, d), g in df.groupby(["problem", "device"], sort=False)]
     return len(fresh), _write(threads, fresh)

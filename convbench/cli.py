@@ -326,7 +326,7 @@ def _model(args) -> int:
     if args.action == "fit":
         m = model.fit(entries, args.device)
         print(f"winner model of {m.n_problems} problems recorded on {args.device} at {threads} "
-              f"threads ({', '.join(map(str, m.tree.classes_))}):")
+              f"threads ({', '.join(m.algorithms)}), one rule per leaf:")
         print(m.rules(), end="")
         return 0
     if args.runs:
@@ -354,9 +354,9 @@ def _model(args) -> int:
 
 
 def _plan(args) -> int:
-    from . import plan
+    from . import plans
 
-    p = plan.plan(args.network, args.device, args.threads)
+    p = plans.plan(args.network, args.device, args.threads)
     if (p.layers["source"] == "predicted").all():
         raise ValueError(f"plan: no layer of {args.network} is recorded on {p.device} at "
                          f"{p.threads} threads (run convbench run sweep --preset "

@@ -1,17 +1,20 @@
 """The winner model: the algorithm a problem's shape predicts, learned from this machine's choice
 database (`convbench.choices`), with its regret measured.
 
-``algo="auto"`` in ``predict`` mode uses it for problems never measured.  It is a decision tree
-(scikit-learn) on a few features of the problem (`FEATURES`), small enough to read as rules
-(`Model.rules`), trained on the recorded winners with each problem weighted by what a wrong
-choice costs there (its winner's lead over the runner-up, capped): a problem whose top two are
-within a few percent teaches little.  A prediction is the most probable algorithm among those
-that compute the problem.
+``algo="auto"`` in ``predict`` mode uses it for problems never measured.  It is a regression
+tree (scikit-learn) on a few features of the problem (`FEATURES`) with one output per
+algorithm: the log of that algorithm's recorded time over the best time on the problem (its
+regret; `UNTIMED` where it was not timed: it does not compute the problem, or failed or was
+inaccurate there).  A leaf holds the mean log-regret of every algorithm over its problems, and
+the prediction is the algorithm of least expected regret among those that compute the problem.
+So the tree is trained on what a wrong choice costs, not only on who won: a problem whose top
+two are within a few percent teaches little, one where the winner is 7x ahead a lot.  It is
+small enough to read as rules (`Model.rules`: one line per leaf).
 
 How good it is, is measured, not assumed: `regret` fits the model on all but one fold of the
 recorded problems and predicts the held-out fold (`FOLDS`-fold cross-validation, shuffled with a
-fixed seed: the same database gives the same figures), and for each held-out problem compares
-the predicted algorithm's recorded time with the best one's.
+fixed seed: the same database gives the same figures), and `held_out` judges it on saved runs'
+problems with the model fitted on every other recorded problem.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from .spec import ConvSpec
 FEATURES = ("filter_h", "filter_w", "stride", "dilation", "log2_in_channels",
             "log2_out_channels", "log2_out_pixels", "log2_batch", "depthwise", "grouped",
             "log2_gflop", "intensity", "itemsize")
-MAX_DEPTH = 5  # at most 32 leaves: rules a reader can follow
+MAX_DEPTH = 6  # at most 64 leaves: rules a reader can follow
 MIN_LEAF = 2
-MAX_WEIGHT = 3.0  # a lead counts up to 3x
+UNTIMED = math.log(10.0)  # the log-regret counted for an algorithm not timed on a problem
 FOLDS = 5
 
 
@@ -42,36 +45,50 @@ def features(spec: ConvSpec) -> list[float]:
             math.log2(spec.flops / 1e9), spec.flops / spec.min_bytes, spec.itemsize]
 
 
-def _weight(entry: dict) -> float:
-    lead = entry.get("lead")
-    return min(lead, MAX_WEIGHT) - 1 + 0.05 if lead else 1.0
-
-
 @dataclass
 class Model:
-    """A fitted tree and what it was fitted on."""
+    """A fitted tree, the algorithms of its outputs, and what it was fitted on."""
 
     tree: object
+    algorithms: list
     device: str
     n_problems: int
 
+    def _ranked(self, values) -> list[str]:
+        return [self.algorithms[i] for i in np.argsort(values, kind="stable")]
+
     def predict(self, spec: ConvSpec) -> str:
-        """The most probable algorithm that computes ``spec`` on the model's device."""
-        proba = self.tree.predict_proba(np.array([features(spec)]))[0]
-        for i in np.argsort(-proba, kind="stable"):
-            name = self.tree.classes_[i]
+        """The algorithm of least expected regret that computes ``spec`` on the model's
+        device."""
+        values = self.tree.predict(np.array([features(spec)])).reshape(-1)  # one per algorithm
+        for name in self._ranked(values):
             try:
                 if registry.get(name, self.device).supports(spec) is None:
-                    return str(name)
+                    return name
             except ValueError:  # an algorithm no longer registered
                 continue
         raise ValueError(f"model: no algorithm it knows computes {spec.id}")
 
     def rules(self) -> str:
-        """The tree as indented rules (scikit-learn's text export)."""
-        from sklearn.tree import export_text
+        """One line per leaf: its conditions, the algorithm of least expected regret there,
+        that regret (its geometric mean over the leaf's problems) and how many problems."""
+        t = self.tree.tree_
+        lines = []
 
-        return export_text(self.tree, feature_names=list(FEATURES), show_weights=False)
+        def walk(node, path):
+            if t.children_left[node] == t.children_right[node]:  # a leaf
+                values = t.value[node].reshape(-1)  # (outputs, 1): one per algorithm
+                best = self._ranked(values)[0]
+                lines.append(f"{' and '.join(path) or 'always'}: {best} "
+                             f"(expected {math.exp(values.min()):.2f}x the best, "
+                             f"{int(t.n_node_samples[node])} problems)")
+                return
+            name, cut = FEATURES[t.feature[node]], t.threshold[node]
+            walk(t.children_left[node], [*path, f"{name} <= {cut:.3g}"])
+            walk(t.children_right[node], [*path, f"{name} > {cut:.3g}"])
+
+        walk(0, [])
+        return "\n".join(lines) + "\n"
 
 
 def _entries(entries: dict, device: str) -> list[tuple[ConvSpec, dict]]:
@@ -81,17 +98,22 @@ def _entries(entries: dict, device: str) -> list[tuple[ConvSpec, dict]]:
 
 def fit(entries: dict, device: str = "cpu") -> Model:
     """A model of ``entries`` (a choice table) on ``device``."""
-    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree import DecisionTreeRegressor
 
     data = _entries(entries, device)
     if not data:
         raise ValueError(f"model: no choices recorded on {device} to learn from (run "
                          "convbench run sweep first)")
-    tree = DecisionTreeClassifier(max_depth=MAX_DEPTH, min_samples_leaf=MIN_LEAF,
-                                  random_state=0)
-    tree.fit(np.array([features(s) for s, _ in data]), [e["winner"] for _, e in data],
-             sample_weight=[_weight(e) for _, e in data])
-    return Model(tree, device, len(data))
+    algorithms = sorted(set().union(*(e["times"] for _, e in data)))
+    y = []
+    for _, e in data:
+        best = min(t["median_s"] for t in e["times"].values())
+        y.append([math.log(e["times"][a]["median_s"] / best) if a in e["times"] else UNTIMED
+                  for a in algorithms])
+    tree = DecisionTreeRegressor(max_depth=MAX_DEPTH, min_samples_leaf=MIN_LEAF,
+                                 random_state=0)
+    tree.fit(np.array([features(s) for s, _ in data]), np.array(y))
+    return Model(tree, algorithms, device, len(data))
 
 
 def regret(entries: dict, device: str = "cpu", folds: int = FOLDS) -> pd.DataFrame:

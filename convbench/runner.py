@@ -180,6 +180,19 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
                 "reason": f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]}
 
 
+def time_problem(spec: ConvSpec, algos, timing: sweep.TimingConfig) -> list[dict]:
+    """The rows of ``algos`` on ``spec``, made as a sweep makes them (prepared, compiled,
+    checked against the float64 reference, timed, BLAS on one thread) but outside any run:
+    what ``conv2d(..., algo="auto")`` measures on a miss."""
+    places = _devices({a.device for a in algos})
+    problem = _Problem(spec)
+    budget = int(MEMORY_FRACTION * machine.available_memory())
+    threads = numba.get_num_threads()
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        return [{**run_case(spec, a, problem, timing, budget, places[a.device]),
+                 "threads": threads} for a in algos]
+
+
 def _roofline(meta: dict, threads: int, remeasure: bool) -> roofline.Roofline | None:
     """The run's roofline, recorded in ``meta["roofline"]``: a resumed run's own when it has
     one at these threads, else the cached or freshly measured one (None, and the error in

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from convbench import choices, cli, plan, sweep
+from convbench import choices, cli, plans, sweep
 
 THREADS = 2
 LAYERS = [dataclasses.replace(s, count=c)
@@ -36,7 +36,7 @@ def test_plan_takes_each_layers_winner_and_counts_occurrences():
     record(LAYERS[0], {"direct": 1.0, "im2col": 2.0}, {"torch": 4.0})
     record(LAYERS[1], {"direct": 3.0, "im2col": 1.0, "winograd_f43": 0.5}, {"torch": 1.0})
     record(LAYERS[2], {"direct": 2.0, "im2col": 3.0}, {"torch": 2.0})
-    p = plan.plan(CONFIG, threads=THREADS)
+    p = plans.plan(CONFIG, threads=THREADS)
     assert list(p.layers["algorithm"]) == ["direct", "winograd_f43", "direct"]
     assert list(p.layers["expected_s"]) == [1.0, 0.5, 2.0]
     assert p.total_s == pytest.approx(1 * 1.0 + 3 * 0.5 + 2 * 2.0)
@@ -48,7 +48,7 @@ def test_plan_takes_each_layers_winner_and_counts_occurrences():
 def test_a_layer_never_measured_is_predicted_without_a_time():
     record(LAYERS[0], {"direct": 1.0, "im2col": 2.0})
     record(LAYERS[1], {"direct": 1.0, "im2col": 2.0})
-    p = plan.plan(CONFIG, threads=THREADS)
+    p = plans.plan(CONFIG, threads=THREADS)
     assert list(p.layers["source"]) == ["sweep", "sweep", "predicted"]
     assert p.layers["algorithm"].iloc[2] == "direct" and math.isnan(p.total_s)
     assert p.totals == {}
