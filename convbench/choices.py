@@ -195,6 +195,12 @@ def _times(g: pd.DataFrame) -> dict:
             g.drop_duplicates("algorithm", keep="last").set_index("algorithm").iterrows()}
 
 
+def entries_of_rows(rows: pd.DataFrame) -> dict:
+    """A choice table of ``rows`` alone (no database): what a report fits its model on."""
+    return {entry_key(f["problem"], f["device"], threads): merge(None, f)[0]
+            for threads, fresh in _fresh_entries(rows, "sweep").items() for f in fresh}
+
+
 def record_rows(rows: pd.DataFrame, source: str = "sweep") -> list[str]:
     """Add a run's rows to the database; the notes of winners changed or kept."""
     notes = []

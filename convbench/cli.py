@@ -326,7 +326,8 @@ def _model(args) -> int:
     if args.action == "fit":
         m = model.fit(entries, args.device)
         print(f"winner model of {m.n_problems} problems recorded on {args.device} at {threads} "
-              f"threads ({', '.join(m.algorithms)}), one rule per leaf:")
+              f"threads ({', '.join(m.algorithms)}), one rule per region where one algorithm "
+              "is best:")
         print(m.rules(), end="")
         return 0
     if args.runs:

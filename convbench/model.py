@@ -9,7 +9,7 @@ inaccurate there).  A leaf holds the mean log-regret of every algorithm over its
 the prediction is the algorithm of least expected regret among those that compute the problem.
 So the tree is trained on what a wrong choice costs, not only on who won: a problem whose top
 two are within a few percent teaches little, one where the winner is 7x ahead a lot.  It is
-small enough to read as rules (`Model.rules`: one line per leaf).
+small enough to read as rules (`Model.rules`: one line per region of one algorithm).
 
 How good it is, is measured, not assumed: `regret` fits the model on all but one fold of the
 recorded problems and predicts the held-out fold (`FOLDS`-fold cross-validation, shuffled with a
@@ -70,25 +70,26 @@ class Model:
         raise ValueError(f"model: no algorithm it knows computes {spec.id}")
 
     def rules(self) -> str:
-        """One line per leaf: its conditions, the algorithm of least expected regret there,
-        that regret (its geometric mean over the leaf's problems) and how many problems."""
+        """One line per rule: its conditions, the algorithm of least expected regret there,
+        that regret (the geometric mean over the rule's problems) and how many problems.  A
+        subtree whose leaves all pick the same algorithm is one rule."""
         t = self.tree.tree_
-        lines = []
 
-        def walk(node, path):
-            if t.children_left[node] == t.children_right[node]:  # a leaf
-                values = t.value[node].reshape(-1)  # (outputs, 1): one per algorithm
-                best = self._ranked(values)[0]
-                lines.append(f"{' and '.join(path) or 'always'}: {best} "
-                             f"(expected {math.exp(values.min()):.2f}x the best, "
-                             f"{int(t.n_node_samples[node])} problems)")
-                return
+        def best(node):
+            return self._ranked(t.value[node].reshape(-1))[0]  # value: (outputs, 1)
+
+        def walk(node, path) -> list[tuple[list, int]]:
+            left, right = t.children_left[node], t.children_right[node]
+            if left == right:  # a leaf
+                return [(path, node)]
             name, cut = FEATURES[t.feature[node]], t.threshold[node]
-            walk(t.children_left[node], [*path, f"{name} <= {cut:.3g}"])
-            walk(t.children_right[node], [*path, f"{name} > {cut:.3g}"])
+            rules = (walk(left, [*path, f"{name} <= {cut:.3g}"])
+                     + walk(right, [*path, f"{name} > {cut:.3g}"]))
+            return [(path, node)] if len({best(n) for _, n in rules}) == 1 else rules
 
-        walk(0, [])
-        return "\n".join(lines) + "\n"
+        return "".join(f"{' and '.join(path) or 'always'}: {best(n)} (expected "
+                       f"{math.exp(t.value[n].min()):.2f}x the best, "
+                       f"{int(t.n_node_samples[n])} problems)\n" for path, n in walk(0, []))
 
 
 def _entries(entries: dict, device: str) -> list[tuple[ConvSpec, dict]]:

@@ -108,6 +108,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "totals": _total_rows(totals),
         "separable": _separable_rows(sep, shape),
         "baseline": _baseline_table(vs_base),
+        "model": winner_model(df),
         "rows": _all_rows(df, shape),
         "accuracy": accuracy(df),
         "inaccurate": _inaccurate_rows(df),
@@ -477,6 +478,26 @@ def _baseline_table(t: pd.DataFrame) -> dict:
     return {"name": baselines.title("torch"), "rows": rows,
             "algos": [{"name": baselines.title(a), "algo": analysis.algorithm_of(a)}
                       for a in algos]}
+
+
+# Fewer problems than this teach a tree nothing worth reading: the section is left out.
+MODEL_MIN_PROBLEMS = 10
+
+
+def winner_model(df: pd.DataFrame) -> dict:
+    """The winner model (`convbench.model`) fitted on this run's CPU rows alone: its rules, one
+    line per leaf, and its regret under cross-validation ({} for a run of fewer than
+    `MODEL_MIN_PROBLEMS` problems)."""
+    from . import choices, model
+
+    entries = {k: e for k, e in choices.entries_of_rows(df).items() if e["device"] == "cpu"}
+    if len(entries) < MODEL_MIN_PROBLEMS:
+        return {}
+    s = model.summary(model.regret(entries))
+    return {"rules": model.fit(entries).rules().splitlines(), "problems": s["problems"],
+            "regret": f"median {s['median']:.2f}, worst {s['worst']:.2f}, total "
+                      f"{s['total']:.2f}; the winner predicted for {s['top1']:.0%} of the "
+                      "problems", "folds": model.FOLDS}
 
 
 def _all_rows(df: pd.DataFrame, shape: dict) -> list[dict]:

@@ -53,9 +53,11 @@ def test_predicts_the_recorded_pattern_on_new_shapes():
                  ConvSpec(c=6, h=20, k=6, r=7, padding=3)):
         assert m.predict(spec) == fastest(spec)
     rules = m.rules().splitlines()
-    assert len(rules) == m.tree.get_n_leaves() and all(" problems)" in r for r in rules)
-    assert any(r.startswith("filter_h") and ": winograd_f43 (expected 1.00x" in r
-               for r in rules)
+    # one rule per algorithm's region: the three winners, each exact (1.00x) over its problems
+    assert len(rules) == 3 and all(" (expected 1.00x the best, " in r for r in rules)
+    assert sorted(r.split(": ")[1].split(" ")[0] for r in rules) == ["fft", "im2col",
+                                                                    "winograd_f43"]
+    assert sum(int(r.split(", ")[-1].split(" ")[0]) for r in rules) == 32
 
 
 def test_only_an_algorithm_that_computes_the_problem_is_predicted():
@@ -130,10 +132,27 @@ def test_cli_fit_and_report(capsys):
     assert "no choices recorded" in capsys.readouterr().err
     choices._write(THREADS, [dict(e) for e in entries_of(problems()).values()])
     assert cli.main(["model", "fit", "--threads", "2"]) == 0
-    assert "one rule per leaf" in capsys.readouterr().out
+    assert "one rule per region" in capsys.readouterr().out
     assert cli.main(["model", "report", "--threads", "2"]) == 0
     out = capsys.readouterr().out
     s = model.summary(model.regret(choices.table(THREADS)))
     assert "5-fold cross-validation over 32 recorded problems" in out
     assert (f"median {s['median']:.3f}, worst {s['worst']:.3f}, total {s['total']:.3f}; "
             f"top-1 accuracy {s['top1']:.0%}") in out
+
+
+def test_a_reports_model_is_fitted_on_its_own_rows():
+    from convbench import report
+
+    def rows_of(specs):
+        entries = entries_of(specs)
+        return pd.DataFrame([
+            {"problem": e["problem"], "name": "", "dtype": "float32", "device": "cpu",
+             "threads": 1, "algorithm": a, "family": "f", "operator": "conv", "status": "ok",
+             "accurate": True, "simulated": False, **t}
+            for e in entries.values() for a, t in e["times"].items()])
+
+    section = report.winner_model(rows_of(problems()))
+    assert section["problems"] == 32 and len(section["rules"]) >= 3
+    assert section["regret"].startswith("median ") and section["folds"] == model.FOLDS
+    assert report.winner_model(rows_of(problems()[:report.MODEL_MIN_PROBLEMS - 1])) == {}
