@@ -35,3 +35,17 @@ def _roofline_cache(tmp_path_factory):
         os.environ.pop("CONVBENCH_CACHE_DIR", None)
     else:
         os.environ["CONVBENCH_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def fresh_choices(tmp_path, monkeypatch):
+    """An empty choice database: a private cache directory, nothing of it in memory, no
+    `CONVBENCH_AUTO` from the environment.  Returns the cache directory."""
+    from convbench import choices
+
+    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("_TABLES", "_HITS", "_MODELS"):
+        monkeypatch.setattr(choices, name, {})
+    monkeypatch.setattr(choices, "_SAID", set())
+    monkeypatch.delenv("CONVBENCH_AUTO", raising=False)
+    return tmp_path / "cache"

@@ -21,14 +21,8 @@ SPEC = ConvSpec(c=3, h=6, k=4, r=3, padding=1)
 
 
 @pytest.fixture(autouse=True)
-def db(tmp_path, monkeypatch):
-    """A fresh cache directory and no entries in memory."""
-    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(choices, "_TABLES", {})
-    monkeypatch.setattr(choices, "_HITS", {})
-    monkeypatch.setattr(choices, "_SAID", set())
-    monkeypatch.delenv("CONVBENCH_AUTO", raising=False)
-    return tmp_path / "cache"
+def db(fresh_choices):
+    return fresh_choices
 
 
 def rows(times, problem="p1", threads=THREADS, spread=0.01, inaccurate=()):

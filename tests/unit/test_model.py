@@ -13,11 +13,7 @@ THREADS = 2
 
 
 @pytest.fixture(autouse=True)
-def db(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("_TABLES", "_HITS", "_MODELS"):
-        monkeypatch.setattr(choices, name, {})
-    monkeypatch.setattr(choices, "_SAID", set())
+def db(fresh_choices, monkeypatch):
     monkeypatch.setattr(choices.numba, "get_num_threads", lambda: THREADS)
 
 

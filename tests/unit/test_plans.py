@@ -14,12 +14,7 @@ LAYERS = [dataclasses.replace(s, count=c)
 CONFIG = dataclasses.replace(sweep.preset("smoke"), problems=tuple(LAYERS))
 
 
-@pytest.fixture(autouse=True)
-def db(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("_TABLES", "_HITS", "_MODELS"):
-        monkeypatch.setattr(choices, name, {})
-    monkeypatch.setattr(choices, "_SAID", set())
+pytestmark = pytest.mark.usefixtures("fresh_choices")
 
 
 def record(spec, times, baselines=None):
