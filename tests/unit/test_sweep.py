@@ -31,7 +31,7 @@ PRESETS = {
     "resnet50": (23, 53),    # 1 + 4 + 6 + 6 + 6 distinct; 1 + 10 + 13 + 19 + 10 convs
     "googlenet": (6, 6),
     "mobilenet": (28, 40),   # stem + 9 distinct blocks x (dw, pw, std); 1 + 13 x 3
-    "grid": (126, 126),      # 3 x 2 channel pairs x 3 sizes x 3 filters x 2 strides + 18 dw
+    "grid": (134, 134),      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
 }
 
 GRID = {"c": [8], "h": [16], "k": [8], "filter": [1, 3]}
