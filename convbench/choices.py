@@ -305,8 +305,10 @@ def choose(spec: ConvSpec, device: str = "cpu", mode: str | None = None) -> Choi
     else:
         rows = _measure(spec, device, _budget())
         if analysis.ranked(rows).empty:
-            raise ValueError(f"algo='auto': no algorithm computes {spec.id} on {device} "
-                             "accurately")
+            why = ("its times come from the CUDA simulator and say nothing about a GPU"
+                   if analysis.simulated(rows).any() else "no algorithm computed it accurately")
+            raise ValueError(f"algo='auto': {spec.id} on {device} cannot be chosen by "
+                             f"measuring: {why}")
         _write(threads, _fresh_entries(rows, "measure")[threads])
         entry = table(threads)[k]
         choice = Choice(entry["winner"], spec.id, device, threads, "measured",

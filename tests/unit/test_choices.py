@@ -153,6 +153,7 @@ def test_auto_measure_miss_records_only_accurate_algorithms(two_threads, monkeyp
 
 
 def test_a_completed_sweep_records_its_rows(tmp_path):
+    fakes.prepare_roofline_cache(1)  # the private cache directory has none: measure nothing
     config = sweep.SweepConfig(name="t", problems=(SPEC,), algorithms=None,
                                timing=sweep.TimingConfig(min_time=0.001, values=3))
     df = runner.run_sweep(config, results_dir=tmp_path / "r", entries=fakes.entries()[:2],
@@ -190,3 +191,14 @@ def test_cli_show_export_import_clear(tmp_path, capsys):
             assert cli.main(["choices", *argv, "--threads", "2"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("convbench: error:") and "\n" not in err
+
+
+def test_auto_measure_on_the_cuda_simulator_says_why_it_cannot_choose(two_threads,
+                                                                     monkeypatch):
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("a real GPU: its times can be recorded")
+    monkeypatch.setenv("CONVBENCH_AUTO_BUDGET", "0.01")
+    spec = ConvSpec(c=2, h=5, k=2, r=3, padding=1)
+    x, w = arrays(spec)
+    with pytest.raises(ValueError, match="CUDA simulator"):
+        convbench.conv2d(x, w, padding=1, algo="auto", device="cuda", auto_mode="measure")
