@@ -284,7 +284,9 @@ def choose(spec: ConvSpec, device: str = "cpu", mode: str | None = None) -> Choi
     k = entry_key(spec.id, device, threads)
     entry = table(threads).get(k)
     if entry is None:  # another process may have recorded it since this one read the file
-        _TABLES[threads] = _read(threads)
+        fresh = _read(threads)
+        if fresh != _TABLES[threads]:  # unchanged: keep the table, and the model fitted on it
+            _TABLES[threads] = fresh
         entry = _TABLES[threads].get(k)
     if entry is not None:
         lead = (f", {entry['lead']:.2f}x ahead of the runner-up"
@@ -324,7 +326,7 @@ def export(file, threads: int) -> int:
     """Write this key's entries to a Parquet file (one row per entry and algorithm, the machine
     key in every row); how many entries."""
     _, key = _file(threads)
-    entries = table(threads) or _read(threads)
+    entries = table(threads)
     rows = [{"key": json.dumps(key, sort_keys=True), "problem": e["problem"],
              "dtype": e["dtype"], "device": e["device"], "threads": threads,
              "source": e["source"], "recorded": e["recorded"], "algorithm": a,

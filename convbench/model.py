@@ -148,12 +148,18 @@ def regret(entries: dict, device: str = "cpu", folds: int = FOLDS) -> pd.DataFra
         model = fit(train, device)
         for i in part:
             spec, e = data[i]
-            pred = model.predict(spec)
-            best = min(t["median_s"] for t in e["times"].values())
-            t = e["times"].get(pred, {}).get("median_s", math.nan)
-            rows.append({"problem": e["problem"], "winner": e["winner"], "predicted": pred,
-                         "best_s": best, "predicted_s": t, "regret": t / best})
+            rows.append(_scored(model, spec, {a: t["median_s"] for a, t in e["times"].items()}))
     return pd.DataFrame(rows)
+
+
+def _scored(model: Model, spec: ConvSpec, times: dict) -> dict:
+    """``model``'s prediction for ``spec`` against the measured ``times`` (algorithm ->
+    seconds): the best (``winner``) and predicted algorithms, their times and the regret."""
+    pred = model.predict(spec)
+    winner = min(times, key=times.get)
+    t = times.get(pred, math.nan)
+    return {"problem": spec.id, "winner": winner, "predicted": pred, "best_s": times[winner],
+            "predicted_s": t, "regret": t / times[winner]}
 
 
 def held_out(entries: dict, rows: pd.DataFrame, device: str = "cpu") -> pd.DataFrame:
@@ -168,14 +174,10 @@ def held_out(entries: dict, rows: pd.DataFrame, device: str = "cpu") -> pd.DataF
     model = fit({k: e for k, e in entries.items() if e["problem"] not in test}, device)
     out = []
     for problem, g in ranked.groupby("problem", sort=False):
-        times = g.groupby("algorithm")["median_s"].min()
-        pred = model.predict(ConvSpec.parse(problem))
-        best = float(times.min())
-        t = float(times.get(pred, math.nan))
-        out.append({"problem": problem, "name": g["name"].iloc[0],
-                    "count": int(g["count"].iloc[0]) if "count" in g else 1,
-                    "winner": times.idxmin(), "predicted": pred, "best_s": best,
-                    "predicted_s": t, "regret": t / best})
+        times = g.groupby("algorithm")["median_s"].min().astype(float).to_dict()
+        out.append({**_scored(model, ConvSpec.parse(problem), times),
+                    "name": g["name"].iloc[0],
+                    "count": int(g["count"].iloc[0]) if "count" in g else 1})
     return pd.DataFrame(out)
 
 

@@ -120,6 +120,19 @@ def space(target: Target) -> list[dict]:
 SMALLER_TILE_SAVES = 0.2
 
 
+def _grid_pixels(spec) -> int:
+    """Pixels of the flattened output grid: oh rows of the phase planes' width (see
+    `_geometry`; the columns past ow are computed and dropped)."""
+    pt, pb, pl, pr = spec.pads
+    return spec.oh * -(-(spec.w + pl + pr) // spec.sw)
+
+
+def _partial_sums(spec, tile, kblocks, kb) -> int:
+    """Elements of `_direct`'s ``part``: one (kb, tile) tile per pixel block and output-channel
+    block."""
+    return spec.n * spec.groups * -(-_grid_pixels(spec) // tile) * kblocks * kb * tile
+
+
 def _params(spec, given=None) -> tuple[dict, int]:
     """The tile parameters and the pixels of a tile row for ``spec``'s dtype: the resolved
     parameters, with ``nv`` lowered by one where that computes `SMALLER_TILE_SAVES` less of
@@ -127,8 +140,7 @@ def _params(spec, given=None) -> tuple[dict, int]:
     two ways per dtype)."""
     p = resolve("direct", defaults(current()), given)
     vl = current().lanes(np.dtype(spec.dtype).itemsize)
-    pt, pb, pl, pr = spec.pads
-    npix = spec.oh * -(-(spec.w + pl + pr) // spec.sw)  # the flattened grid (see _geometry)
+    npix = _grid_pixels(spec)
 
     def computed(nv):
         return -(-npix // (nv * vl)) * nv * vl
@@ -484,9 +496,7 @@ ITEMS_PER_THREAD = 8
 def _kgroups(spec, tile, kblocks, threads) -> int:
     """Output-channel block groups per pixel block: the fewest that give `ITEMS_PER_THREAD`
     items per thread (each group reads the input tile again)."""
-    pt, pb, pl, pr = spec.pads
-    pblocks = -(-spec.oh * -(-(spec.w + pl + pr) // spec.sw) // tile)
-    items = spec.n * spec.groups * pblocks
+    items = spec.n * spec.groups * -(-_grid_pixels(spec) // tile)
     return int(min(kblocks, max(1, -(-ITEMS_PER_THREAD * threads // items))))
 
 
@@ -505,8 +515,7 @@ def workspace(spec, params=None):
                      spec.dw, spec.pads, spec.oh, tile)[3]
     part = 0
     if _chunk(toff, tile, spec.itemsize, p["chunk_bytes"], spec.cg) < spec.cg:
-        pblocks = -(-spec.oh * -(-(spec.w + pl + pr) // spec.sw) // tile)
-        part = spec.n * spec.groups * pblocks * kblocks * kb * tile
+        part = _partial_sums(spec, tile, kblocks, kb)
     return spec.itemsize * (weights + xq + part)
 
 
@@ -585,8 +594,7 @@ def prepare(w, spec, params=None):
     kgroups = _kgroups(spec, tile, kblocks, numba.get_num_threads())
     part = np.empty(0, dtype)
     if cb < cg:
-        part = pooled_empty(spec.n * groups * -(-spec.oh * wq // tile) * kblocks * KB * tile,
-                            dtype)
+        part = pooled_empty(_partial_sums(spec, tile, kblocks, KB), dtype)
     blocking = (part, cb, kgroups, *tokens)
 
     if not length:
