@@ -118,7 +118,7 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
 
 
 def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=1,
-                     device="cpu"):
+                     algo="separable", device="cpu", auto_mode=None):
     """Depthwise-separable convolution: depthwise r x s (groups = c), then pointwise 1x1.
 
     Parameters
@@ -129,11 +129,21 @@ def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=
     w_pointwise : array_like (k, c * m, 1, 1)
     stride, padding, dilation
         Of the depthwise stage, as in `conv2d`.
+    algo : str
+        ``separable``: the separable operator (one registry entry, both stages in one
+        prepared call).  ``auto``: each stage is its own convolution (the depthwise one with
+        ``groups = c``, the pointwise 1x1 one), and each runs the algorithm
+        ``conv2d(..., algo="auto")`` chooses for it; `convbench.last_choice` names both.
+    device, auto_mode
+        As in `conv2d`.
 
     Returns
     -------
     numpy.ndarray (n, k, oh, ow)
     """
+    if algo not in ("separable", "auto"):
+        raise ValueError(f"algo: unknown value {algo!r} for separable_conv2d "
+                         "(allowed: separable, auto)")
     (x, wd, wp), _ = _as_arrays(x=x, w_depthwise=w_depthwise, w_pointwise=w_pointwise)
     n, c, h, width = x.shape
     cm, one, r, s = wd.shape
@@ -141,9 +151,23 @@ def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=
         raise ValueError(f"w_depthwise must have shape (c*m, 1, r, s) with c={c}, got {wd.shape}")
     if wp.shape[1:] != (cm, 1, 1):
         raise ValueError(f"w_pointwise must have shape (k, {cm}, 1, 1), got {wp.shape}")
+    if algo == "auto":
+        return _separable_auto(x, wd, wp, stride, padding, dilation, device, auto_mode)
     spec = ConvSpec(n=n, c=c, h=h, w=width, k=wp.shape[0], r=r, s=s, stride=stride,
                     padding=padding, dilation=dilation, dtype=x.dtype.name)
     return run(registry.get("separable", device), spec, x, (wd, wp))
+
+
+def _separable_auto(x, wd, wp, stride, padding, dilation, device, auto_mode) -> np.ndarray:
+    """The two stages of a separable convolution, each as ``algo="auto"`` chooses it."""
+    from . import choices
+
+    mid = conv2d(x, wd, stride, padding, dilation, groups=x.shape[1], algo="auto",
+                 device=device, auto_mode=auto_mode)
+    depthwise = choices.last_choice()
+    out = conv2d(mid, wp, algo="auto", device=device, auto_mode=auto_mode)
+    choices.chose_stages(depthwise, choices.last_choice())
+    return out
 
 
 def reference_conv2d(x, w, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:

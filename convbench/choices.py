@@ -55,8 +55,19 @@ class Choice:
     problem: str
     device: str
     threads: int
-    source: str  # "database" or "measured"
+    source: str  # "database", "measured" or "predicted"; for stages, each stage's
     why: str
+    stages: tuple[Choice, ...] = ()  # a separable convolution's depthwise and pointwise
+
+
+def chose_stages(*stages: Choice) -> Choice:
+    """Record one choice made of the choices of a computation's stages (a separable
+    convolution's depthwise and pointwise convolutions), as `last_choice` will give it."""
+    choice = Choice("+".join(c.algorithm for c in stages), " then ".join(c.problem for c in stages),
+                    stages[0].device, stages[0].threads, "+".join(c.source for c in stages),
+                    "; ".join(f"{c.algorithm} for {c.problem}: {c.why}" for c in stages), stages)
+    _LAST[0] = choice
+    return choice
 
 
 _LAST: list[Choice | None] = [None]

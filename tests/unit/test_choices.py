@@ -202,3 +202,39 @@ def test_auto_measure_on_the_cuda_simulator_says_why_it_cannot_choose(two_thread
     x, w = arrays(spec)
     with pytest.raises(ValueError, match="CUDA simulator"):
         convbench.conv2d(x, w, padding=1, algo="auto", device="cuda", auto_mode="measure")
+
+
+def test_separable_auto_chooses_each_stage(two_threads):
+    c, m, k = 3, 2, 5
+    spec_dw = ConvSpec(c=c, h=6, k=c * m, r=3, padding=1, groups=c)
+    spec_pw = ConvSpec(c=c * m, h=6, k=k, r=1)
+    choices.record_rows(rows({"depthwise": 1.0, "direct": 2.0}, problem=spec_dw.id))
+    choices.record_rows(rows({"direct": 1.0, "im2col": 3.0}, problem=spec_pw.id))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, c, 6, 6)).astype(np.float32)
+    wd = rng.standard_normal((c * m, 1, 3, 3)).astype(np.float32)
+    wp = rng.standard_normal((k, c * m, 1, 1)).astype(np.float32)
+    y = convbench.separable_conv2d(x, wd, wp, padding=1, algo="auto", auto_mode="db-only")
+    np.testing.assert_allclose(y, convbench.separable_conv2d(x, wd, wp, padding=1), atol=1e-4)
+    got = convbench.last_choice()
+    assert got.algorithm == "depthwise+direct" and got.source == "database+database"
+    assert [s.problem for s in got.stages] == [spec_dw.id, spec_pw.id]
+    assert spec_dw.id in got.why and spec_pw.id in got.why
+    with pytest.raises(ValueError, match=r"algo: unknown value 'direct' .*allowed: separable, "
+                                         r"auto"):
+        convbench.separable_conv2d(x, wd, wp, padding=1, algo="direct")
+
+
+def test_auto_on_cuda_runs_the_recorded_cuda_winner(two_threads):
+    spec = ConvSpec(c=2, h=5, k=3, r=3, padding=1)
+    cuda_rows = rows({"im2col": 1.0, "direct": 2.0}, problem=spec.id).assign(device="cuda")
+    choices.record_rows(cuda_rows)
+    choices.record_rows(rows({"direct": 1.0, "im2col": 2.0}, problem=spec.id))
+    x, w = arrays(spec)
+    y = convbench.conv2d(x, w, padding=1, algo="auto", device="cuda", auto_mode="db-only")
+    got = convbench.last_choice()
+    assert (got.algorithm, got.device, got.source) == ("im2col", "cuda", "database")
+    np.testing.assert_allclose(y, convbench.reference_conv2d(x, w, padding=1), atol=1e-4)
+    convbench.conv2d(x, w, padding=1, algo="auto", auto_mode="db-only")
+    assert (convbench.last_choice().algorithm, convbench.last_choice().device) == ("direct",
+                                                                                   "cpu")
