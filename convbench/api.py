@@ -58,16 +58,30 @@ def _cached_spec(xshape, wshape, stride, padding, dilation, groups, dtype) -> Co
                     dilation=dilation, groups=groups, dtype=dtype)
 
 
-def run(algo: registry.Algorithm, spec: ConvSpec, x: np.ndarray, w) -> np.ndarray:
-    """Prepare ``algo`` for ``spec`` with weights ``w`` and compute on ``x``."""
+def run(algo: registry.Algorithm, spec: ConvSpec, a: np.ndarray, b) -> np.ndarray:
+    """Prepare ``algo`` for ``spec`` with ``b`` (the weights; for ``bwd_w`` the input) and
+    compute on ``a`` (the input; for both gradients dy)."""
     reason = algo.supports(spec)
     if reason is not None:
         raise ValueError(f"{algo.name} does not compute {spec.id}: {reason}")
     device = devices.get(algo.device)
-    compute = algo.prepare(w, spec)
-    out = device.empty(spec.output_shape, spec.dtype)
-    compute(device.put(x), out)
+    compute = algo.prepare(b, spec)
+    out = device.empty(spec.result_shape, spec.dtype)
+    compute(device.put(a), out)
     return device.get(out)
+
+
+def _entry(algo: str, spec: ConvSpec, device: str, auto_mode) -> registry.Algorithm:
+    """The registry entry ``algo`` names for ``spec`` (``auto``: the choice database's)."""
+    if algo == "auto":
+        from . import choices
+
+        algo = choices.choose(spec, device, auto_mode).algorithm
+    entry = registry.get(algo, device)
+    if entry.operator != "conv":
+        raise ValueError(f"algo {algo!r} is the separable operator; call "
+                         "convbench.separable_conv2d(x, w_depthwise, w_pointwise, ...)")
+    return entry
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", device="cpu",
@@ -106,15 +120,137 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1, algo="direct", devic
     """
     (x, w), _ = _as_arrays(x=x, w=w)
     spec = _spec(x, w, stride, padding, dilation, groups)
-    if algo == "auto":
-        from . import choices
+    return run(_entry(algo, spec, device, auto_mode), spec, x, w)
 
-        algo = choices.choose(spec, device, auto_mode).algorithm
-    entry = registry.get(algo, device)
-    if entry.operator != "conv":
-        raise ValueError(f"algo {algo!r} is the separable operator; call "
-                         "convbench.separable_conv2d(x, w_depthwise, w_pointwise, ...)")
-    return run(entry, spec, x, w)
+
+def _shape(name: str, value) -> tuple[int, int, int, int]:
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be 4 integers (n, c, h, w) or (k, c/groups, r, s), "
+                         f"got {value!r}")
+    return shape
+
+
+def _check_dy(dy: np.ndarray, spec: ConvSpec) -> None:
+    if dy.shape != spec.output_shape:
+        raise ValueError(f"dy must have the forward output's shape {spec.output_shape} for "
+                         f"problem {spec.forward.id}, got {dy.shape}")
+
+
+def conv2d_input(input_shape, w, dy, stride=1, padding=0, dilation=1, groups=1,
+                 algo="direct", device="cpu", auto_mode=None):
+    """The gradient of `conv2d` with respect to its input (PyTorch's
+    ``torch.nn.grad.conv2d_input``): dx from dy and the weights.
+
+    Parameters
+    ----------
+    input_shape : (n, c, h, w) of the forward input
+    w : array_like (k, c // groups, r, s)
+    dy : array_like (n, k, oh, ow), the gradient of the forward output
+    stride, padding, dilation, groups, algo, device, auto_mode
+        As in `conv2d` (every padding form it accepts); the problem's id ends in ``-bwd_d``.
+
+    Returns
+    -------
+    numpy.ndarray ``input_shape``
+    """
+    (w, dy), _ = _as_arrays(w=w, dy=dy)
+    n, c, h, width = _shape("input_shape", input_shape)
+    spec = _spec(np.empty((n, c, h, width), w.dtype), w, stride, padding, dilation,
+                 groups).with_(direction="bwd_d")
+    _check_dy(dy, spec)
+    return run(_entry(algo, spec, device, auto_mode), spec, dy, w)
+
+
+def conv2d_weight(x, weight_shape, dy, stride=1, padding=0, dilation=1, groups=1,
+                  algo="direct", device="cpu", auto_mode=None):
+    """The gradient of `conv2d` with respect to its weights (PyTorch's
+    ``torch.nn.grad.conv2d_weight``): dw from the input and dy.
+
+    Parameters
+    ----------
+    x : array_like (n, c, h, w), the forward input
+    weight_shape : (k, c // groups, r, s)
+    dy : array_like (n, k, oh, ow), the gradient of the forward output
+    stride, padding, dilation, groups, algo, device, auto_mode
+        As in `conv2d`; the problem's id ends in ``-bwd_w``.
+
+    Returns
+    -------
+    numpy.ndarray ``weight_shape``
+    """
+    (x, dy), _ = _as_arrays(x=x, dy=dy)
+    shape = _shape("weight_shape", weight_shape)
+    spec = _spec(x, np.empty(shape, x.dtype), stride, padding, dilation,
+                 groups).with_(direction="bwd_w")
+    _check_dy(dy, spec)
+    return run(_entry(algo, spec, device, auto_mode), spec, dy, x)
+
+
+def conv_transpose2d(x, w, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     algo="direct", device="cpu", auto_mode=None):
+    """Transposed convolution ("up-convolution"), PyTorch's ``conv_transpose2d``: the
+    gradient of the input of the convolution it inverts, whose problem (``-bwd_d``) it runs.
+
+    Parameters
+    ----------
+    x : array_like (n, c_in, h, w)
+    w : array_like (c_in, k_out // groups, r, s)
+    stride, dilation, groups
+        As in `conv2d`.
+    padding : int, (ph, pw) or (top, bottom, left, right)
+        Removed from the full output, as the inverted convolution's padding.
+    output_padding : int or (int, int)
+        Rows and columns added at the bottom and right, each smaller than the stride or the
+        dilation of its axis.
+    algo, device, auto_mode
+        As in `conv2d`.
+
+    Returns
+    -------
+    numpy.ndarray (n, k_out, (h - 1)*stride - pads + dilation*(r - 1) + output_padding + 1,
+    likewise for w)
+    """
+    (x, w), _ = _as_arrays(x=x, w=w)
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int, (ph, pw) or (top, bottom, left, right) for "
+                         f"conv_transpose2d, got {padding!r}")
+    spec = _transposed_spec(x.shape, w.shape, stride, padding, output_padding, dilation,
+                            groups, x.dtype)
+    extra = spec.oh - x.shape[2], spec.ow - x.shape[3]  # output_padding >= stride: zero rows
+    if any(extra):
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return run(_entry(algo, spec, device, auto_mode), spec, x, w)
+
+
+def _transposed_spec(xshape, wshape, stride, padding, output_padding, dilation, groups,
+                     dtype) -> ConvSpec:
+    """The ``bwd_d`` problem of the convolution a transposed convolution inverts."""
+    n, c_in, h, width = xshape
+    k_in, kg, r, s = wshape
+    if k_in != c_in:
+        raise ValueError(f"w must have shape (c_in, k_out/groups, r, s) = ({c_in}, ...) for x "
+                         f"of shape {xshape}, got {wshape}")
+    # any size will do: the probe only reads stride, padding and dilation in canonical form
+    probe = ConvSpec(c=groups * kg, h=1 << 20, k=c_in, r=r, s=s, stride=stride,
+                     padding=padding, dilation=dilation, groups=groups, dtype=dtype)
+    pt, pb, pl, pr = probe.pads
+    ops = output_padding if isinstance(output_padding, (tuple, list)) else (output_padding,) * 2
+    if len(ops) != 2 or any(not isinstance(o, int) or o < 0 for o in ops):
+        raise ValueError(f"output_padding must be an int >= 0 or a pair, got {output_padding!r}")
+    for axis, o, st, d in (("h", ops[0], probe.sh, probe.dh), ("w", ops[1], probe.sw, probe.dw)):
+        if o >= st and o >= d:
+            raise ValueError(f"output_padding must be smaller than the stride or the dilation, "
+                             f"got {o} on {axis} with stride {st} and dilation {d}")
+    oh = (h - 1) * probe.sh - pt - pb + probe.dh * (r - 1) + ops[0] + 1
+    ow = (width - 1) * probe.sw - pl - pr + probe.dw * (s - 1) + ops[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"padding {padding!r} leaves no output ({oh}x{ow}) for x of shape "
+                         f"{xshape} and w of shape {wshape}")
+    return probe.with_(n=n, h=oh, w=ow, direction="bwd_d")
 
 
 def separable_conv2d(x, w_depthwise, w_pointwise, stride=1, padding=0, dilation=1,

@@ -11,7 +11,10 @@ An entry's ``prepare(w, spec)`` does the once-per-layer work and returns
 ``compute(x, out)``, which writes into a preallocated output (see ``kernels``).
 ``supports(spec)`` returns None or the reason the algorithm does not compute
 ``spec``: a valid problem that an algorithm does not compute is *unsupported*,
-never computed wrongly.
+never computed wrongly.  An entry computes the directions it lists (``fwd`` unless it says
+more; the CPU families compute both gradients through `convbench_kernels.directions`), and
+its ``supports`` refuses the others whatever the rule it was given says: an algorithm written
+before directions existed can never be handed a gradient to compute as a forward problem.
 
 Tolerances bound the error relative to the reference's largest magnitude,
 ``max|out - ref| / max|ref|``, per dtype.  Evidence: the largest value measured
@@ -26,10 +29,11 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from convbench_kernels import directions as _directions
 from convbench_kernels.cpu import depthwise, direct, fft, im2col, target, winograd
 
 from . import baselines, plugins
-from .spec import DTYPES, ConvSpec
+from .spec import DIRECTIONS, DTYPES, ConvSpec
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class Algorithm:
     default : bool
         Whether a sweep that names no algorithms runs it.  False marks an *opt-in* entry (one
         too slow to run on every problem), run only when a sweep or ``--algo`` names it.
+    directions : tuple of str
+        The directions of a layer it computes (`convbench.spec.DIRECTIONS`).  For ``bwd_d``
+        ``prepare`` takes the weights and ``compute(dy, dx)``; for ``bwd_w`` ``prepare`` takes
+        the input x and keeps it (all the work is the call's: x and dy are new at every
+        training step) and ``compute(dy, dw)``.
     """
 
     name: str
@@ -78,6 +87,31 @@ class Algorithm:
     operator: str = "conv"
     workspace: Callable[[ConvSpec], int] | None = None
     default: bool = True
+    directions: tuple[str, ...] = ("fwd",)
+
+    def __post_init__(self):
+        if getattr(self.supports, "rule", None) is None:  # not yet wrapped (see `_directed`)
+            object.__setattr__(self, "supports", _directed(self.supports, self.directions))
+
+
+def _directed(rule: Callable, directions: tuple[str, ...]) -> Callable:
+    """``rule`` refusing, with the reason, the directions an entry does not compute."""
+
+    def supports(spec):
+        if spec.direction not in directions:
+            return f"computes {', '.join(directions)} only, not {spec.direction}"
+        return rule(spec)
+
+    supports.rule = rule
+    return supports
+
+
+def _every_direction(supports, prepare, workspace) -> dict:
+    """The fields of a CPU entry that computes all three directions from its forward kernels
+    (`convbench_kernels.directions`)."""
+    return dict(supports=_directions.supporting(supports),
+                prepare=_directions.preparing(prepare),
+                workspace=_directions.sizing(workspace), directions=DIRECTIONS)
 
 
 # Tolerance evidence (float32, max|err|/max|ref|, measured on the kernel test cases and the
@@ -88,27 +122,27 @@ class Algorithm:
 _EXACT = {"float32": 2e-5, "float64": 1e-12}
 
 REGISTRY: tuple[Algorithm, ...] = (
-    Algorithm("direct", "direct", "cpu", direct.supports, direct.prepare, _EXACT,
-              "Blocked direct loops over output channels and pixels; any problem.",
-              workspace=direct.workspace),
-    Algorithm("im2col", "gemm", "cpu", im2col.supports, im2col.prepare, _EXACT,
-              "im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy.",
-              workspace=im2col.workspace),
-    Algorithm("fft", "fft", "cpu", fft.supports, fft.prepare,
-              {"float32": 1e-4, "float64": 1e-11},
-              "Real 2-D FFTs (rocket-fft), filter spectra prepared, per-frequency channel sums.",
-              workspace=fft.workspace),
-    Algorithm("winograd_f23", "winograd", "cpu", winograd.supports, winograd.prepare_f23,
-              {"float32": 5e-5, "float64": 1e-11},
-              "Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1.",
-              workspace=winograd.workspace_f23),
-    Algorithm("winograd_f43", "winograd", "cpu", winograd.supports, winograd.prepare_f43,
-              {"float32": 2e-4, "float64": 1e-10},
-              "Winograd F(4x4,3x3): 36 GEMMs over channels; 3x3, stride 1, dilation 1.",
-              workspace=winograd.workspace_f43),
-    Algorithm("depthwise", "depthwise", "cpu", depthwise.supports, depthwise.prepare, _EXACT,
-              "Depthwise (groups == c, channel multiplier k/c) plane by plane.",
-              workspace=depthwise.workspace),
+    Algorithm("direct", "direct", "cpu", tolerance=_EXACT,
+              doc="Blocked direct loops over output channels and pixels; any problem.",
+              **_every_direction(direct.supports, direct.prepare, direct.workspace)),
+    Algorithm("im2col", "gemm", "cpu", tolerance=_EXACT,
+              doc="im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy.",
+              **_every_direction(im2col.supports, im2col.prepare, im2col.workspace)),
+    Algorithm("fft", "fft", "cpu", tolerance={"float32": 1e-4, "float64": 1e-11},
+              doc="Real 2-D FFTs (rocket-fft), filter spectra prepared, per-frequency "
+                  "channel sums.",
+              **_every_direction(fft.supports, fft.prepare, fft.workspace)),
+    Algorithm("winograd_f23", "winograd", "cpu", tolerance={"float32": 5e-5, "float64": 1e-11},
+              doc="Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1.",
+              **_every_direction(winograd.supports, winograd.prepare_f23,
+                                 winograd.workspace_f23)),
+    Algorithm("winograd_f43", "winograd", "cpu", tolerance={"float32": 2e-4, "float64": 1e-10},
+              doc="Winograd F(4x4,3x3): 36 GEMMs over channels; 3x3, stride 1, dilation 1.",
+              **_every_direction(winograd.supports, winograd.prepare_f43,
+                                 winograd.workspace_f43)),
+    Algorithm("depthwise", "depthwise", "cpu", tolerance=_EXACT,
+              doc="Depthwise (groups == c, channel multiplier k/c) plane by plane.",
+              **_every_direction(depthwise.supports, depthwise.prepare, depthwise.workspace)),
     Algorithm("separable", "separable", "cpu", depthwise.supports_separable,
               depthwise.prepare_separable, _EXACT,
               "Depthwise r x s then pointwise 1x1 GEMM, for the standard conv it replaces.",

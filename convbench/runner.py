@@ -21,7 +21,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from convbench_kernels.reference import composed_weight, reference_conv2d
+from convbench_kernels.reference import (
+    composed_weight,
+    reference_conv2d,
+    reference_conv2d_input,
+    reference_conv2d_weight,
+)
 
 from . import accuracy, choices, devices, machine, plugins, registry, roofline, store, sweep, tuning
 from .spec import ConvSpec
@@ -56,27 +61,41 @@ class _Problem:
     def _rng(self, salt: str) -> np.random.Generator:
         return np.random.default_rng(zlib.crc32(f"{self.spec.id}/{salt}".encode()))
 
-    def _ref(self, x, w) -> np.ndarray:
+    def _geometry(self) -> dict:
         s = self.spec
-        return reference_conv2d(x, w, stride=(s.sh, s.sw), pads=s.pads,
-                                dilation=(s.dh, s.dw), groups=s.groups)
+        return dict(stride=(s.sh, s.sw), pads=s.pads, dilation=(s.dh, s.dw), groups=s.groups)
+
+    def _ref(self, x, w) -> np.ndarray:
+        return reference_conv2d(x, w, **self._geometry())
+
+    def _array(self, name: str, shape) -> np.ndarray:
+        return self._rng(name).standard_normal(shape).astype(self.spec.dtype)
 
     def inputs(self, operator: str):
-        """``(x, weights, reference)`` for a standard (``conv``) or ``separable`` operator."""
+        """``(argument, prepared operand, reference)`` of the spec's direction: ``(x, w, y)``
+        forward, ``(dy, w, dx)`` for the gradient of the input, ``(dy, x, dw)`` for the
+        weights', for a standard (``conv``) or (forward) ``separable`` operator."""
         if operator not in self._cache:
-            s = self.spec
-            x = self._rng("x").standard_normal(s.input_shape).astype(s.dtype)
-            if operator == "separable":
-                rng = self._rng("separable")
-                wd = rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype)
-                wp = rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype)
-                # the separable operator equals a standard conv with the composed weights
-                ref = self._ref(x, composed_weight(wd, wp))
-                self._cache[operator] = (x, (wd, wp), ref)
-            else:
-                w = self._rng("w").standard_normal(s.weight_shape).astype(s.dtype)
-                self._cache[operator] = (x, w, self._ref(x, w))
+            self._cache[operator] = self._make(operator)
         return self._cache[operator]
+
+    def _make(self, operator: str):
+        s = self.spec
+        if s.direction == "bwd_d":
+            dy, w = self._array("dy", s.output_shape), self._array("w", s.weight_shape)
+            return dy, w, reference_conv2d_input(dy, w, (s.h, s.w), **self._geometry())
+        if s.direction == "bwd_w":
+            dy, x = self._array("dy", s.output_shape), self._array("x", s.input_shape)
+            return dy, x, reference_conv2d_weight(x, dy, (s.r, s.s), **self._geometry())
+        x = self._array("x", s.input_shape)
+        if operator == "separable":
+            rng = self._rng("separable")
+            wd = rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype)
+            wp = rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype)
+            # the separable operator equals a standard conv with the composed weights
+            return x, (wd, wp), self._ref(x, composed_weight(wd, wp))
+        w = self._array("w", s.weight_shape)
+        return x, w, self._ref(x, w)
 
 
 def problem_columns(spec: ConvSpec) -> dict:
@@ -89,6 +108,7 @@ def problem_columns(spec: ConvSpec) -> dict:
         "n": spec.n, "c": spec.c, "h": spec.h, "w": spec.w, "k": spec.k, "r": spec.r,
         "s": spec.s, "stride": enc(spec.stride), "padding": enc(spec.padding),
         "dilation": enc(spec.dilation), "groups": spec.groups, "dtype": spec.dtype,
+        "direction": spec.direction,
         "sh": spec.sh, "sw": spec.sw, "dh": spec.dh, "dw": spec.dw,
         "pt": pt, "pb": pb, "pl": pl, "pr": pr, "oh": spec.oh, "ow": spec.ow,
         "flops": spec.flops, "params": spec.params, "min_bytes": spec.min_bytes,
@@ -137,7 +157,7 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
         first_prepare = time_once(lambda: algo.prepare(w, spec), clock)  # compiles prepare
         compute = algo.prepare(w, spec)
         params = getattr(compute, "params", None)
-        out = device.nan(spec.output_shape, spec.dtype)
+        out = device.nan(spec.result_shape, spec.dtype)
         first_call = time_once(lambda: compute(x, out), clock)  # compiles the kernels
         t0 = clock()
         result = device.get(out)

@@ -3,7 +3,12 @@
 `ConvSpec` is the single source of truth for a problem.  Its field names are the
 short names used everywhere else (DataFrame columns, TOML keys, CLI flags):
 ``n, c, h, w`` (input), ``k`` (output channels), ``r, s`` (filter height and
-width), ``stride``, ``padding``, ``dilation``, ``groups``, ``dtype``.
+width), ``stride``, ``padding``, ``dilation``, ``groups``, ``dtype``, ``direction``.
+
+A problem is always described by its forward convolution; ``direction`` says which of the
+three convolutions of that layer is computed: ``fwd`` (y from x and w), ``bwd_d`` (the gradient
+of the input, dx from dy and w: also the transposed convolution that inverts the forward one)
+or ``bwd_w`` (the gradient of the weights, dw from x and dy).
 
 Derived quantities (output size, explicit padding, FLOPs, parameters, bytes,
 id) are properties computed here and nowhere else.
@@ -20,6 +25,7 @@ from functools import cached_property
 import numpy as np
 
 DTYPES = ("float32", "float64")
+DIRECTIONS = ("fwd", "bwd_d", "bwd_w")
 PADDING_MODES = ("valid", "same")
 _DTYPE_CODES = {"float32": "f32", "float64": "f64"}
 
@@ -129,6 +135,8 @@ class ConvSpec:
     groups : int
         Must divide ``c`` and ``k``.
     dtype : 'float32' or 'float64'
+    direction : 'fwd', 'bwd_d' or 'bwd_w'
+        Which of the layer's three convolutions (see the module's docstring).
     name : str
         Optional label (a network layer name); not part of the problem's identity.
     count : int
@@ -152,6 +160,7 @@ class ConvSpec:
     dilation: int | tuple[int, int] = 1
     groups: int = 1
     dtype: str = "float32"
+    direction: str = "fwd"
     name: str = field(default="", compare=False)
     count: int = field(default=1, compare=False)
 
@@ -166,6 +175,9 @@ class ConvSpec:
         put(self, "padding", _padding(self.padding))
         put(self, "dtype", _dtype(self.dtype))
         put(self, "name", str(self.name))
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, "
+                             f"got {self.direction!r}")
         if self.c % self.groups or self.k % self.groups:
             raise ValueError(
                 f"groups must divide c={self.c} and k={self.k}, got groups={self.groups}"
@@ -248,10 +260,35 @@ class ConvSpec:
     def output_shape(self) -> tuple[int, int, int, int]:
         return (self.n, self.k, self.oh, self.ow)
 
+    @property
+    def prepared_shape(self) -> tuple[int, int, int, int]:
+        """The operand a kernel prepares once (``prepare(b, spec)``): the weights, or for
+        ``bwd_w`` the input x."""
+        return self.input_shape if self.direction == "bwd_w" else self.weight_shape
+
+    @property
+    def argument_shape(self) -> tuple[int, int, int, int]:
+        """The operand of each call (``compute(a, out)``): x, or for both gradients dy."""
+        return self.input_shape if self.direction == "fwd" else self.output_shape
+
+    @property
+    def result_shape(self) -> tuple[int, int, int, int]:
+        """What a call writes: y (``fwd``), dx (``bwd_d``) or dw (``bwd_w``)."""
+        return {"fwd": self.output_shape, "bwd_d": self.input_shape,
+                "bwd_w": self.weight_shape}[self.direction]
+
+    @property
+    def forward(self) -> ConvSpec:
+        """The forward convolution of the same layer."""
+        return self if self.direction == "fwd" else self.with_(direction="fwd")
+
     # ------------------------------------------------------------------ costs
+    # Each direction multiplies the same pairs (every tap of every output against its input)
+    # and touches the same three tensors once: one count serves all three.
     @property
     def flops(self) -> int:
-        """Direct-method floating-point operations: 2·n·k·oh·ow·(c/groups)·r·s."""
+        """Direct-method floating-point operations: 2·n·k·oh·ow·(c/groups)·r·s (any
+        direction)."""
         return 2 * self.n * self.k * self.oh * self.ow * self.cg * self.r * self.s
 
     @property
@@ -265,7 +302,8 @@ class ConvSpec:
 
     @property
     def min_bytes(self) -> int:
-        """Bytes moved at minimum: read input and weights once, write output once."""
+        """Bytes moved at minimum: read the two operands once, write the result once (the
+        same three tensors in every direction)."""
         elems = (self.n * self.c * self.h * self.w + self.params
                  + self.n * self.k * self.oh * self.ow)
         return elems * self.itemsize
@@ -273,14 +311,16 @@ class ConvSpec:
     # ------------------------------------------------------------------ names
     @property
     def id(self) -> str:
-        """Short canonical id, e.g. ``n1c64h56w56k64r3s3u1p1d1g1``; round-trips through `parse`."""
+        """Short canonical id, e.g. ``n1c64h56w56k64r3s3u1p1d1g1``, with ``f64`` for float64
+        and ``-bwd_d`` or ``-bwd_w`` for a backward direction; round-trips through `parse`."""
 
         def enc(v):
             return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
         s = (f"n{self.n}c{self.c}h{self.h}w{self.w}k{self.k}r{self.r}s{self.s}"
              f"u{enc(self.stride)}p{enc(self.padding)}d{enc(self.dilation)}g{self.groups}")
-        return s if self.dtype == "float32" else s + _DTYPE_CODES[self.dtype]
+        s = s if self.dtype == "float32" else s + _DTYPE_CODES[self.dtype]
+        return s if self.direction == "fwd" else f"{s}-{self.direction}"
 
     def with_(self, **changes) -> ConvSpec:
         """A copy with some fields changed (validated again)."""
@@ -306,11 +346,12 @@ class ConvSpec:
 
 _ID_RE = re.compile(
     r"n(\d+)c(\d+)h(\d+)w(\d+)k(\d+)r(\d+)s(\d+)u([\dx]+)p(same|valid|[\dx]+)d([\dx]+)g(\d+)(f32|f64)?"
+    r"(?:-(bwd_d|bwd_w))?"
 )
 
 
 def _parse_id(text: str) -> ConvSpec:
-    n, c, h, w, k, r, s, u, p, d, g, dt = _ID_RE.fullmatch(text).groups()
+    n, c, h, w, k, r, s, u, p, d, g, dt, direction = _ID_RE.fullmatch(text).groups()
 
     def dec(v):
         parts = tuple(int(x) for x in v.split("x"))
@@ -319,4 +360,4 @@ def _parse_id(text: str) -> ConvSpec:
     return ConvSpec(n=int(n), c=int(c), h=int(h), w=int(w), k=int(k), r=int(r), s=int(s),
                     stride=dec(u), padding=p if p in PADDING_MODES else dec(p),
                     dilation=dec(d), groups=int(g),
-                    dtype={"f64": "float64"}.get(dt, "float32"))
+                    dtype={"f64": "float64"}.get(dt, "float32"), direction=direction or "fwd")

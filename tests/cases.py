@@ -41,6 +41,9 @@ CASES = {
     "float64": ConvSpec(n=2, c=6, h=9, k=5, r=3, padding=1, dtype="float64"),
     "float64 depthwise": ConvSpec(c=4, h=9, k=8, r=3, groups=4, dtype="float64"),
     "large filter": ConvSpec(c=3, h=20, w=17, k=4, r=11, padding="same"),
+    "padding beyond the filter": ConvSpec(c=3, h=7, w=6, k=4, r=1, stride=2, padding=1),
+    "2x2 stride 2 (up-convolution)": ConvSpec(c=6, h=8, w=10, k=4, r=2, stride=2),
+    "4x4 stride 2 pad 1": ConvSpec(n=2, c=5, h=8, k=3, r=4, stride=2, padding=1),
 }
 
 

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from convbench_kernels.reference import reference_conv2d
+from convbench_kernels.reference import (
+    reference_conv2d,
+    reference_conv2d_input,
+    reference_conv2d_weight,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +61,54 @@ def test_multichannel_matches_the_definition(shape_x, shape_w, stride, pads, dil
     got = reference_conv2d(x, w, stride=stride, pads=pads, dilation=dilation, groups=groups)
     np.testing.assert_allclose(got, _loops(x, w, stride, pads, dilation, groups), rtol=1e-12,
                                atol=1e-12)
+
+
+# The gradient oracles: adjoints of the forward one, and its finite differences.
+GEOMETRIES = [  # (n, c, h, w, k, r, s, stride, pads, dilation, groups)
+    (1, 3, 7, 9, 4, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (2, 4, 9, 8, 6, 3, 2, (2, 2), (1, 0, 2, 1), (1, 1), 2),
+    (1, 2, 10, 7, 3, 2, 3, (3, 2), (0, 0, 0, 0), (2, 1), 1),
+    (2, 6, 8, 8, 6, 5, 5, (2, 1), (2, 2, 2, 2), (1, 1), 6),
+    (1, 3, 6, 6, 2, 1, 1, (2, 2), (1, 1, 1, 1), (1, 1), 1),
+]
+
+
+def _operands(g, seed=0):
+    n, c, h, w, k, r, s, stride, pads, dilation, groups = g
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c // groups, r, s))
+    y = reference_conv2d(x, wt, stride, pads, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    return x, wt, dy, dict(stride=stride, pads=pads, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("g", GEOMETRIES)
+def test_gradients_are_the_adjoints_of_the_forward_convolution(g):
+    x, w, dy, geo = _operands(g)
+    forward = np.vdot(reference_conv2d(x, w, **geo), dy)
+    dx = reference_conv2d_input(dy, w, x.shape[2:], **geo)
+    dw = reference_conv2d_weight(x, dy, w.shape[2:], **geo)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert np.vdot(x, dx) == pytest.approx(forward, rel=1e-12)
+    assert np.vdot(w, dw) == pytest.approx(forward, rel=1e-12)
+
+
+@pytest.mark.parametrize("g", GEOMETRIES[:3])
+def test_gradients_match_finite_differences(g):
+    """The loss <conv(x, w), dy> is linear in x and in w: a central difference is exact up
+    to rounding, element by element."""
+    x, w, dy, geo = _operands(g, seed=1)
+    dx = reference_conv2d_input(dy, w, x.shape[2:], **geo)
+    dw = reference_conv2d_weight(x, dy, w.shape[2:], **geo)
+    loss = lambda xx, ww: np.vdot(reference_conv2d(xx, ww, **geo), dy)  # noqa: E731
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        i = tuple(int(rng.integers(d)) for d in x.shape)
+        e = np.zeros_like(x)
+        e[i] = 0.5
+        assert (loss(x + e, w) - loss(x - e, w)) == pytest.approx(dx[i], abs=1e-9)
+        j = tuple(int(rng.integers(d)) for d in w.shape)
+        e = np.zeros_like(w)
+        e[j] = 0.5
+        assert (loss(x, w + e) - loss(x, w - e)) == pytest.approx(dw[j], abs=1e-9)

@@ -241,3 +241,19 @@ def test_benchdnn_repeat_count_in_the_name():
 def test_benchdnn_errors_are_clear(text, needle):
     with pytest.raises(ValueError, match=needle):
         ConvSpec.parse(text)
+
+
+def test_direction_names_the_problem_and_its_shapes():
+    fwd = ConvSpec(n=2, c=3, h=7, k=4, r=3, stride=2, padding=1)
+    d, w = fwd.with_(direction="bwd_d"), fwd.with_(direction="bwd_w", dtype="float64")
+    assert (d.id, w.id) == (fwd.id + "-bwd_d", fwd.id + "f64-bwd_w")
+    assert ConvSpec.parse(d.id) == d and ConvSpec.parse(w.id) == w and d != fwd
+    assert (fwd.prepared_shape, fwd.argument_shape, fwd.result_shape) == (
+        (4, 3, 3, 3), (2, 3, 7, 7), (2, 4, 4, 4))
+    assert (d.prepared_shape, d.argument_shape, d.result_shape) == (
+        (4, 3, 3, 3), (2, 4, 4, 4), (2, 3, 7, 7))
+    assert (w.prepared_shape, w.argument_shape, w.result_shape) == (
+        (2, 3, 7, 7), (2, 4, 4, 4), (4, 3, 3, 3))
+    assert d.flops == fwd.flops and d.min_bytes == fwd.min_bytes and d.forward == fwd
+    with pytest.raises(ValueError, match=r"direction must be one of fwd, bwd_d, bwd_w, got 'bwd'"):
+        fwd.with_(direction="bwd")

@@ -1,0 +1,258 @@
+"""The two backward convolutions as forward ones, so that every forward kernel computes them.
+
+A layer's forward convolution ``y = conv(x, w)`` comes with two more that training runs (and
+that a decoder runs as its "up-convolution"):
+
+**Gradient of the input** (``bwd_d``, the transposed convolution).  Row ``Y = y + pt`` of the
+padded input receives ``dy[p] * w[i]`` from every tap ``i`` with ``Y = p*sh + i*dh``.  The rows
+of one residue ``a = Y mod sh`` are reached only by the taps with ``i*dh = a (mod sh)``, and
+along them the sum is a stride-1 correlation of ``dy`` with those taps flipped (their spacing in
+``dy`` is ``dh / gcd(dh, sh)``).  So the ``sh * sw`` residue classes ("phases") of ``dx`` are
+``sh * sw`` forward problems on the unchanged ``dy``, whose multiplies add up to exactly those
+of the backward convolution: none is spent on the zeros a "dilate ``dy`` by the stride" scheme
+would insert.  At stride 1 this is the classic convolution with the rotated filter, channels
+swapped.  A phase that no tap reaches is zero (a 1x1 filter at stride 2 leaves three of four).
+
+**Gradient of the weights** (``bwd_w``).  ``dw[k, c, i, j] = sum_{n,p,q} dy[n, k, p, q] *
+xpad[n, c, p*sh + i*dh, q*sw + j*dw]``: a forward convolution whose filter is ``dy``, whose
+input is ``x`` with batch and channels swapped, with stride and dilation swapped, whose output
+(at least ``r x s``) cropped and transposed is ``dw``.  When each group has one input channel
+(depthwise) the channels become the groups instead and the batch joins the channels; both
+swaps cost nothing at batch 1.  Other groupings run group by group.
+
+Every function takes a problem ``spec`` as the kernels do (`convbench_kernels.contract`) and
+builds the forward problems with its ``with_`` (a copy with fields changed, validated).  The
+forward family's ``supports`` decides each forward problem: an unsupported one makes the
+direction unsupported, with the family's reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AxisPhase:
+    """One residue class of ``dx`` along one axis, as a forward problem on ``dy``.
+
+    ``dx[start + stride*t] = conv1d(dy[crop[0] : len(dy) - crop[1]] padded by pad, the flipped
+    taps at spacing dilation)[t]`` for ``t < count``.
+    """
+
+    start: int
+    count: int
+    taps: tuple[int, ...]  # the filter taps reaching this phase, increasing
+    dilation: int
+    crop: tuple[int, int]
+    pad: tuple[int, int]
+
+    @property
+    def empty(self) -> bool:
+        """No tap (or no row of dy) reaches the phase: it is zero."""
+        return not self.taps or self.count <= 0
+
+
+def axis_phases(size, pads, filt, stride, dilation, out) -> list[AxisPhase]:
+    """The ``stride`` phases of one axis of ``dx`` (input length ``size``, padding ``pads``
+    (before, after), ``filt`` taps, forward output length ``out``); empty phases included
+    (with ``count`` 0 when no index of dx falls in them)."""
+    before = pads[0]
+    spacing = dilation // math.gcd(dilation, stride)
+    phases = []
+    for a in range(stride):
+        taps = tuple(i for i in range(filt) if (i * dilation - a) % stride == 0)
+        lo = -((a - before) // stride)  # ceil((before - a) / stride)
+        hi = (before + size - 1 - a) // stride
+        count = hi - lo + 1
+        start = a + stride * lo - before
+        if not taps or count <= 0:
+            phases.append(AxisPhase(start, max(count, 0), (), spacing, (0, 0), (0, 0)))
+            continue
+        reach = spacing * (len(taps) - 1)
+        top = (taps[0] * dilation - a) // stride + reach - lo
+        crop_top = max(-top, 0)
+        bottom = count + reach - (out - crop_top) - max(top, 0)
+        crop_bottom = max(-bottom, 0)
+        if out - crop_top - crop_bottom <= 0:  # every dy row it would read is cropped away
+            phases.append(AxisPhase(start, count, (), spacing, (0, 0), (0, 0)))
+            continue
+        phases.append(AxisPhase(start, count, taps, spacing, (crop_top, crop_bottom),
+                                (max(top, 0), max(bottom, 0))))
+    return phases
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One 2-D phase of ``dx``: rows ``rows``, columns ``cols``, and the forward problem on
+    ``dy`` that computes it (None when it is zero)."""
+
+    rows: AxisPhase
+    cols: AxisPhase
+    problem: object
+    strides: tuple[int, int]  # of the backward problem: the step between a phase's rows
+
+    def dy_view(self, dy):
+        """The rows and columns of ``dy`` the forward problem reads (a view)."""
+        (t, b), (left, r) = self.rows.crop, self.cols.crop
+        return dy[:, :, t:dy.shape[2] - b, left:dy.shape[3] - r]
+
+    def dx_view(self, dx):
+        """Where the phase lands in ``dx`` (a strided view)."""
+        sh, sw = self.strides
+        return dx[:, :, self.rows.start:self.rows.start + sh * self.rows.count:sh,
+                  self.cols.start:self.cols.start + sw * self.cols.count:sw]
+
+
+def data_phases(spec) -> list[Phase]:
+    """The phases of ``spec``'s gradient of the input (non-empty in count), each with its
+    forward problem: ``dy``'s cropped view as input (``k`` channels), ``c`` outputs, the
+    flipped taps as filter, stride 1."""
+    pt, pb, pl, pr = spec.pads
+    rows = axis_phases(spec.h, (pt, pb), spec.r, spec.sh, spec.dh, spec.oh)
+    cols = axis_phases(spec.w, (pl, pr), spec.s, spec.sw, spec.dw, spec.ow)
+    phases = []
+    for ra in rows:
+        for cb in cols:
+            if ra.count <= 0 or cb.count <= 0:
+                continue
+            problem = None
+            if not (ra.empty or cb.empty):
+                problem = spec.with_(
+                    c=spec.k, k=spec.c, h=spec.oh - sum(ra.crop), w=spec.ow - sum(cb.crop),
+                    r=len(ra.taps), s=len(cb.taps), stride=1,
+                    padding=(*ra.pad, *cb.pad), dilation=(ra.dilation, cb.dilation),
+                    direction="fwd")
+            phases.append(Phase(ra, cb, problem, (spec.sh, spec.sw)))
+    return phases
+
+
+def phase_weights(w, spec, phase: Phase) -> np.ndarray:
+    """The forward filter of ``phase``: per group, ``w``'s channels swapped ((c, k/groups,
+    ...)), only the phase's taps, flipped."""
+    g, kg, cg = spec.groups, spec.kg, spec.cg
+    w = np.asarray(w, dtype=spec.dtype).reshape(g, kg, cg, spec.r, spec.s)
+    swapped = w.transpose(0, 2, 1, 3, 4).reshape(spec.c, kg, spec.r, spec.s)
+    rows, cols = list(phase.rows.taps[::-1]), list(phase.cols.taps[::-1])
+    return np.ascontiguousarray(swapped[:, :, rows][:, :, :, cols])
+
+
+def weight_problem(spec):
+    """The forward problem whose output holds ``spec``'s gradient of the weights: one group
+    (the batch-swapped form, per group) or, for one input channel per group, all of them (the
+    channels-as-groups form)."""
+    pads = spec.pads
+    common = dict(h=spec.h, w=spec.w, k=spec.k if spec.cg == 1 else spec.kg,
+                  r=spec.oh, s=spec.ow, stride=(spec.dh, spec.dw),
+                  dilation=(spec.sh, spec.sw), padding=pads, direction="fwd")
+    if spec.cg == 1:
+        return spec.with_(n=1, c=spec.c * spec.n, groups=spec.c, **common)
+    return spec.with_(n=spec.cg, c=spec.n, groups=1, **common)
+
+
+def supporting(supports_fwd):
+    """``supports(spec)`` for every direction, from a family's forward rule."""
+
+    def supports(spec):
+        if spec.direction == "fwd":
+            return supports_fwd(spec)
+        problems = ([p.problem for p in data_phases(spec) if p.problem is not None]
+                    if spec.direction == "bwd_d" else [weight_problem(spec)])
+        for problem in problems:
+            reason = supports_fwd(problem)
+            if reason is not None:
+                return f"{spec.direction} as forward problem {problem.id}: {reason}"
+        return None
+
+    return supports
+
+
+def preparing(prepare_fwd):
+    """``prepare(b, spec)`` for every direction, from a family's forward ``prepare``."""
+
+    def prepare(b, spec):
+        if spec.direction == "fwd":
+            return prepare_fwd(b, spec)
+        if spec.direction == "bwd_d":
+            return _prepare_data(prepare_fwd, b, spec)
+        return _prepare_weight(prepare_fwd, b, spec)
+
+    return prepare
+
+
+def sizing(workspace_fwd):
+    """``workspace(spec)`` for every direction: the forward problems' largest, plus the phase
+    buffers and copies of the backward forms."""
+
+    def workspace(spec):
+        if spec.direction == "fwd":
+            return workspace_fwd(spec) if workspace_fwd else 0
+        size = spec.itemsize
+        if spec.direction == "bwd_d":
+            problems = [p.problem for p in data_phases(spec) if p.problem is not None]
+            extra = sum(math.prod(p.output_shape) + math.prod(p.input_shape)
+                        for p in problems) * size
+        else:
+            problems = [weight_problem(spec)]
+            extra = (math.prod(problems[0].output_shape) + math.prod(spec.input_shape)
+                     + math.prod(spec.output_shape)) * size
+        inner = max((workspace_fwd(p) for p in problems), default=0) if workspace_fwd else 0
+        return inner + extra
+
+    return workspace
+
+
+def _prepare_data(prepare_fwd, w, spec):
+    """``compute(dy, dx)``: each phase's forward kernel on its view of ``dy``, its result
+    placed in ``dx``'s strided view (written directly when the phase is all of ``dx``)."""
+    phases = data_phases(spec)
+    runs = []
+    for phase in phases:
+        if phase.problem is None:
+            runs.append((phase, None, None))
+            continue
+        compute = prepare_fwd(phase_weights(w, spec, phase), phase.problem)
+        whole = phase.problem.output_shape == spec.input_shape
+        buf = None if whole else np.empty(phase.problem.output_shape, spec.dtype)
+        runs.append((phase, compute, buf))
+
+    def compute(dy, dx):
+        for phase, run, buf in runs:
+            if run is None:
+                phase.dx_view(dx)[...] = 0
+                continue
+            src = np.ascontiguousarray(phase.dy_view(dy))
+            if buf is None:
+                run(src, dx)
+            else:
+                run(src, buf)
+                phase.dx_view(dx)[...] = buf
+
+    return compute
+
+
+def _prepare_weight(prepare_fwd, x, spec):
+    """``compute(dy, dw)``: the forward kernel of `weight_problem`, prepared on each call
+    (its filter is ``dy``, new at every call), per group unless one form covers them all."""
+    problem = weight_problem(spec)
+    r, s = spec.r, spec.s
+    buf = np.empty(problem.output_shape, spec.dtype)
+    x = np.asarray(x)
+
+    def compute(dy, dw):
+        if spec.cg == 1:  # channels as groups: x as one image of c*n channels
+            xs = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(problem.input_shape)
+            filt = np.ascontiguousarray(dy.transpose(1, 0, 2, 3))
+            prepare_fwd(filt, problem)(xs, buf)
+            dw[:, 0] = buf[0, :, :r, :s]
+            return
+        kg, cg = spec.kg, spec.cg
+        for g in range(spec.groups):
+            xs = np.ascontiguousarray(x[:, g * cg:(g + 1) * cg].transpose(1, 0, 2, 3))
+            filt = np.ascontiguousarray(dy[:, g * kg:(g + 1) * kg].transpose(1, 0, 2, 3))
+            prepare_fwd(filt, problem)(xs, buf)
+            dw[g * kg:(g + 1) * kg] = buf[:, :, :r, :s].transpose(1, 0, 2, 3)
+
+    return compute

@@ -1,0 +1,128 @@
+"""Both gradients (and so the transposed convolution) of every CPU algorithm that computes
+them, against the float64 gradient oracles; the phase and weight-problem forms against the
+oracles with the forward oracle as their engine, over every small geometry."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from convbench import registry
+from convbench.spec import ConvSpec
+from convbench_kernels import directions
+from convbench_kernels.reference import (
+    reference_conv2d,
+    reference_conv2d_input,
+    reference_conv2d_weight,
+)
+from tests.cases import CASES, problems
+
+BACKWARD = ("bwd_d", "bwd_w")
+ALGOS = [a for a in registry.algorithms("cpu") if "bwd_d" in a.directions]
+
+
+def geometry(spec):
+    return dict(stride=(spec.sh, spec.sw), pads=spec.pads, dilation=(spec.dh, spec.dw),
+                groups=spec.groups)
+
+
+def operands(spec, seed=0):
+    """``(argument, prepared operand, float64 reference)`` of ``spec``'s direction."""
+    rng = np.random.default_rng(seed)
+    x, w, dy = (rng.standard_normal(shape).astype(spec.dtype)
+                for shape in (spec.input_shape, spec.weight_shape, spec.output_shape))
+    if spec.direction == "bwd_d":
+        return dy, w, reference_conv2d_input(dy, w, (spec.h, spec.w), **geometry(spec))
+    return dy, x, reference_conv2d_weight(x, dy, (spec.r, spec.s), **geometry(spec))
+
+
+def check(algo, spec, seed=0):
+    a, b, ref = operands(spec, seed)
+    out = np.full(spec.result_shape, np.nan, dtype=spec.dtype)
+    algo.prepare(b, spec)(a, out)
+    assert np.isfinite(out).all(), "elements left unwritten (NaN)"
+    err = float(np.max(np.abs(out - ref)) / max(np.max(np.abs(ref)), 1e-30))
+    assert err <= algo.tolerance[spec.dtype], f"{algo.name} on {spec.id}: error {err:.3g}"
+
+
+@pytest.mark.parametrize("direction", BACKWARD)
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_named_case(algo, case, direction):
+    spec = CASES[case].with_(direction=direction)
+    reason = algo.supports(spec)
+    if reason is None:
+        check(algo, spec)
+    else:
+        assert direction in reason and reason.strip()
+
+
+@pytest.mark.parametrize("direction", BACKWARD)
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.name)
+def test_random_problems(algo, direction):
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(problems())
+    def run(spec):
+        spec = spec.with_(direction=direction)
+        if algo.supports(spec) is None:
+            check(algo, spec, seed=spec.h)
+
+    run()
+
+
+def test_every_family_computes_the_stride_1_3x3_gradient_of_the_input():
+    """The rotated-filter case every family (Winograd included) takes as a forward problem."""
+    spec = ConvSpec(c=6, h=9, k=5, r=3, padding=1, direction="bwd_d")
+    assert [a.name for a in ALGOS if a.supports(spec) is None] == [
+        a.name for a in ALGOS if a.family != "depthwise"]
+
+
+@pytest.mark.parametrize("name", ["separable", "torch", "scipy"])
+def test_forward_only_entries_refuse_the_gradients(name):
+    try:
+        algo = registry.get(name)
+    except ValueError:
+        pytest.skip(f"{name} is not installed")
+    assert algo.directions == ("fwd",)
+    spec = ConvSpec(c=3, h=5, k=3, r=3, direction="bwd_w")
+    assert algo.supports(spec) == "computes fwd only, not bwd_w"
+
+
+def _reference_engine(w, spec):
+    def compute(x, out):
+        out[...] = reference_conv2d(x, w, **geometry(spec))
+    return compute
+
+
+GEOMETRIES = [ConvSpec(n=n, c=c, h=h, w=6, k=4, r=r, s=3, stride=st, padding=p, dilation=d,
+                       groups=g, dtype="float64")
+              for n, c, h, r, st, p, d, g in itertools.product(
+                  (1, 2), (2, 4), (7, 8), (1, 2, 3, 5), (1, 2, 3), (0, 1, (2, 0, 1, 3)),
+                  (1, 2), (1, 2))
+              if (d * (r - 1) + 1 <= h + (sum(p[:2]) if isinstance(p, tuple) else 2 * p)
+                  and 2 * d + 1 <= 6 + (sum(p[2:]) if isinstance(p, tuple) else 2 * p))]
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_the_backward_forms_are_exact_on_every_small_geometry(chunk):
+    """Strides 1-3 against filters 1-5 (phases without taps, crops of dy beyond the padding),
+    dilations, groups, batches: with the forward oracle as the engine, the forms must give the
+    gradient oracles' values to rounding."""
+    prepare = directions.preparing(_reference_engine)
+    for spec in GEOMETRIES[chunk::4]:
+        for direction in BACKWARD:
+            s = spec.with_(direction=direction)
+            a, b, ref = operands(s)
+            out = np.full(s.result_shape, np.nan)
+            prepare(b, s)(a, out)
+            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10, err_msg=s.id)
+
+
+def test_phases_cover_dx_once():
+    """Every element of dx is in exactly one phase."""
+    for spec in GEOMETRIES:
+        hits = np.zeros((spec.h, spec.w), int)
+        for phase in directions.data_phases(spec):
+            phase.dx_view(hits[None, None])[...] += 1
+        assert (hits == 1).all(), spec.id
