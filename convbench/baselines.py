@@ -61,14 +61,15 @@ def torch_supports(spec: ConvSpec) -> str | None:
     unsupported here rather than timed with a copy that convbench's kernels do not make.
     """
     pt, pb, pl, pr = spec.pads
-    if (pt, pl) != (pb, pr) and not _torch_same(spec):
-        return (f"torch's conv2d pads symmetrically (or 'same' at stride 1); pads "
-                f"(top, bottom, left, right) = {spec.pads} need an F.pad first")
+    if (pt, pl) != (pb, pr) and (spec.direction != "fwd" or not _torch_same(spec)):
+        return (f"torch pads symmetrically (conv2d also by its 'same' rule at stride 1); "
+                f"pads (top, bottom, left, right) = {spec.pads} need an F.pad first")
     return None
 
 
-def torch_prepare(w: np.ndarray, spec: ConvSpec):
-    """Wrap the weights and return ``compute(x, out)`` calling ``F.conv2d``.
+def torch_prepare(b: np.ndarray, spec: ConvSpec):
+    """Wrap the prepared operand and return ``compute(a, out)`` calling ``F.conv2d``, or for
+    a gradient what autograd calls (`_torch_backward`).
 
     The weights and each input are wrapped with ``torch.from_numpy`` (no copy); the thread
     count is the run's (``numba.get_num_threads()``), so that PyTorch's OpenMP pool and Numba's
@@ -102,6 +103,9 @@ def torch_prepare(w: np.ndarray, spec: ConvSpec):
     import torch.nn.functional as F
 
     torch.set_num_threads(numba.get_num_threads())
+    if spec.direction != "fwd":
+        return _torch_backward(b, spec)
+    w = b
     # PyTorch says, once, that 'same' with an even filter pads a copy of the input: true, and
     # part of what its users pay, but noise in the middle of a run's progress bar.
     warnings.filterwarnings("ignore", message="Using padding='same'", category=UserWarning)
@@ -114,6 +118,28 @@ def torch_prepare(w: np.ndarray, spec: ConvSpec):
         y = F.conv2d(torch.from_numpy(x if x.flags.writeable else x.copy()), wt, None,
                      stride, padding, dilation, groups)
         torch.from_numpy(out).copy_(y)
+
+    return compute
+
+
+def _torch_backward(b: np.ndarray, spec: ConvSpec):
+    """``compute(dy, out)`` of a gradient: ``aten.convolution_backward`` with one output asked
+    for, as autograd and ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` call it (the
+    operand not read is an expanded one-element tensor of the right shape, their idiom)."""
+    import torch
+
+    tb = torch.from_numpy(b if b.flags.writeable else b.copy())
+    data = spec.direction == "bwd_d"
+    shape_only = tb.new_empty(1).expand(spec.input_shape if data else spec.weight_shape)
+    x, w = (shape_only, tb) if data else (tb, shape_only)
+    geometry = ([spec.sh, spec.sw], [spec.pads[0], spec.pads[2]], [spec.dh, spec.dw], False,
+                [0, 0], spec.groups)
+    mask, pick = ((True, False, False), 0) if data else ((False, True, False), 1)
+
+    def compute(dy, out):
+        grads = torch.ops.aten.convolution_backward(torch.from_numpy(dy), x, w, None,
+                                                    *geometry, mask)
+        torch.from_numpy(out).copy_(grads[pick])
 
     return compute
 

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import plugins, registry, sweep
+from .spec import DIRECTIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,6 +88,12 @@ def _config(args) -> sweep.SweepConfig:
             raise ValueError(f"--device: unknown device {bad[0]!r} (allowed: "
                              f"{', '.join(registry.DEVICES)})")
         cfg = dataclasses.replace(cfg, devices=args.device)
+    if args.dir:
+        bad = [d for d in args.dir if d not in DIRECTIONS]
+        if bad:
+            raise ValueError(f"--dir: unknown direction {bad[0]!r} (allowed: "
+                             f"{', '.join(DIRECTIONS)})")
+        cfg = cfg.with_directions(args.dir)
     return cfg
 
 
@@ -403,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run")
     p.add_argument("--algo", type=_names, help="algorithms to run, comma-separated")
     p.add_argument("--device", type=_names, help="devices, comma-separated (cpu, cuda)")
+    p.add_argument("--dir", type=_names, help="directions of every layer, comma-separated "
+                   "(fwd, bwd_d: gradient of the input, bwd_w: of the weights)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--reports-dir", default="reports")
     p.add_argument("--threads", type=_positive,

@@ -36,7 +36,8 @@ class PluginWarning(UserWarning):
 _state: dict = {"loaded": False, "problems": [], "sources": {}}
 
 
-def check(algo, devices: tuple[str, ...], dtypes: tuple[str, ...]) -> None:
+def check(algo, devices: tuple[str, ...], dtypes: tuple[str, ...],
+          directions: tuple[str, ...] = ("fwd", "bwd_d", "bwd_w")) -> None:
     """Raise ValueError, naming the field and what is allowed, unless ``algo`` can be run.
 
     Checks the fields' types and values, and that ``supports`` takes ``(spec)``, ``prepare``
@@ -65,8 +66,14 @@ def check(algo, devices: tuple[str, ...], dtypes: tuple[str, ...]) -> None:
             or not all(_positive(v) for v in tol.values())):
         raise ValueError(f"{label}: tolerance: expected {{{', '.join(map(repr, dtypes))}}} "
                          f"mapped to positive numbers (max|out - ref| / max|ref|), got {tol!r}")
+    dirs = algo.directions
+    if (not isinstance(dirs, tuple) or not dirs or "fwd" not in dirs
+            or not set(dirs) <= set(directions)):
+        raise ValueError(f"{label}: directions: expected a tuple of {', '.join(directions)} "
+                         f"holding fwd, got {dirs!r}")
     for field, args in (("supports", 1), ("prepare", 2), ("workspace", 1)):
         fn = getattr(algo, field)
+        fn = getattr(fn, "rule", fn)  # the rule as given, before `registry._directed`
         if fn is None and field == "workspace":
             continue
         if not callable(fn):

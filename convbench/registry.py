@@ -214,8 +214,9 @@ def baseline_entries() -> tuple[Algorithm, ...]:
     if _installed("torch"):
         out += (Algorithm("torch", "baseline", "cpu", baselines.torch_supports,
                           baselines.torch_prepare, _EXACT,
-                          "PyTorch CPU F.conv2d (oneDNN in float32, im2col + MKL in float64).",
-                          workspace=baselines.torch_workspace),)
+                          "PyTorch CPU F.conv2d and its gradients (oneDNN in float32, im2col + "
+                          "MKL in float64).",
+                          workspace=baselines.torch_workspace, directions=DIRECTIONS),)
     if _installed("scipy"):
         out += (Algorithm("scipy", "baseline", "cpu", baselines.scipy_supports,
                           baselines.scipy_prepare, _EXACT,
@@ -256,7 +257,7 @@ def register(algo: Algorithm, *, replace: bool = False) -> Algorithm:
         When a field breaks a rule (naming it), or the name is taken: a built-in's always, a
         registered one's unless ``replace``.
     """
-    plugins.check(algo, DEVICES, DTYPES)
+    plugins.check(algo, DEVICES, DTYPES, DIRECTIONS)
     if any(a.name == algo.name and a.device == algo.device for a in REGISTRY):
         raise ValueError(f"name: {algo.name!r} is a built-in algorithm on {algo.device}; "
                          "choose another name")

@@ -18,8 +18,10 @@ Its TOML form (docs/sweeps.md says more)::
     dilation = [1]                    # default [1]
     groups = [1]                      # default [1]
     dtype = ["float32"]               # default ["float32"]
+    direction = ["fwd", "bwd_d"]      # default ["fwd"]; allowed: fwd, bwd_d, bwd_w
     [[layers]]                        # explicit problems: name, count (default 1), n (default 1),
-    name = "resnet50:conv1"           # c, h, w, k, r, s, stride, padding, dilation, groups, dtype
+    name = "resnet50:conv1"           # c, h, w, k, r, s, stride, padding, dilation, groups, dtype,
+                                      # direction
     c = 3                             # (c, h, k, r required; the rest default as in ConvSpec)
     ...
 
@@ -28,8 +30,10 @@ benchdnn descriptor per entry), is what `SweepConfig.to_dict` writes, so that a 
 a run's ``meta.json`` loads again.
 
 Order: the grid's product first, in ConvSpec field order (n, c, h, w, k, r, s, stride, padding,
-dilation, groups, dtype; the last varies fastest), then the layers, then the problems.  A
-problem equal to an earlier one in identity *and* name is dropped.
+dilation, groups, dtype, direction; the last varies fastest), then the layers, then the
+problems.  A problem equal to an earlier one in identity *and* name is dropped.
+`SweepConfig.with_directions` runs every problem of a sweep in the directions it names (the
+command line's ``--dir``).
 
 Invalid grid combinations are an error, not dropped: a grid is written by hand, and a
 combination that cannot exist (a filter wider than the padded input, groups that do not divide
@@ -50,12 +54,12 @@ import difflib
 import itertools
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
 from . import benchdnn, registry
-from .spec import DTYPES, ConvSpec
+from .spec import DIRECTIONS, DTYPES, ConvSpec
 
 DEVICES = ("cpu", "cuda")  # the devices a sweep may name (registry.DEVICES)
 
@@ -139,6 +143,18 @@ class SweepConfig:
             put(self, "algorithms", tuple(self.algorithms))
         put(self, "devices", tuple(self.devices))
 
+    def with_directions(self, directions) -> SweepConfig:
+        """This sweep with each of its layers in every direction of ``directions`` (in that
+        order after each layer's forward problem: a layer's three convolutions side by side)."""
+        bad = [d for d in directions if d not in DIRECTIONS]
+        if bad or not directions:
+            raise ValueError(f"directions: unknown direction {bad[0] if bad else ''!r} "
+                             f"(allowed: {', '.join(DIRECTIONS)})")
+        wanted = [d for d in DIRECTIONS if d in directions]
+        layers = dict.fromkeys((p.forward, p.name) for p in self.problems)
+        problems = [p.with_(direction=d) for p, _ in layers for d in wanted]
+        return replace(self, problems=tuple(problems))
+
     def to_dict(self) -> dict:
         """JSON-able data that `from_dict` turns back into an equal config (problems as
         ``{id, name, count}``)."""
@@ -159,9 +175,9 @@ _TOP_KEYS = ("name", "description", "algorithms", "devices", "timing", "grid", "
              "problems", "source")
 _TIMING_KEYS = tuple(f.name for f in fields(TimingConfig))
 _GRID_KEYS = ("n", "c", "h", "w", "k", "filter", "r", "s", "stride", "padding", "dilation",
-              "groups", "dtype")
+              "groups", "dtype", "direction")
 _LAYER_KEYS = ("name", "count", "n", "c", "h", "w", "k", "r", "s", "stride", "padding",
-               "dilation", "groups", "dtype")
+               "dilation", "groups", "dtype", "direction")
 _PROBLEM_KEYS = ("id", "name", "count")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -173,8 +189,10 @@ _KINDS = {
     "padding": ("'same', 'valid', an integer >= 0, [ph, pw] or [top, bottom, left, right]",
                 "'same', 'valid', integers >= 0, [ph, pw] or [top, bottom, left, right]"),
     "dtype": (" or ".join(map(repr, DTYPES)), ", ".join(map(repr, DTYPES))),
+    "direction": (" or ".join(map(repr, DIRECTIONS)), ", ".join(map(repr, DIRECTIONS))),
 }
-_FIELD_KIND = {"stride": "pair", "dilation": "pair", "padding": "padding", "dtype": "dtype"}
+_FIELD_KIND = {"stride": "pair", "dilation": "pair", "padding": "padding", "dtype": "dtype",
+               "direction": "direction"}
 
 
 def _kind(key: str) -> str:
@@ -201,7 +219,7 @@ def _value(key: str, v):
             ok = len(v) in (2, 4) and all(_is_int(x, 0) for x in v)
             return tuple(v) if ok else None
         return v if _is_int(v, 0) else None
-    return v if v in DTYPES else None
+    return v if v in (DTYPES if kind == "dtype" else DIRECTIONS) else None
 
 
 class _Source:
@@ -336,7 +354,7 @@ def _grid(src: _Source, grid) -> list[ConvSpec]:
     order = [("n", ["n"]), ("c", ["c"]), ("h", ["h"]), ("w", ["w"]), ("k", ["k"]),
              ("filter", ["r", "s"]), ("r", ["r"]), ("s", ["s"]), ("stride", ["stride"]),
              ("padding", ["padding"]), ("dilation", ["dilation"]), ("groups", ["groups"]),
-             ("dtype", ["dtype"])]
+             ("dtype", ["dtype"]), ("direction", ["direction"])]
     present = [(key, targets) for key, targets in order if key in axes]
     specs, bad = [], []
     combos = list(itertools.product(*(axes[key] for key, _ in present)))

@@ -32,6 +32,8 @@ def files(tmp_path):
         (["run", "sweep", "--batch", "{d}/none.batch"], "none.batch"),
         (["run", "sweep", "--algo", "direct,fast"], "'fast'"),
         (["run", "sweep", "--device", "tpu"], "'tpu'"),
+        (["run", "sweep", "--dir", "fwd,bwd"], "--dir: unknown direction 'bwd' (allowed: fwd, "
+                                               "bwd_d, bwd_w)"),
         (["run", "sweep", "--threads", "0"], "--threads"),
         (["run", "sweep", "--max-memory", "lots"], "--max-memory"),
         (["run", "sweep", "--resume", "{d}/norun"], "not a convbench run"),

@@ -71,6 +71,9 @@ def test_a_registered_algorithm_gets_rows_like_a_builtin(tmp_path):
         (dict(supports=lambda: None), "supports: must accept (spec)"),
         (dict(workspace=lambda a, b: 0), "workspace: must accept (spec)"),
         (dict(doc=None), "doc"),
+        (dict(directions=("bwd_d",)), "directions: expected a tuple of fwd, bwd_d, bwd_w "
+                                      "holding fwd"),
+        (dict(directions=("fwd", "up")), "directions"),
     ],
 )
 def test_register_refuses_what_cannot_run(changes, needle):

@@ -505,3 +505,30 @@ def test_preset_files_are_valid_toml_with_a_why_comment():
     for name in preset_names():
         text = (_preset_dir() / f"{name}.toml").read_text()
         assert text.startswith("# ") and tomllib.loads(text)["name"] == name
+
+
+# ---------------------------------------------------------------------------- directions
+
+
+def test_grid_and_layers_take_directions():
+    cfg = from_dict(sweep(grid={**GRID, "direction": ["fwd", "bwd_w"]},
+                          layers=[{"name": "up", "c": 4, "h": 8, "k": 2, "r": 2, "stride": 2,
+                                   "direction": "bwd_d"}]))
+    assert [p.direction for p in cfg.problems] == ["fwd", "bwd_w", "fwd", "bwd_w", "bwd_d"]
+    assert cfg.problems[-1].id.endswith("-bwd_d") and cfg.problems[-1].name == "up"
+    assert same(from_dict(cfg.to_dict()), cfg)
+    with pytest.raises(ValueError, match=r"grid.direction: expected a list of 'fwd', 'bwd_d', "
+                                         r"'bwd_w', got 'up'"):
+        from_dict(sweep(grid={**GRID, "direction": ["up"]}))
+
+
+def test_with_directions_runs_each_layer_in_every_direction_named():
+    cfg = preset("resnet50").with_directions(("bwd_w", "fwd"))
+    base = preset("resnet50")
+    assert len(cfg.problems) == 2 * len(base.problems)
+    first, second = cfg.problems[:2]
+    assert (first, second) == (base.problems[0], base.problems[0].with_(direction="bwd_w"))
+    assert second.name == first.name and second.count == first.count
+    assert cfg.with_directions(("bwd_d",)).problems[0].direction == "bwd_d"
+    with pytest.raises(ValueError, match="directions: unknown direction 'sideways'"):
+        cfg.with_directions(("sideways",))
