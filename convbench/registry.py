@@ -106,12 +106,14 @@ def _directed(rule: Callable, directions: tuple[str, ...]) -> Callable:
     return supports
 
 
-def _every_direction(supports, prepare, workspace) -> dict:
+def _every_direction(supports, prepare, workspace, weight=None) -> dict:
     """The fields of a CPU entry that computes all three directions from its forward kernels
-    (`convbench_kernels.directions`)."""
-    return dict(supports=_directions.supporting(supports),
-                prepare=_directions.preparing(prepare),
-                workspace=_directions.sizing(workspace), directions=DIRECTIONS)
+    (`convbench_kernels.directions`); ``weight``: the family's own (supports, prepare,
+    workspace) of the weight gradient, where it has one."""
+    supports_w, prepare_w, workspace_w = weight or (None, None, None)
+    return dict(supports=_directions.supporting(supports, supports_w),
+                prepare=_directions.preparing(prepare, prepare_w),
+                workspace=_directions.sizing(workspace, workspace_w), directions=DIRECTIONS)
 
 
 # Tolerance evidence (float32, max|err|/max|ref|, measured on the kernel test cases and the
@@ -126,8 +128,11 @@ REGISTRY: tuple[Algorithm, ...] = (
               doc="Blocked direct loops over output channels and pixels; any problem.",
               **_every_direction(direct.supports, direct.prepare, direct.workspace)),
     Algorithm("im2col", "gemm", "cpu", tolerance=_EXACT,
-              doc="im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy.",
-              **_every_direction(im2col.supports, im2col.prepare, im2col.workspace)),
+              doc="im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy; "
+                  "weight gradient: dy times the columns' transpose.",
+              **_every_direction(im2col.supports, im2col.prepare, im2col.workspace,
+                                 (im2col.supports, im2col.prepare_weight,
+                                  im2col.workspace_weight))),
     Algorithm("fft", "fft", "cpu", tolerance={"float32": 1e-4, "float64": 1e-11},
               doc="Real 2-D FFTs (rocket-fft), filter spectra prepared, per-frequency "
                   "channel sums.",

@@ -152,12 +152,15 @@ def weight_problem(spec):
     return spec.with_(n=spec.cg, c=spec.n, groups=1, **common)
 
 
-def supporting(supports_fwd):
-    """``supports(spec)`` for every direction, from a family's forward rule."""
+def supporting(supports_fwd, weight=None):
+    """``supports(spec)`` for every direction, from a family's forward rule (and ``weight``,
+    the rule of the family's own weight gradient, where it has one)."""
 
     def supports(spec):
         if spec.direction == "fwd":
             return supports_fwd(spec)
+        if spec.direction == "bwd_w" and weight is not None:
+            return weight(spec)
         problems = ([p.problem for p in data_phases(spec) if p.problem is not None]
                     if spec.direction == "bwd_d" else [weight_problem(spec)])
         for problem in problems:
@@ -169,26 +172,32 @@ def supporting(supports_fwd):
     return supports
 
 
-def preparing(prepare_fwd):
-    """``prepare(b, spec)`` for every direction, from a family's forward ``prepare``."""
+def preparing(prepare_fwd, weight=None):
+    """``prepare(b, spec)`` for every direction, from a family's forward ``prepare`` (and
+    ``weight``, its own ``prepare`` of the weight gradient, where it has one)."""
 
     def prepare(b, spec):
         if spec.direction == "fwd":
             return prepare_fwd(b, spec)
         if spec.direction == "bwd_d":
             return _prepare_data(prepare_fwd, b, spec)
+        if weight is not None:
+            return weight(b, spec)
         return _prepare_weight(prepare_fwd, b, spec)
 
     return prepare
 
 
-def sizing(workspace_fwd):
+def sizing(workspace_fwd, weight=None):
     """``workspace(spec)`` for every direction: the forward problems' largest, plus the phase
-    buffers and copies of the backward forms."""
+    buffers and copies of the backward forms (or ``weight``, the family's own estimate for its
+    own weight gradient)."""
 
     def workspace(spec):
         if spec.direction == "fwd":
             return workspace_fwd(spec) if workspace_fwd else 0
+        if spec.direction == "bwd_w" and weight is not None:
+            return weight(spec)
         size = spec.itemsize
         if spec.direction == "bwd_d":
             problems = [p.problem for p in data_phases(spec) if p.problem is not None]

@@ -300,3 +300,97 @@ def prepare(w, spec, params=None):
 
     compute.params = p
     return compute
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient of the weights: the same column matrix, multiplied the other way
+
+
+@njit(cache=True)
+def _copy_block(src, b, k0, k1, p0, dst):
+    """``dst`` (k1-k0, P) = ``src[b, k0:k1, p0:p0+P]`` (src viewed (n, k, oh*ow))."""
+    npix = dst.shape[1]
+    for kk in range(k1 - k0):
+        row = src[b, k0 + kk]
+        d = dst[kk]
+        for p in range(npix):
+            d[uint64(p)] = row[uint64(p0 + p)]
+
+
+@njit(parallel=True, cache=True)
+def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf,
+                dy_buf, tmp_buf, partial):
+    """``partial[t, g]`` (kg, cg*r*s) = the sum over thread ``t``'s (image, block of output
+    rows) of ``dy_block[g] @ col_block[g].T``: each thread packs its block as the forward pass
+    does, copies its ``dy`` block to a contiguous one and multiplies (single-threaded BLAS)."""
+    n, c = x.shape[0], x.shape[1]
+    k = dy.shape[1]
+    kg, kcol = k // groups, c // groups * r * s
+    nblk = -(-oh // rows_blk)
+    items = n * nblk
+    threads = partial.shape[0]
+    for t in prange(threads):
+        partial[t] = 0
+        for item in range(t, items, threads):
+            b, blk = item // nblk, item % nblk
+            y0 = blk * rows_blk
+            y1 = min(y0 + rows_blk, oh)
+            pb = (y1 - y0) * ow
+            col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
+            dyb = dy_buf[t, : k * pb].reshape(k, pb)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)
+            _copy_block(dy, b, 0, k, y0 * ow, dyb)
+            for g in range(groups):
+                np.dot(dyb[g * kg:(g + 1) * kg], col[g * kcol:(g + 1) * kcol].T, tmp_buf[t])
+                partial[t, g] += tmp_buf[t]
+
+
+def _weight_blocks(spec, params) -> int:
+    """Output rows per block of the weight gradient: every thread gets work, and the
+    threads' column blocks fit the column budget together."""
+    threads = numba.get_num_threads()
+    row_bytes = spec.c * spec.r * spec.s * spec.ow * spec.itemsize
+    share = -(-spec.n * spec.oh // threads)  # rows of all images a thread gets
+    return max(1, min(spec.oh, share, params["col_budget"] // threads // row_bytes))
+
+
+def workspace_weight(spec, params=None):
+    """Bytes of `prepare_weight` and one call: per thread a column block, a dy block and its
+    partial weight gradient."""
+    p = _params(params)
+    rows = _weight_blocks(spec, p)
+    per_thread = (spec.c * spec.r * spec.s + spec.k) * rows * spec.ow + 2 * spec.params
+    return numba.get_num_threads() * per_thread * spec.itemsize
+
+
+def prepare_weight(x, spec, params=None):
+    """``compute(dy, dw)``: the gradient of the weights, ``dw[g] = sum over images of
+    dy[b, g] (kg, oh*ow) @ col(x[b])[g].T (oh*ow, cg*r*s)``, the forward column matrix
+    multiplied by the output gradient; the images' and row blocks' products are summed per
+    thread, then over the threads.  ``x`` is kept by reference (packed at each call).
+
+    One GEMM per block has ``kg`` rows, ``cg*r*s`` columns and a depth of the block's pixels:
+    the shape oneDNN's and PyTorch's GEMM-based weight gradients use.
+    """
+    p = _params(params)
+    dtype = np.dtype(spec.dtype)
+    threads = numba.get_num_threads()
+    rows_blk = _weight_blocks(spec, p)
+    crs, pb = spec.c * spec.r * spec.s, rows_blk * spec.ow
+    col_buf = pooled_empty((threads, crs * pb), dtype)
+    dy_buf = pooled_empty((threads, spec.k * pb), dtype)
+    kcol = spec.cg * spec.r * spec.s
+    tmp_buf = np.empty((threads, spec.kg, kcol), dtype)
+    partial = np.empty((threads, spec.groups, spec.kg, kcol), dtype)
+    pt, _, pl, _ = spec.pads
+    geometry = (spec.groups, spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl,
+                spec.oh, spec.ow, rows_blk)
+
+    def compute(dy, dw):
+        with single_threaded_blas():
+            _run_weight(x, dy.reshape(spec.n, spec.k, spec.oh * spec.ow), *geometry, col_buf,
+                        dy_buf, tmp_buf, partial)
+        np.sum(partial, axis=0, out=dw.reshape(spec.groups, spec.kg, kcol))
+
+    compute.params = p
+    return compute
