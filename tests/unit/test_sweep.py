@@ -31,7 +31,9 @@ PRESETS = {
     "resnet50": (23, 53),    # 1 + 4 + 6 + 6 + 6 distinct; 1 + 10 + 13 + 19 + 10 convs
     "googlenet": (6, 6),
     "mobilenet": (28, 40),   # stem + 9 distinct blocks x (dw, pw, std); 1 + 13 x 3
-    "grid": (134, 134),      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
+    "grid": (134, 134),
+    "unet": (23, 23),        # 2 x 5 down, 4 x (up-conv + 2), the final 1x1
+    "dcgan": (5, 5),      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
 }
 
 GRID = {"c": [8], "h": [16], "k": [8], "filter": [1, 3]}
@@ -217,7 +219,8 @@ def test_smoke_preset_is_tiny_and_fast():
 
 
 def test_network_presets_are_batch_1_float32_with_names():
-    for name in ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet"):
+    for name in ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "unet",
+                 "dcgan"):
         for p in preset(name).problems:
             assert p.n == 1 and p.dtype == "float32" and p.name.startswith(name + ":")
 
@@ -532,3 +535,19 @@ def test_with_directions_runs_each_layer_in_every_direction_named():
     assert cfg.with_directions(("bwd_d",)).problems[0].direction == "bwd_d"
     with pytest.raises(ValueError, match="directions: unknown direction 'sideways'"):
         cfg.with_directions(("sideways",))
+
+
+def test_unet_and_dcgan_up_convolutions_are_transposed_convolutions():
+    unet = by_name("unet")
+    ups = [p for p in unet.values() if p.direction == "bwd_d"]
+    # (input channels, input size) -> (output channels, output size) of each up-convolution
+    assert [(p.k, p.oh, p.c, p.h) for p in ups] == [
+        (1024, 28, 512, 56), (512, 52, 256, 104), (256, 100, 128, 200), (128, 196, 64, 392)]
+    assert all((p.r, p.sh) == (2, 2) for p in ups)
+    assert unet["unet:down1_conv1"].input_shape == (1, 1, 572, 572)
+    assert unet["unet:final_1x1"].output_shape == (1, 2, 388, 388)
+    assert sum(p.direction == "fwd" and p.r == 3 and not any(p.pads) for p in unet.values()) == 18
+    dcgan = list(by_name("dcgan").values())
+    assert [(p.k, p.oh, p.c, p.h) for p in dcgan] == [
+        (100, 1, 512, 4), (512, 4, 256, 8), (256, 8, 128, 16), (128, 16, 64, 32), (64, 32, 3, 64)]
+    assert all(p.direction == "bwd_d" and p.r == 4 for p in dcgan)
