@@ -2,7 +2,11 @@
 
 Every family module (``convbench_kernels.cpu.<family>``, ``convbench_kernels.cuda.<family>``)
 offers three functions, which take a problem ``spec`` (any object with ConvSpec's attributes:
-``n c h w k r s sh sw dh dw pads groups cg kg oh ow dtype``):
+``n c h w k r s sh sw dh dw pads groups cg kg oh ow dtype direction``, and ``with_(**fields)``
+giving a validated copy with fields changed).  The functions below describe the forward
+direction; `convbench_kernels.directions` turns them into both gradients, whose ``prepare``
+takes the weights (``bwd_d``: ``compute(dy, dx)``) or the input (``bwd_w``: ``compute(dy,
+dw)``, all the work in the call):
 
 ``supports(spec) -> str | None``
     None when the family computes the problem, else the reason it does not.  Both devices use
