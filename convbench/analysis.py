@@ -41,12 +41,12 @@ NOISE_FLOOR = 0.01
 # The fields that identify a problem's shape and type (the name and count do not): problems
 # that agree on all of them but one lie on a sweep along that one.
 IDENTITY = ("n", "c", "h", "w", "k", "r", "s", "sh", "sw", "dh", "dw", "padding", "groups",
-            "dtype")
+            "dtype", "direction")
 # The fields that, with the filter size and stride, make a problem: rows that share them are
 # one *context* of a filter sweep (one line chart, one winner map, one winner sentence).
 CONTEXT = tuple(f for f in IDENTITY if f not in ("r", "s", "sh", "sw"))
 # The problem fields every result frame below carries, for plotting and grouping.
-PROBLEM_FIELDS = ("r", "s", "sh", "sw", "c", "k", "h", "w", "n", "groups", "dtype")
+PROBLEM_FIELDS = ("r", "s", "sh", "sw", "c", "k", "h", "w", "n", "groups", "dtype", "direction")
 
 # Sweepable axes: field -> (words for a sentence, the field that must equal it).  A filter
 # sweep uses square filters only (r == s), a stride sweep square strides, an image-size
@@ -147,7 +147,9 @@ def shape_label(row) -> str:
         text += f" s{row['sh']}" if row["sh"] == row["sw"] else f" s{row['sh']}x{row['sw']}"
     if int(row["groups"]) != 1:
         text += " dw" if int(row["groups"]) == int(row["c"]) else f" g{row['groups']}"
-    return text + f" @{row['h']}"
+    text += f" @{row['h']}"
+    direction = row.get("direction", "fwd")
+    return text if direction in ("fwd", None) or pd.isna(direction) else f"{text} {direction}"
 
 
 def _labels(df: pd.DataFrame) -> pd.Series:
@@ -286,7 +288,7 @@ def crossovers(df: pd.DataFrame, axes=DEFAULT_AXES) -> pd.DataFrame:
     if not found:
         return pd.DataFrame(columns=CROSSOVER_COLUMNS)
     out = pd.DataFrame(found, columns=CROSSOVER_COLUMNS)
-    ints = [f for f in IDENTITY if f not in ("padding", "dtype")]
+    ints = [f for f in IDENTITY if f not in ("padding", "dtype", "direction")]
     return out.astype({**dict.fromkeys(ints, "Int64"), "lo": int, "hi": int,
                        "winner_changed": bool})
 
@@ -393,7 +395,13 @@ def context_text(f: dict, axis: str) -> str:
         parts.append(f"padding {f['padding']}")
     if f["dtype"] != "float32":
         parts.append(f["dtype"])
+    if f.get("direction", "fwd") not in ("fwd", None) and not pd.isna(f.get("direction")):
+        parts.append(DIRECTION_WORDS[f["direction"]])
     return ", ".join(parts)
+
+
+DIRECTION_WORDS = {"fwd": "forward", "bwd_d": "gradient of the input",
+                   "bwd_w": "gradient of the weights"}
 
 
 # ---------------------------------------------------------------------------------------------

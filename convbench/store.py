@@ -21,8 +21,9 @@ import pandas as pd
 
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
-# and ``tuning`` in meta.json.  Older runs load with the newer columns missing.
-SCHEMA_VERSION = 3
+# and ``tuning`` in meta.json.  4: ``direction`` (fwd, bwd_d, bwd_w).  Older runs load with the
+# newer columns missing, but for those with a value every older row had (`OLD_VALUES`).
+SCHEMA_VERSION = 4
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
 META = "meta.json"
@@ -36,6 +37,7 @@ COLUMNS = {
     "run_id": _STR, "problem": _STR, "name": _STR, "count": _INT,
     **dict.fromkeys(("n", "c", "h", "w", "k", "r", "s"), _INT),
     **dict.fromkeys(("stride", "padding", "dilation"), _STR), "groups": _INT, "dtype": _STR,
+    "direction": _STR,
     **dict.fromkeys(("sh", "sw", "dh", "dw", "pt", "pb", "pl", "pr", "oh", "ow"), _INT),
     **dict.fromkeys(("flops", "params", "min_bytes"), _INT),
     **dict.fromkeys(("algorithm", "family", "device", "operator", "status", "reason"), _STR),
@@ -52,6 +54,10 @@ COLUMNS = {
     "bandwidth_fraction": _FLOAT, "memory_level": _STR,
     "schema_version": _INT,
 }
+
+
+# What a column added later held in every row written before it existed.
+OLD_VALUES = {"direction": "fwd"}
 
 
 def new_run_id() -> str:
@@ -130,7 +136,7 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     for col, dtype in COLUMNS.items():
         if col not in df:
-            df[col] = None
+            df[col] = OLD_VALUES.get(col)
         df[col] = df[col].astype(dtype)
     df = df[list(COLUMNS) + [c for c in df.columns if c not in COLUMNS]]
     return df.drop_duplicates(subset=list(KEY), keep="last").reset_index(drop=True)
@@ -161,7 +167,7 @@ def load_run(path) -> pd.DataFrame:
         df = pd.read_parquet(parquet)
         if len(df) >= len(rows_frame(journal)):
             # a run of an older schema lacks the newer columns: missing values, typed
-            missing = {c: pd.Series(None, index=df.index, dtype=object).astype(t)
+            missing = {c: pd.Series(OLD_VALUES.get(c), index=df.index, dtype=object).astype(t)
                        for c, t in COLUMNS.items() if c not in df}
             return df.assign(**missing) if missing else df
     if not journal:
