@@ -28,7 +28,7 @@ import pandas as pd
 
 __all__ = ["ranked", "counted", "simulated", "label", "noise", "tied", "winners", "winners_table",
            "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baseline_ratio_algorithms",
-           "baselines", "network_summary", "separable_savings",
+           "baselines", "network_summary", "separable_savings", "training_step",
            "algorithm_of", "shape_label", "context_text",
            "AXES", "CONTEXT", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR",
            "NOT_A_LAYER", "BEST_PER_LAYER"]
@@ -585,6 +585,50 @@ def network_summary(df: pd.DataFrame, exclude: str | None = NOT_A_LAYER):
                                "complete": True})
         totals += sorted(single, key=lambda d: d["total_s"])
     return layers, pd.DataFrame(totals, columns=TOTAL_COLUMNS)
+
+
+TRAINING_COLUMNS = ["network", "name", "problem", "count",
+                    *(f"{d}_{f}" for d in ("fwd", "bwd_d", "bwd_w") for f in ("s", "by")),
+                    "step_s", "baseline_step_s", "vs_baseline"]
+
+
+def training_step(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
+    """What one training step of each layer costs: its forward convolution, the gradient of
+    its input and of its weights, each by its own fastest ranked algorithm, against
+    ``baseline``'s three.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per layer measured in all three directions, in run order
+        (`TRAINING_COLUMNS`): ``network`` (the layer name's prefix, "" without one),
+        ``name``, ``problem`` (the forward problem's id), ``count``; per direction the best
+        time ``<dir>_s`` and its label ``<dir>_by``; ``step_s`` their sum;
+        ``baseline_step_s`` the baseline's sum (NaN unless it ran all three) and
+        ``vs_baseline`` = ``step_s / baseline_step_s``.
+    """
+    win = winners(df[df["device"] == "cpu"]) if "device" in df else winners(df)
+    if win.empty or "direction" not in win:
+        return pd.DataFrame(columns=TRAINING_COLUMNS)
+    base = counted(df)
+    base = base[base["algorithm"] == baseline].set_index(["problem", "name"])["median_s"]
+    win = win.assign(layer=win["problem"].str.replace(r"-bwd_[dw]$", "", regex=True))
+    out = []
+    for (layer, name), g in win.groupby(["layer", "name"], sort=False, dropna=False):
+        by_dir = {r["direction"]: r for _, r in g.iterrows()}
+        if set(by_dir) != {"fwd", "bwd_d", "bwd_w"}:
+            continue
+        row = {"network": (name or "").split(":")[0] if ":" in (name or "") else "",
+               "name": name, "problem": layer, "count": by_dir["fwd"]["count"]}
+        base_s = 0.0
+        for d, r in by_dir.items():
+            row[f"{d}_s"], row[f"{d}_by"] = r["median_s"], r["winner"]
+            base_s += base.get((r["problem"], name), math.nan)
+        row["step_s"] = sum(row[f"{d}_s"] for d in by_dir)
+        row["baseline_step_s"] = base_s
+        row["vs_baseline"] = row["step_s"] / base_s
+        out.append(row)
+    return pd.DataFrame(out, columns=TRAINING_COLUMNS)
 
 
 def separable_savings(df: pd.DataFrame) -> pd.DataFrame:

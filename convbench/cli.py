@@ -160,10 +160,32 @@ def _run(args) -> int:
     if ratios:
         print()
         print(ratios)
+    steps = training_table(df)
+    if steps:
+        print()
+        print(steps)
     errors = df[df["status"] == "error"]
     for _, row in errors.iterrows():
         print(f"error: {row['problem']} {row['algorithm']}: {row['reason']}", file=sys.stderr)
     return code
+
+
+def training_table(df) -> str:
+    """`convbench.analysis.training_step` as text ("" when no layer ran in all three
+    directions): per layer each direction's best time and algorithm, the step, torch's."""
+    from . import analysis
+
+    steps = analysis.training_step(df)
+    if steps.empty:
+        return ""
+    cell = lambda r, d: f"{r[d + '_s'] * 1e3:.3g} {r[d + '_by']}"  # noqa: E731
+    table = "\n".join(
+        f"{r['name'] or r['problem']:>28}  {cell(r, 'fwd'):>22}  {cell(r, 'bwd_d'):>22}  "
+        f"{cell(r, 'bwd_w'):>22}  {r['step_s'] * 1e3:8.3g}  {r['baseline_step_s'] * 1e3:8.3g}"
+        f"  {r['vs_baseline']:6.2f}" for _, r in steps.iterrows())
+    head = (f"{'layer':>28}  {'fwd ms':>22}  {'bwd_d ms':>22}  {'bwd_w ms':>22}  "
+            f"{'step ms':>8}  {'torch ms':>8}  {'ratio':>6}")
+    return f"training step (best algorithm per direction; ratio: step / torch's)\n{head}\n{table}"
 
 
 def ratio_table(df, baseline: str = "torch") -> str:

@@ -107,6 +107,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "layers": _layer_rows(layers, shape),
         "totals": _total_rows(totals),
         "separable": _separable_rows(sep, shape),
+        "training": _training_rows(analysis.training_step(df), shape),
         "baseline": _baseline_table(vs_base),
         "model": winner_model(df),
         "rows": _all_rows(df, shape),
@@ -447,6 +448,27 @@ def _total_rows(totals: pd.DataFrame) -> list[dict]:
              "vs": times(t["vs_best_per_layer"]), "layers": _int(t["n_layers"]),
              "best": t["algorithm"] == analysis.BEST_PER_LAYER}
             for _, t in totals.iterrows()]
+
+
+def _training_rows(steps: pd.DataFrame, shape: dict) -> dict:
+    """The training-step table: per layer the best of each direction and the step against
+    the baseline, then per network the step's total (each layer times its count)."""
+    if steps.empty:
+        return {}
+    rows = [{"name": r["name"] or r["problem"], "shape": shape.get(r["problem"], ""),
+             "count": _int(r["count"]),
+             "dirs": [{"ms": ms(r[f"{d}_s"]), "by": r[f"{d}_by"],
+                       "algo": analysis.algorithm_of(r[f"{d}_by"])}
+                      for d in ("fwd", "bwd_d", "bwd_w")],
+             "step": ms(r["step_s"]), "base": ms(r["baseline_step_s"]),
+             "vs": times(r["vs_baseline"])} for _, r in steps.iterrows()]
+    nets = []
+    for net, g in steps[steps["network"] != ""].groupby("network", sort=False):
+        step = (g["step_s"] * g["count"]).sum()
+        base = (g["baseline_step_s"] * g["count"]).sum()
+        nets.append({"network": net, "layers": len(g), "step": ms(step), "base": ms(base),
+                     "vs": times(step / base)})
+    return {"rows": rows, "networks": nets}
 
 
 def _separable_rows(sep: pd.DataFrame, shape: dict) -> list[dict]:

@@ -298,3 +298,27 @@ def test_separable_savings_by_hand():
     assert one["time_ratio"] == pytest.approx(0.25) and one["speedup"] == pytest.approx(4.0)
     assert two["time_ratio"] == pytest.approx(0.5)
     assert one["separable_gflops"] == pytest.approx(one["separable_flops"] / 0.5 / 1e9)
+
+
+# -- training step ----------------------------------------------------------------------------
+
+def test_training_step_sums_each_directions_best_against_the_baselines_three():
+    def named(algo, t, direction, name="net:l1", count=2, **problem):
+        r = row(algo, t, direction=direction, padding=1, **problem)
+        return {**r, "name": name, "count": count,
+                "family": "baseline" if algo == "torch" else algo}
+
+    times = {"fwd": {"direct": 1.0, "im2col": 2.0, "torch": 1.5},
+             "bwd_d": {"direct": 3.0, "fft": 2.5, "torch": 2.0},
+             "bwd_w": {"im2col": 4.0, "direct": 5.0, "torch": 6.0}}
+    rows = [named(a, t, d) for d, ts in times.items() for a, t in ts.items()]
+    rows.append(named("direct", 9.0, "fwd", name="net:l2", k=16))  # forward only: left out
+    steps = analysis.training_step(frame(*rows))
+    assert len(steps) == 1
+    s = steps.iloc[0]
+    assert (s["network"], s["name"], s["count"]) == ("net", "net:l1", 2)
+    assert not s["problem"].endswith(("-bwd_d", "-bwd_w"))
+    assert (s["fwd_by"], s["bwd_d_by"], s["bwd_w_by"]) == ("direct", "fft", "im2col")
+    assert s["step_s"] == pytest.approx(1.0 + 2.5 + 4.0)
+    assert s["baseline_step_s"] == pytest.approx(1.5 + 2.0 + 6.0)
+    assert s["vs_baseline"] == pytest.approx(7.5 / 9.5)
