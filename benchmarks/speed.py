@@ -6,7 +6,9 @@ contender, PyTorch included, is a registry entry and is timed the way a sweep ti
 `convbench.timing.measure`:
 
 - ``call``: ``convbench.conv2d(x, w, ..., algo=name)``, as a user calls it (filter transforms,
-  allocation, PyTorch's copy of its result into the output array included);
+  allocation, PyTorch's copy of its result into the output array included); with ``--dir
+  bwd_d`` or ``bwd_w`` the gradient's call (``conv2d_input`` / ``conv2d_weight``: prepare and
+  compute, as `convbench.api.run` makes them), against PyTorch's ``convolution_backward``;
 - ``compute``: the prepared step alone, ``compute(x, out)`` (what a sweep's ``median_s`` is).
 
 Contenders run in interleaved rounds (each in turn, again and again) and each keeps its best
@@ -39,8 +41,8 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import convbench
-from convbench import registry, roofline, sweep
-from convbench.spec import ConvSpec
+from convbench import api, registry, roofline, runner, sweep
+from convbench.spec import DIRECTIONS, ConvSpec
 from convbench.timing import measure
 
 # Named selections: (preset, regular expression on layer names).
@@ -74,24 +76,23 @@ def layers(preset: str, match: str, filters=None) -> list[ConvSpec]:
 
 
 def contenders(spec: ConvSpec, only=None) -> list[Contender]:
-    """Every CPU registry entry that computes ``spec`` (the standard convolution), each
-    checked once against the float64 reference; ``only``: just these names."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
-    w = rng.standard_normal(spec.weight_shape).astype(spec.dtype)
-    ref = convbench.reference_conv2d(x, w, spec.stride, spec.padding, spec.dilation,
-                                     spec.groups)
+    """Every CPU registry entry that computes ``spec`` (a standard convolution, in its
+    direction), each checked once against the float64 reference; ``only``: just these."""
+    a, b, ref = runner.operands(spec)
     out = []
     for algo in registry.algorithms("cpu"):
         if algo.operator != "conv" or algo.supports(spec) is not None or not (
                 algo.default or algo.name == BASELINE) or (only and algo.name not in only):
             continue
-        y = np.empty(spec.output_shape, spec.dtype)
-        compute = partial(algo.prepare(w, spec), x, y)
+        y = np.empty(spec.result_shape, spec.dtype)
+        compute = partial(algo.prepare(b, spec), a, y)
         compute()
         error = float(np.abs(y - ref).max() / np.abs(ref).max())
-        call = partial(convbench.conv2d, x, w, spec.stride, spec.padding, spec.dilation,
-                       spec.groups, algo=algo.name)
+        if spec.direction == "fwd":
+            call = partial(convbench.conv2d, a, b, spec.stride, spec.padding, spec.dilation,
+                           spec.groups, algo=algo.name)
+        else:
+            call = partial(api.run, algo, spec, a, b)
         out.append(Contender(algo.name, call, compute, error))
     return out
 
@@ -186,6 +187,10 @@ def main(argv=None):
                     help="measure the machine's ceilings in this run (and cache them)")
     ap.add_argument("--isa", choices=["native", "avx2"], default="native",
                     help="avx2: every contender capped at AVX2 (see the module docstring)")
+    ap.add_argument("--dir", choices=DIRECTIONS, default="fwd",
+                    help="the direction of every layer: fwd, or a gradient (bwd_d, bwd_w)")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="run every layer at this batch size (default: the layers' own)")
     args = ap.parse_args(argv)
     if args.isa == "avx2" and os.environ.get("CONVBENCH_SPEED_ISA") != "avx2":
         return subprocess.run([sys.executable, __file__, *argv], env=avx2_environment()).returncode
@@ -196,6 +201,8 @@ def main(argv=None):
         names = list(SELECTIONS) if args.layers == "all" else [args.layers]
         specs = [s for n in names for s in layers(*SELECTIONS[n],
                                                   filters=(9, 15) if n == "large" else None)]
+    specs = [s.with_(direction=args.dir, **({"n": args.batch} if args.batch else {}))
+             for s in specs]
     numba.set_num_threads(args.threads)
     # oneDNN's best case: glibc serves blocks above its mmap threshold with fresh pages (each
     # faulting in at first touch), and raises that threshold to the largest such block freed.
@@ -209,6 +216,7 @@ def main(argv=None):
         print(f"Numba target: {registry.cpu_target().describe()}; oneDNN ISA cap: "
               f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}")
         print(f"threads {args.threads}; BLAS {blas}; {roofline.summary(roof)}")
+        print(f"direction {args.dir}; batch {specs[0].n if specs else ''}")
         head = (f"{'layer':<28} {'algorithm':<13} {'call ms':>9} {'compute ms':>10} "
                 f"{'GFLOP/s':>8} {'peak':>6} {'/' + BASELINE:>8} {'rel err':>9}")
         print(head)

@@ -98,6 +98,12 @@ class _Problem:
         return x, w, self._ref(x, w)
 
 
+def operands(spec: ConvSpec, operator: str = "conv"):
+    """``(argument, prepared operand, float64 reference)`` of ``spec`` in its direction, as a
+    sweep makes them (seeded by the problem's id)."""
+    return _Problem(spec).inputs(operator)
+
+
 def problem_columns(spec: ConvSpec) -> dict:
     def enc(v):
         return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
