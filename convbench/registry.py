@@ -30,7 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from convbench_kernels import directions as _directions
-from convbench_kernels.cpu import depthwise, direct, fft, im2col, target, winograd
+from convbench_kernels.cpu import (
+    depthwise,
+    direct,
+    fft,
+    im2col,
+    target,
+    winograd,
+    winograd_weight,
+)
 
 from . import baselines, plugins
 from .spec import DIRECTIONS, DTYPES, ConvSpec
@@ -138,13 +146,19 @@ REGISTRY: tuple[Algorithm, ...] = (
                   "channel sums.",
               **_every_direction(fft.supports, fft.prepare, fft.workspace)),
     Algorithm("winograd_f23", "winograd", "cpu", tolerance={"float32": 5e-5, "float64": 1e-11},
-              doc="Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1.",
+              doc="Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1; "
+                  "weight gradient F(3x3,2x2).",
               **_every_direction(winograd.supports, winograd.prepare_f23,
-                                 winograd.workspace_f23)),
+                                 winograd.workspace_f23,
+                                 (winograd_weight.supports, winograd_weight.prepare_f23,
+                                  winograd_weight.workspace_f23))),
     Algorithm("winograd_f43", "winograd", "cpu", tolerance={"float32": 2e-4, "float64": 1e-10},
-              doc="Winograd F(4x4,3x3): 36 GEMMs over channels; 3x3, stride 1, dilation 1.",
+              doc="Winograd F(4x4,3x3): 36 GEMMs over channels; 3x3, stride 1, dilation 1; "
+                  "weight gradient F(3x3,4x4).",
               **_every_direction(winograd.supports, winograd.prepare_f43,
-                                 winograd.workspace_f43)),
+                                 winograd.workspace_f43,
+                                 (winograd_weight.supports, winograd_weight.prepare_f43,
+                                  winograd_weight.workspace_f43))),
     Algorithm("depthwise", "depthwise", "cpu", tolerance=_EXACT,
               doc="Depthwise (groups == c, channel multiplier k/c) plane by plane.",
               **_every_direction(depthwise.supports, depthwise.prepare, depthwise.workspace)),
