@@ -17,8 +17,9 @@ swapped.  A phase that no tap reaches is zero (a 1x1 filter at stride 2 leaves t
 xpad[n, c, p*sh + i*dh, q*sw + j*dw]``: a forward convolution whose filter is ``dy``, whose
 input is ``x`` with batch and channels swapped, with stride and dilation swapped, whose output
 (at least ``r x s``) cropped and transposed is ``dw``.  When each group has one input channel
-(depthwise) the channels become the groups instead and the batch joins the channels; both
-swaps cost nothing at batch 1.  Other groupings run group by group.
+(depthwise) the channels are the groups instead, image by image (each image's ``x`` and ``dy``
+as they are, no copy), and the images' results are summed.  Other groupings run group by
+group.
 
 Every function takes a problem ``spec`` as the kernels do (`convbench_kernels.contract`) and
 builds the forward problems with its ``with_`` (a copy with fields changed, validated).  The
@@ -141,14 +142,14 @@ def phase_weights(w, spec, phase: Phase) -> np.ndarray:
 
 def weight_problem(spec):
     """The forward problem whose output holds ``spec``'s gradient of the weights: one group
-    (the batch-swapped form, per group) or, for one input channel per group, all of them (the
+    (the batch-swapped form, per group) or, for one input channel per group, one image (the
     channels-as-groups form)."""
     pads = spec.pads
     common = dict(h=spec.h, w=spec.w, k=spec.k if spec.cg == 1 else spec.kg,
                   r=spec.oh, s=spec.ow, stride=(spec.dh, spec.dw),
                   dilation=(spec.sh, spec.sw), padding=pads, direction="fwd")
     if spec.cg == 1:
-        return spec.with_(n=1, c=spec.c * spec.n, groups=spec.c, **common)
+        return spec.with_(n=1, c=spec.c, groups=spec.c, **common)
     return spec.with_(n=spec.cg, c=spec.n, groups=1, **common)
 
 
@@ -248,14 +249,17 @@ def _prepare_weight(prepare_fwd, x, spec):
     problem = weight_problem(spec)
     r, s = spec.r, spec.s
     buf = np.empty(problem.output_shape, spec.dtype)
-    x = np.asarray(x)
+    x = np.ascontiguousarray(x)
 
     def compute(dy, dw):
-        if spec.cg == 1:  # channels as groups: x as one image of c*n channels
-            xs = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(problem.input_shape)
-            filt = np.ascontiguousarray(dy.transpose(1, 0, 2, 3))
-            prepare_fwd(filt, problem)(xs, buf)
-            dw[:, 0] = buf[0, :, :r, :s]
+        if spec.cg == 1:  # channels as groups, image by image, summed
+            for b in range(spec.n):
+                filt = dy[b].reshape(spec.k, 1, spec.oh, spec.ow)
+                prepare_fwd(filt, problem)(x[b:b + 1], buf)
+                if b == 0:
+                    dw[:, 0] = buf[0, :, :r, :s]
+                else:
+                    dw[:, 0] += buf[0, :, :r, :s]
             return
         kg, cg = spec.kg, spec.cg
         for g in range(spec.groups):
