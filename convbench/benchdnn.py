@@ -25,8 +25,17 @@ A descriptor is ``[gX][mbX][icX][ihX][iwX][ocX][ohX][owX][khX][kwX][shX][swX][ph
 - ``*N`` at the end of a name is the layer's repeat count in its network
   (``n"resnet_50:res2a_branch2b*3"``): the name without it, ``count`` N.
 
-Batch files hold a descriptor a line, ``#`` comments, and ``--mb=N`` lines setting the batch of
-the descriptors after them (``--mb=0``: their own).
+Batch files hold a descriptor a line, ``#`` comments, and option lines for the descriptors
+after them, as benchdnn's batch files set them: ``--mb=N`` the batch (``--mb=0``: their own),
+``--dir=`` the direction (``FWD_D``, ``FWD_B`` and ``FWD_I`` forward; ``BWD_D`` the gradient of
+the input; ``BWD_W`` and ``BWD_WB`` the gradient of the weights, the bias's gradient not
+measured), ``--deconv`` and ``--conv`` the driver, ``--reset`` all of them back.
+
+A deconvolution descriptor describes the transposed convolution itself: ``ic ih`` its input,
+``oc oh`` its output, the larger side (with no ``oh``: ``(ih - 1)·sh - 2·ph + (kh - 1)·(dh +
+1) + 1``).  convbench writes it as the convolution it inverts (``oc oh`` in, ``ic ih`` out)
+in the matching direction: a deconvolution's forward pass is that convolution's ``bwd_d``,
+its ``BWD_D`` is the convolution's ``fwd``, its ``BWD_W`` the convolution's ``bwd_w``.
 """
 
 from __future__ import annotations
@@ -45,9 +54,18 @@ _AXIS_KEYS = ("i", "o", "k", "s", "p", "d")
 _REPEAT = re.compile(r"(.*)\*(\d+)")
 
 
-def parse(text: str) -> ConvSpec:
-    """A ConvSpec from one benchdnn convolution descriptor; ValueError naming the field."""
+DIRECTIONS = {"FWD_D": "fwd", "FWD_B": "fwd", "FWD_I": "fwd", "BWD_D": "bwd_d",
+              "BWD_W": "bwd_w", "BWD_WB": "bwd_w"}
+# A deconvolution's pass -> the direction of the convolution it inverts.
+_DECONV = {"fwd": "bwd_d", "bwd_d": "fwd", "bwd_w": "bwd_w"}
+
+
+def parse(text: str, deconv: bool = False) -> ConvSpec:
+    """A ConvSpec from one benchdnn convolution (or, with ``deconv``, deconvolution: see the
+    module's docstring) descriptor; ValueError naming the field."""
     vals, name = _fields(text)
+    if deconv:
+        vals = _inverted(vals, text)
     for key, flat in _FLAT_DEPTH.items():
         if vals.get(key, flat) != flat:
             raise ValueError(f"problem: {key}={vals[key]} describes a 3-D convolution; "
@@ -62,6 +80,26 @@ def parse(text: str) -> ConvSpec:
     return ConvSpec(n=vals.get("mb", 2), c=vals["ic"], h=h, w=w, k=vals["oc"], r=r, s=s,
                     stride=(sh, sw), padding=(pt, pb, pl, pr), dilation=(dh, dw),
                     groups=vals.get("g", 1), name=name, count=count)
+
+
+def _inverted(vals: dict, text: str) -> dict:
+    """The fields of the convolution a deconvolution descriptor inverts: input and output
+    swapped, each missing output size computed as benchdnn's deconvolution computes it."""
+    out = dict(vals)
+    for ax in "hw":
+        i, o = vals.get("i" + ax), vals.get("o" + ax)
+        if i and not o and vals.get("k" + ax):
+            span = (vals["k" + ax] - 1) * (vals.get("d" + ax, 0) + 1) + 1
+            o = (i - 1) * vals.get("s" + ax, 1) - 2 * vals.get("p" + ax, 0) + span
+            if o < 1:
+                raise ValueError(f"problem: {text!r} gives o{ax}={o}; allowed: >= 1")
+        for key, value in (("i" + ax, o), ("o" + ax, i)):
+            if value:
+                out[key] = value
+            else:
+                out.pop(key, None)
+    out["ic"], out["oc"] = vals.get("oc"), vals.get("ic")
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _fields(text: str) -> tuple[dict[str, int], str]:
@@ -152,24 +190,43 @@ def read_batch(text: str, source: str) -> list[ConvSpec]:
     """The problems of a batch file's ``text``, in order; errors start with ``source`` and
     name the line."""
     specs: list[ConvSpec] = []
-    mb = 0
+    state = dict(_DEFAULT_STATE)
     for number, raw in enumerate(text.splitlines(), start=1):
         line = _strip_comment(raw).strip()
         if not line:
             continue
         if line.startswith("--"):
-            m = re.fullmatch(r"--mb=(\d+)", line)
-            if not m:
-                raise ValueError(f"{source}: line {number}: unsupported option {line!r} "
-                                 "(allowed: --mb=N)")
-            mb = int(m.group(1))
+            state = _option(line, state, f"{source}: line {number}")
             continue
         try:
-            spec = ConvSpec.parse(line)
-            specs.append(spec.with_(n=mb) if mb else spec)
+            spec = parse(line, deconv=state["deconv"])
+            direction = _DECONV[state["dir"]] if state["deconv"] else state["dir"]
+            specs.append(spec.with_(direction=direction, **({"n": state["mb"]}
+                                                            if state["mb"] else {})))
         except ValueError as e:
             raise ValueError(f"{source}: line {number}: {e}") from None
     return specs
+
+
+_DEFAULT_STATE = {"mb": 0, "dir": "fwd", "deconv": False}
+
+
+def _option(line: str, state: dict, where: str) -> dict:
+    """``state`` after the option line ``line`` (``--mb=N``, ``--dir=X``, ``--conv``,
+    ``--deconv``, ``--reset``)."""
+    if m := re.fullmatch(r"--mb=(\d+)", line):
+        return {**state, "mb": int(m.group(1))}
+    if m := re.fullmatch(r"--dir=(\w+)", line):
+        if m.group(1) not in DIRECTIONS:
+            raise ValueError(f"{where}: --dir: unknown direction {m.group(1)!r} (allowed: "
+                             f"{', '.join(DIRECTIONS)})")
+        return {**state, "dir": DIRECTIONS[m.group(1)]}
+    if line in ("--conv", "--deconv"):
+        return {**state, "deconv": line == "--deconv"}
+    if line == "--reset":
+        return dict(_DEFAULT_STATE)
+    raise ValueError(f"{where}: unsupported option {line!r} (allowed: --mb=N, --dir=D, "
+                     "--conv, --deconv, --reset)")
 
 
 def _strip_comment(line: str) -> str:

@@ -483,6 +483,22 @@ def test_batch_file_of_real_forms_repeats_asymmetric_padding_and_1d(tmp_path):
         (p, p.name, p.count) for p in cfg.problems]
 
 
+def test_batch_directions_and_deconvolutions_as_benchdnn_sets_them(tmp_path):
+    f = tmp_path / "b.txt"
+    f.write_text('--deconv\n--dir=FWD_B\nmb1ic1024ih28oc512oh56kh2sh2n"unet:up1"\n'
+                 "ic64ih32oc3kh4sh2ph1\n--dir=BWD_D\nmb1ic8ih4oc4kh3\n"
+                 "--conv\n--dir=BWD_WB\nmb1ic4ih8oc4kh3ph1\n--reset\nmb1ic4ih8oc4kh3ph1\n")
+    p = load_batch(f).problems
+    # the up-convolution is the unet preset's: the convolution it inverts, bwd_d
+    assert p[0] == preset("unet").problems[10] and p[0].name == "unet:up1"
+    # no oh: benchdnn's deconvolution size (32 - 1)*2 - 2 + 4 = 64, the default batch 2
+    assert (p[1].direction, p[1].input_shape, p[1].output_shape) == (
+        "bwd_d", (2, 3, 64, 64), (2, 64, 32, 32))
+    # a deconvolution's BWD_D is the inverted convolution's forward pass: 4 -> 6 inverted
+    assert (p[2].direction, p[2].c, p[2].h, p[2].k, p[2].oh) == ("fwd", 4, 6, 8, 4)
+    assert [q.direction for q in p[3:]] == ["bwd_w", "fwd"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -490,7 +506,9 @@ def test_batch_file_of_real_forms_repeats_asymmetric_padding_and_1d(tmp_path):
         ("mb1ic4ih8oc4kh3\nmb1ic4ih8oc4oh3kh3\n", "line 2: problem: 'mb1ic4ih8oc4oh3kh3' gives "
          "ph=-1"),
         ("mb1ic4ih8oc4kh3g3\n", "line 1: groups must divide"),
-        ("--dir=FWD_B\nmb1ic4ih8oc4kh3\n", "line 1: unsupported option '--dir=FWD_B'"),
+        ("--dir=BWD_X\nmb1ic4ih8oc4kh3\n", "line 1: --dir: unknown direction 'BWD_X' (allowed: "
+         "FWD_D, FWD_B, FWD_I, BWD_D, BWD_W, BWD_WB)"),
+        ("--alg=wino\nmb1ic4ih8oc4kh3\n", "line 1: unsupported option '--alg=wino'"),
         ("# nothing\n\n", "empty sweep"),
     ],
 )
