@@ -37,7 +37,7 @@ from .spec import ConvSpec
 
 FEATURES = ("filter_h", "filter_w", "stride", "dilation", "log2_in_channels",
             "log2_out_channels", "log2_out_pixels", "log2_batch", "depthwise", "grouped",
-            "log2_gflop", "intensity", "itemsize")
+            "log2_gflop", "intensity", "itemsize", "input_gradient", "weight_gradient")
 MAX_DEPTH = 6  # the rules' tree: at most 64 leaves, rules a reader can follow
 MIN_LEAF = 2
 FOREST_SIZE = 100
@@ -51,7 +51,8 @@ def features(spec: ConvSpec) -> list[float]:
     return [spec.r, spec.s, max(spec.sh, spec.sw), max(spec.dh, spec.dw), math.log2(spec.c),
             math.log2(spec.k), math.log2(spec.oh * spec.ow), math.log2(spec.n),
             float(spec.groups == spec.c and spec.groups > 1), float(1 < spec.groups < spec.c),
-            math.log2(spec.flops / 1e9), spec.flops / spec.min_bytes, spec.itemsize]
+            math.log2(spec.flops / 1e9), spec.flops / spec.min_bytes, spec.itemsize,
+            float(spec.direction == "bwd_d"), float(spec.direction == "bwd_w")]
 
 
 @dataclass
