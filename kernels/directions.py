@@ -155,11 +155,17 @@ def weight_problem(spec):
 
 def supporting(supports_fwd, weight=None):
     """``supports(spec)`` for every direction, from a family's forward rule (and ``weight``,
-    the rule of the family's own weight gradient, where it has one)."""
+    the rule of the family's own weight gradient, where it has one): a gradient is computed
+    when the family computes the layer and every forward problem the gradient becomes."""
 
     def supports(spec):
         if spec.direction == "fwd":
             return supports_fwd(spec)
+        # a family computes the gradients of the layers it computes, and only those (the
+        # depthwise family never takes a dense layer's gradient as a one-channel problem)
+        reason = supports_fwd(spec.with_(direction="fwd"))
+        if reason is not None:
+            return f"{spec.direction} of a layer it does not compute: {reason}"
         if spec.direction == "bwd_w" and weight is not None:
             return weight(spec)
         problems = ([p.problem for p in data_phases(spec) if p.problem is not None]

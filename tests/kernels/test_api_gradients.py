@@ -86,9 +86,14 @@ def test_transposed_convolution_is_the_gradient_of_the_input_it_names():
     (lambda x, w: convbench.conv2d_weight(x, (6, 2, 3, 3), np.ones((2, 6, 7, 6), np.float32),
                                           groups=2, algo="separable"),
      r"algo 'separable' is the separable operator"),
-    (lambda x, w: convbench.conv2d_weight(x, (6, 2, 3, 3), np.ones((2, 6, 7, 6), np.float32),
-                                          groups=2, algo="winograd_f43"),
-     r"winograd_f43 does not compute n2c4h9w8k6r3s3u1p0d1g2-bwd_w: bwd_w as forward problem"),
+    (lambda x, w: convbench.conv2d_weight(x, (6, 2, 3, 3), np.ones((2, 6, 4, 3), np.float32),
+                                          stride=2, groups=2, algo="winograd_f43"),
+     r"winograd_f43 does not compute n2c4h9w8k6r3s3u2p0d1g2-bwd_w: bwd_w of a layer it does "
+     r"not compute: winograd needs stride 1, got 2x2"),
+    (lambda x, w: convbench.conv2d_input(x.shape, w, np.ones((2, 6, 7, 6), np.float32),
+                                         groups=2, algo="depthwise"),
+     r"depthwise does not compute .*-bwd_d: bwd_d of a layer it does not compute: depthwise "
+     r"needs groups == c"),
 ])
 def test_bad_input_is_one_clear_value_error(call, message):
     x, w = arrays()
