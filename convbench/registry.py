@@ -183,31 +183,55 @@ def _cuda(module: str, name: str) -> Callable:
     return call
 
 
+class _DeviceArrays:
+    """`convbench_kernels.cuda.strided.DEVICE`, imported on first use (see `_cuda`)."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("convbench_kernels.cuda.strided").DEVICE, name)
+
+
+def _cuda_directions(rule, module: str, prepare: str, workspace: str,
+                     weight: bool = False) -> dict:
+    """The fields of a CUDA entry computing the forward pass of ``module.prepare`` and the
+    gradient of the input (the phases of `convbench_kernels.directions` on device arrays)
+    and, with ``weight``, the gradient of the weights by `convbench_kernels.cuda.weight_grad`
+    (the other families prepare filters on the host; in that direction the filter is dy, on
+    the device)."""
+    return dict(
+        supports=_directions.supporting(rule, rule if weight else None),
+        prepare=_directions.preparing(_cuda(module, prepare),
+                                      _cuda("weight_grad", "prepare") if weight else None,
+                                      arrays=_DeviceArrays()),
+        workspace=_directions.sizing(_cuda(module, workspace),
+                                     _cuda("weight_grad", "workspace") if weight else None),
+        directions=DIRECTIONS if weight else ("fwd", "bwd_d"))
+
+
 # CUDA twins: the same names, rules and tolerances (evidence: the simulator runs of
 # tests/cuda, F(4,3) <= 1.2e-6 and the rest <= 2e-7 in float32).
 REGISTRY += (
-    Algorithm("direct", "direct", "cuda", direct.supports, _cuda("direct", "prepare"), _EXACT,
-              "One thread per output pixel and 4 output channels; any problem.",
-              workspace=_cuda("direct", "workspace")),
-    Algorithm("im2col", "gemm", "cuda", im2col.supports, _cuda("im2col", "prepare"), _EXACT,
-              "im2col kernel then a tiled shared-memory GEMM kernel; 1x1 s1 skips the copy.",
-              workspace=_cuda("im2col", "workspace")),
-    Algorithm("fft", "fft", "cuda", fft.supports, _cuda("fft", "prepare"),
-              {"float32": 1e-4, "float64": 1e-11},
-              "Radix-2 Stockham FFT kernels, per-frequency channel sums, stride by subsampling.",
-              workspace=_cuda("fft", "workspace")),
-    Algorithm("winograd_f23", "winograd", "cuda", winograd.supports,
-              _cuda("winograd", "prepare_f23"), {"float32": 5e-5, "float64": 1e-11},
-              "Winograd F(2x2,3x3): transform kernels and a batched GEMM kernel.",
-              workspace=_cuda("winograd", "workspace_f23")),
-    Algorithm("winograd_f43", "winograd", "cuda", winograd.supports,
-              _cuda("winograd", "prepare_f43"), {"float32": 2e-4, "float64": 1e-10},
-              "Winograd F(4x4,3x3): transform kernels and a batched GEMM kernel.",
-              workspace=_cuda("winograd", "workspace_f43")),
-    Algorithm("depthwise", "depthwise", "cuda", depthwise.supports,
-              _cuda("depthwise", "prepare"), _EXACT,
-              "Depthwise, one thread per output element.",
-              workspace=_cuda("depthwise", "workspace")),
+    Algorithm("direct", "direct", "cuda", tolerance=_EXACT,
+              doc="One thread per output pixel and 4 output channels; any problem; weight "
+                  "gradient one block per channel pair.",
+              **_cuda_directions(direct.supports, "direct", "prepare", "workspace", True)),
+    Algorithm("im2col", "gemm", "cuda", tolerance=_EXACT,
+              doc="im2col kernel then a tiled shared-memory GEMM kernel; 1x1 s1 skips the copy.",
+              **_cuda_directions(im2col.supports, "im2col", "prepare", "workspace")),
+    Algorithm("fft", "fft", "cuda", tolerance={"float32": 1e-4, "float64": 1e-11},
+              doc="Radix-2 Stockham FFT kernels, per-frequency channel sums, stride by "
+                  "subsampling.",
+              **_cuda_directions(fft.supports, "fft", "prepare", "workspace")),
+    Algorithm("winograd_f23", "winograd", "cuda", tolerance={"float32": 5e-5, "float64": 1e-11},
+              doc="Winograd F(2x2,3x3): transform kernels and a batched GEMM kernel.",
+              **_cuda_directions(winograd.supports, "winograd", "prepare_f23",
+                                 "workspace_f23")),
+    Algorithm("winograd_f43", "winograd", "cuda", tolerance={"float32": 2e-4, "float64": 1e-10},
+              doc="Winograd F(4x4,3x3): transform kernels and a batched GEMM kernel.",
+              **_cuda_directions(winograd.supports, "winograd", "prepare_f43",
+                                 "workspace_f43")),
+    Algorithm("depthwise", "depthwise", "cuda", tolerance=_EXACT,
+              doc="Depthwise, one thread per output element.",
+              **_cuda_directions(depthwise.supports, "depthwise", "prepare", "workspace")),
     Algorithm("separable", "separable", "cuda", depthwise.supports_separable,
               _cuda("depthwise", "prepare_separable"), _EXACT,
               "Depthwise kernel then the pointwise 1x1 as one batched GEMM launch.",

@@ -31,8 +31,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+
+
+class HostArrays:
+    """The array moves of the backward forms, on NumPy arrays.  A device offers the same four
+    (`convbench_kernels.cuda.strided.DeviceArrays`), so that the forms run its kernels on its
+    arrays without a copy to the host."""
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def crop(src, top, left, out):
+        """``out`` = the window of ``src`` (n, c, H, W) whose corner is (top, left)."""
+        out[...] = src[:, :, top:top + out.shape[2], left:left + out.shape[3]]
+
+    @staticmethod
+    def place(src, dst, row0, col0, sh, sw):
+        """``dst[:, :, row0 + sh*i, col0 + sw*j] = src[:, :, i, j]``."""
+        dst[:, :, row0:row0 + sh * src.shape[2]:sh, col0:col0 + sw * src.shape[3]:sw] = src
+
+    @staticmethod
+    def zero(dst, row0, col0, sh, sw, rows, cols):
+        """``dst[:, :, row0 + sh*i, col0 + sw*j] = 0`` for ``i < rows``, ``j < cols``."""
+        dst[:, :, row0:row0 + sh * rows:sh, col0:col0 + sw * cols:sw] = 0
+
+
+HOST = HostArrays()
 
 
 @dataclass(frozen=True)
@@ -94,11 +123,6 @@ class Phase:
     cols: AxisPhase
     problem: object
     strides: tuple[int, int]  # of the backward problem: the step between a phase's rows
-
-    def dy_view(self, dy):
-        """The rows and columns of ``dy`` the forward problem reads (a view)."""
-        (t, b), (left, r) = self.rows.crop, self.cols.crop
-        return dy[:, :, t:dy.shape[2] - b, left:dy.shape[3] - r]
 
     def dx_view(self, dx):
         """Where the phase lands in ``dx`` (a strided view)."""
@@ -179,15 +203,16 @@ def supporting(supports_fwd, weight=None):
     return supports
 
 
-def preparing(prepare_fwd, weight=None):
+def preparing(prepare_fwd, weight=None, arrays=HOST):
     """``prepare(b, spec)`` for every direction, from a family's forward ``prepare`` (and
-    ``weight``, its own ``prepare`` of the weight gradient, where it has one)."""
+    ``weight``, its own ``prepare`` of the weight gradient, where it has one); ``arrays``:
+    the array moves of the device the forward kernels run on."""
 
     def prepare(b, spec):
         if spec.direction == "fwd":
             return prepare_fwd(b, spec)
         if spec.direction == "bwd_d":
-            return _prepare_data(prepare_fwd, b, spec)
+            return _prepare_data(prepare_fwd, b, spec, arrays)
         if weight is not None:
             return weight(b, spec)
         return _prepare_weight(prepare_fwd, b, spec)
@@ -220,33 +245,44 @@ def sizing(workspace_fwd, weight=None):
     return workspace
 
 
-def _prepare_data(prepare_fwd, w, spec):
-    """``compute(dy, dx)``: each phase's forward kernel on its view of ``dy``, its result
-    placed in ``dx``'s strided view (written directly when the phase is all of ``dx``)."""
-    phases = data_phases(spec)
-    runs = []
-    for phase in phases:
+def _prepare_data(prepare_fwd, w, spec, arrays):
+    """``compute(dy, dx)``: each phase's forward kernel on its window of ``dy`` (copied when
+    the phase crops it), its result placed in ``dx``'s strided view (written directly when
+    the phase is all of ``dx``); phases no tap reaches are zeroed."""
+    sh, sw = spec.sh, spec.sw
+    steps = []
+    for phase in data_phases(spec):
+        rows, cols = phase.rows, phase.cols
         if phase.problem is None:
-            runs.append((phase, None, None))
+            steps.append(partial(_zero_phase, arrays, rows, cols, sh, sw))
             continue
-        compute = prepare_fwd(phase_weights(w, spec, phase), phase.problem)
-        whole = phase.problem.output_shape == spec.input_shape
-        buf = None if whole else np.empty(phase.problem.output_shape, spec.dtype)
-        runs.append((phase, compute, buf))
+        problem = phase.problem
+        run = prepare_fwd(phase_weights(w, spec, phase), problem)
+        cropped = any(rows.crop) or any(cols.crop)
+        src = arrays.empty(problem.input_shape, spec.dtype) if cropped else None
+        buf = (None if problem.output_shape == spec.input_shape
+               else arrays.empty(problem.output_shape, spec.dtype))
+        steps.append(partial(_run_phase, arrays, run, rows, cols, sh, sw, src, buf))
 
     def compute(dy, dx):
-        for phase, run, buf in runs:
-            if run is None:
-                phase.dx_view(dx)[...] = 0
-                continue
-            src = np.ascontiguousarray(phase.dy_view(dy))
-            if buf is None:
-                run(src, dx)
-            else:
-                run(src, buf)
-                phase.dx_view(dx)[...] = buf
+        for step in steps:
+            step(dy, dx)
 
     return compute
+
+
+def _zero_phase(arrays, rows, cols, sh, sw, dy, dx):
+    arrays.zero(dx, rows.start, cols.start, sh, sw, rows.count, cols.count)
+
+
+def _run_phase(arrays, run, rows, cols, sh, sw, src, buf, dy, dx):
+    if src is not None:
+        arrays.crop(dy, rows.crop[0], cols.crop[0], src)
+    if buf is None:
+        run(dy if src is None else src, dx)
+        return
+    run(dy if src is None else src, buf)
+    arrays.place(buf, dx, rows.start, cols.start, sh, sw)
 
 
 def _prepare_weight(prepare_fwd, x, spec):

@@ -1,0 +1,93 @@
+"""The array moves of the backward forms (`convbench_kernels.directions`) on the GPU.
+
+Three small kernels over NCHW device arrays, one thread per element moved, consecutive threads
+on consecutive columns: a window copied out of ``dy`` (a phase whose forward problem crops
+it), a phase's result placed at a stride into ``dx``, and a phase no filter tap reaches set to
+zero.  Index arithmetic is 32-bit where the element count fits (it always does below 2**31
+elements), so the flat-index splits do not fall back to 64-bit division emulation.
+"""
+
+from functools import cache
+
+import numpy as np
+from numba import cuda, int32, int64
+
+#: Threads per block.
+THREADS = 256
+
+
+@cache
+def _kernels(wide: bool):
+    """``(copy, zero)`` with indices in 64-bit (``wide``) or 32-bit integers."""
+    it = int64 if wide else int32
+
+    @cuda.jit
+    def copy(src, src_r0, src_c0, src_sr, src_sc, dst, dst_r0, dst_c0, dst_sr, dst_sc,
+             rows, cols, total):
+        """``dst[b, c, dst_r0 + dst_sr*i, dst_c0 + dst_sc*j] = src[b, c, src_r0 + src_sr*i,
+        src_c0 + src_sc*j]`` for ``i < rows``, ``j < cols`` (``total`` = n*c*rows*cols)."""
+        idx = it(cuda.grid(1))
+        if idx >= total:
+            return
+        j = idx % it(cols)
+        rest = idx // it(cols)
+        i = rest % it(rows)
+        rest = rest // it(rows)
+        chans = it(dst.shape[1])
+        c = rest % chans
+        b = rest // chans
+        dst[b, c, dst_r0 + dst_sr * i, dst_c0 + dst_sc * j] = \
+            src[b, c, src_r0 + src_sr * i, src_c0 + src_sc * j]
+
+    @cuda.jit
+    def zero(dst, r0, c0, sr, sc, rows, cols, total):
+        """``dst[b, c, r0 + sr*i, c0 + sc*j] = 0`` for ``i < rows``, ``j < cols``."""
+        idx = it(cuda.grid(1))
+        if idx >= total:
+            return
+        j = idx % it(cols)
+        rest = idx // it(cols)
+        i = rest % it(rows)
+        rest = rest // it(rows)
+        chans = it(dst.shape[1])
+        c = rest % chans
+        b = rest // chans
+        dst[b, c, r0 + sr * i, c0 + sc * j] = 0
+
+    return copy, zero
+
+
+def _launch(total: int):
+    wide = total >= 2**31 - THREADS
+    return _kernels(wide), (max(1, -(-total // THREADS)), THREADS)
+
+
+class DeviceArrays:
+    """`convbench_kernels.directions.HostArrays`' four moves on numba.cuda device arrays."""
+
+    @staticmethod
+    def empty(shape, dtype):
+        return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+    @staticmethod
+    def crop(src, top, left, out):
+        n, c, rows, cols = out.shape
+        total = n * c * rows * cols
+        (copy, _), launch = _launch(total)
+        copy[launch](src, top, left, 1, 1, out, 0, 0, 1, 1, rows, cols, total)
+
+    @staticmethod
+    def place(src, dst, row0, col0, sh, sw):
+        n, c, rows, cols = src.shape
+        total = n * c * rows * cols
+        (copy, _), launch = _launch(total)
+        copy[launch](src, 0, 0, 1, 1, dst, row0, col0, sh, sw, rows, cols, total)
+
+    @staticmethod
+    def zero(dst, row0, col0, sh, sw, rows, cols):
+        total = dst.shape[0] * dst.shape[1] * rows * cols
+        (_, zero), launch = _launch(total)
+        zero[launch](dst, row0, col0, sh, sw, rows, cols, total)
+
+
+DEVICE = DeviceArrays()
