@@ -217,6 +217,7 @@ def preparing(prepare_fwd, weight=None, arrays=HOST):
             return weight(b, spec)
         return _prepare_weight(prepare_fwd, b, spec)
 
+    prepare.forward = prepare_fwd  # the family's own forward prepare
     return prepare
 
 
