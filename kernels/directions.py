@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from numba import njit, prange
 
 
 class HostArrays:
-    """The array moves of the backward forms, on NumPy arrays.  A device offers the same four
+    """The array moves of the backward forms, on NumPy arrays, in parallel over channel
+    planes (Numba's threads, as the kernels around them).  A device offers the same four
     (`convbench_kernels.cuda.strided.DeviceArrays`), so that the forms run its kernels on its
     arrays without a copy to the host."""
 
@@ -48,17 +50,30 @@ class HostArrays:
     @staticmethod
     def crop(src, top, left, out):
         """``out`` = the window of ``src`` (n, c, H, W) whose corner is (top, left)."""
-        out[...] = src[:, :, top:top + out.shape[2], left:left + out.shape[3]]
+        _strided_copy(src, top, left, 1, 1, out, 0, 0, 1, 1, out.shape[2], out.shape[3])
 
     @staticmethod
     def place(src, dst, row0, col0, sh, sw):
         """``dst[:, :, row0 + sh*i, col0 + sw*j] = src[:, :, i, j]``."""
-        dst[:, :, row0:row0 + sh * src.shape[2]:sh, col0:col0 + sw * src.shape[3]:sw] = src
+        _strided_copy(src, 0, 0, 1, 1, dst, row0, col0, sh, sw, src.shape[2], src.shape[3])
 
     @staticmethod
     def zero(dst, row0, col0, sh, sw, rows, cols):
         """``dst[:, :, row0 + sh*i, col0 + sw*j] = 0`` for ``i < rows``, ``j < cols``."""
         dst[:, :, row0:row0 + sh * rows:sh, col0:col0 + sw * cols:sw] = 0
+
+
+@njit(parallel=True, cache=True)
+def _strided_copy(src, sr0, sc0, ssr, ssc, dst, dr0, dc0, dsr, dsc, rows, cols):
+    """``dst[b, c, dr0 + dsr*i, dc0 + dsc*j] = src[b, c, sr0 + ssr*i, sc0 + ssc*j]``."""
+    n, chans = dst.shape[0], dst.shape[1]
+    for plane in prange(n * chans):
+        b, c = plane // chans, plane % chans
+        for i in range(rows):
+            s_row = src[b, c, sr0 + ssr * i]
+            d_row = dst[b, c, dr0 + dsr * i]
+            for j in range(cols):
+                d_row[dc0 + dsc * j] = s_row[sc0 + ssc * j]
 
 
 HOST = HostArrays()
