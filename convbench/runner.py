@@ -23,7 +23,19 @@ from threadpoolctl import threadpool_limits
 
 from convbench_kernels.reference import composed_weight, reference_conv2d
 
-from . import accuracy, choices, devices, machine, plugins, registry, roofline, store, sweep, tuning
+from . import (
+    accuracy,
+    cache,
+    choices,
+    devices,
+    machine,
+    plugins,
+    registry,
+    roofline,
+    store,
+    sweep,
+    tuning,
+)
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -327,7 +339,8 @@ def _tuning(meta: dict, threads: int, retune: bool, algos) -> dict:
 
 
 def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
-    """Record the run's settings and machine in ``meta.json``; return its roofline."""
+    """Record the run's settings and machine in ``meta.json``; return its roofline and the
+    machine's id."""
     run.meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
                     machine=machine.fingerprint(), algorithms=_algorithm_records(algos),
                     plugin_problems=plugins.problems(),
@@ -335,24 +348,61 @@ def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune:
     # the roofline is the CPU's: a CUDA-only run has no row to judge by it
     roof = (_roofline(run.meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
             else None)
+    machine_id = cache.machine_id(threads)
+    run.meta["machines"] = {**run.meta.get("machines", {}),
+                            machine_id: machine_record(run.meta["machine"], run.meta.get(
+                                "roofline"), threads)}
     store.write_meta(run.run_dir, run.meta)
-    return roof
+    return roof, machine_id
 
 
-def _run_cases(run: _Run, cases, threads: int, budget: int, roof, journal: store.Journal,
-               progress) -> None:
-    """Run every (problem, algorithm) case in order, journaling each row as it exists."""
+def machine_record(fingerprint: dict, roof: dict | None, threads: int) -> dict:
+    """What ``meta["machines"]`` says of each machine a run's rows ran on (local runs list
+    their one machine, cluster runs every worker's)."""
+    return {"fingerprint": fingerprint, "roofline": roof, "threads": threads}
+
+
+def pending(run: _Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:
+    """The (problem, algorithm) cases of the run that its journal does not hold yet."""
+    return [(spec, a) for spec in run.config.problems for a in algos
+            if _key(spec, a.name, a.device) not in run.done]
+
+
+def case_rows(cases, timing: sweep.TimingConfig, budget: int, threads: int, roof,
+              machine_id: str):
+    """Each case's row, in order, as soon as it exists: the measurement (`run_case`), the
+    threads and machine it ran on, and its place under the roofline.  Every run makes its
+    rows here, on this machine or on a cluster's worker; the run that journals them adds its
+    ``run_id``."""
     places = _devices({a.device for _, a in cases})
     problem = None
     for spec, algo in cases:
         if problem is None or problem.spec != spec:  # only the current problem's inputs live
             problem = _Problem(spec)
-        row = {"run_id": run.meta["run_id"], "threads": threads,
-               **run_case(spec, algo, problem, run.config.timing, budget, places[algo.device])}
+        row = {"machine": machine_id, "threads": threads,
+               **run_case(spec, algo, problem, timing, budget, places[algo.device])}
         row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
-        journal.append(row)
-        if progress:
-            progress(row)
+        yield row
+
+
+def record(run: _Run, row: dict, journal: store.Journal, progress=None) -> bool:
+    """Journal ``row`` (fsynced) unless the run already holds its key: a row is journaled
+    once, even when a cluster hands back a retried case twice.  Whether it was journaled."""
+    key = _key(row)
+    if key in run.done:
+        return False
+    journal.append({"run_id": run.meta["run_id"], **row})
+    run.done.add(key)
+    if progress:
+        progress(row)
+    return True
+
+
+def _run_cases(run: _Run, cases, threads: int, budget: int, roof, machine_id: str,
+               journal: store.Journal, progress) -> None:
+    """Run every (problem, algorithm) case in order, journaling each row as it exists."""
+    for row in case_rows(cases, run.config.timing, budget, threads, roof, machine_id):
+        record(run, row, journal, progress)
     run.meta["machine"]["numba_threading_layer"] = machine.threading_layer()
 
 
@@ -422,16 +472,15 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     threads = threads or run.meta.get("threads") or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
-    cases = [(spec, a) for spec in run.config.problems for a in algos
-             if _key(spec, a.name, a.device) not in run.done]
+    cases = pending(run, algos)
     journal = store.Journal(run.run_dir)
     complete = False
     try:
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
-            roof = _start(run, algos, threads, budget, remeasure, retune)
+            roof, machine_id = _start(run, algos, threads, budget, remeasure, retune)
             if on_start:
                 on_start(run.run_dir, len(cases))
-            _run_cases(run, cases, threads, budget, roof, journal, progress)
+            _run_cases(run, cases, threads, budget, roof, machine_id, journal, progress)
         complete = True
     except KeyboardInterrupt:
         pass

@@ -21,8 +21,10 @@ import pandas as pd
 
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
-# and ``tuning`` in meta.json.  Older runs load with the newer columns missing.
-SCHEMA_VERSION = 3
+# and ``tuning`` in meta.json.  4: ``machine`` (the machine a row ran on,
+# `convbench.cache.machine_id`) and ``machines`` in meta.json.  Older runs load with the newer
+# columns missing.
+SCHEMA_VERSION = 4
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
 META = "meta.json"
@@ -33,7 +35,7 @@ _INT, _FLOAT, _STR, _BOOL = "Int64", "float64", "string", "boolean"
 # Every row's columns and their types, in order; a row that lacks a column (an unsupported
 # row has no timing) gets a missing value of the column's type.
 COLUMNS = {
-    "run_id": _STR, "problem": _STR, "name": _STR, "count": _INT,
+    "run_id": _STR, "machine": _STR, "problem": _STR, "name": _STR, "count": _INT,
     **dict.fromkeys(("n", "c", "h", "w", "k", "r", "s"), _INT),
     **dict.fromkeys(("stride", "padding", "dilation"), _STR), "groups": _INT, "dtype": _STR,
     **dict.fromkeys(("sh", "sw", "dh", "dw", "pt", "pb", "pl", "pr", "oh", "ow"), _INT),

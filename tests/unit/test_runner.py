@@ -174,3 +174,21 @@ def test_machine_warnings():
     assert "libopenblas (Haswell)" in machine.blas_warning(pinned, avx512)
     assert machine.blas_warning(best, avx512) is None
     assert machine.blas_warning(pinned, ["avx2"]) is None
+
+
+def test_every_row_names_the_machine_meta_lists(run):
+    from convbench import cache
+
+    meta = store.read_meta(Path(run.attrs["run_dir"]))
+    assert set(run["machine"]) == {cache.machine_id(1)} == set(meta["machines"])
+    record = meta["machines"][cache.machine_id(1)]
+    assert record["fingerprint"]["hostname"] == meta["machine"]["hostname"]
+    assert record["threads"] == 1 and record["roofline"] == meta["roofline"]
+
+
+def test_the_machine_id_is_the_host_and_its_cache_key():
+    from convbench import cache
+
+    a, b = cache.machine_id(1), cache.machine_id(2)
+    assert a == cache.machine_id(1)  # stable: no volatile field
+    assert a != b and a.rsplit("-", 1)[0] == b.rsplit("-", 1)[0]
