@@ -106,12 +106,14 @@ def _run(args) -> int:
         nonlocal bar
         meta = store.read_meta(run_dir)
         for key in ("blas_warning", "load_warning"):
-            if meta["machine"].get(key):
+            if (meta.get("machine") or {}).get(key):
                 print(f"warning: {meta['machine'][key]}", file=sys.stderr)
         note = (meta.get("tuning") or {}).get("note")
         if note and meta["tuning"].get("source") == "defaults":
             print(f"note: {note}", file=sys.stderr)
-        print(f"run {run_dir} ({todo} cases, {meta['threads']} threads)", file=sys.stderr)
+        where = (f"on the cluster at {args.cluster}" if args.cluster
+                 else f"{meta['threads']} threads")
+        print(f"run {run_dir} ({todo} cases, {where})", file=sys.stderr)
         bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr, disable=None)
 
     def progress(row: dict):
@@ -119,11 +121,14 @@ def _run(args) -> int:
         bar.update()
 
     try:
-        df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
-                              threads=args.threads, max_memory=args.max_memory,
-                              progress=progress, on_start=on_start,
-                              remeasure=args.remeasure, retune=args.retune,
-                              record=not args.no_record)
+        if args.cluster:
+            df = _cluster_run(args, cfg, progress, on_start)
+        else:
+            df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
+                                  threads=args.threads, max_memory=args.max_memory,
+                                  progress=progress, on_start=on_start,
+                                  remeasure=args.remeasure, retune=args.retune,
+                                  record=not args.no_record)
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
@@ -157,6 +162,50 @@ def _run(args) -> int:
     for _, row in errors.iterrows():
         print(f"error: {row['problem']} {row['algorithm']}: {row['reason']}", file=sys.stderr)
     return code
+
+
+# Options of a local run that a cluster run leaves to each worker.
+_WORKER_OPTIONS = {"threads": "--threads", "max_memory": "--max-memory",
+                   "remeasure": "--remeasure", "retune": "--retune"}
+
+
+def _cluster_module():
+    """`convbench.cluster`, or a ValueError saying which extra installs it."""
+    try:
+        from . import cluster
+    except ImportError:
+        raise ValueError("--cluster: Dask distributed is not installed (pip install "
+                         "'convbench[cluster]')") from None
+    return cluster
+
+
+def _cluster_run(args, cfg, progress, on_start):
+    """The sweep on the Dask cluster at ``args.cluster``."""
+    for attr, flag in _WORKER_OPTIONS.items():
+        if getattr(args, attr):
+            raise ValueError(f"{flag}: not with --cluster; each worker sets its own "
+                             "(convbench worker --threads N)")
+    cluster = _cluster_module()
+    tls = cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    return cluster.run_sweep(cfg, args.cluster, results_dir=args.results_dir,
+                             resume=args.resume, progress=progress, on_start=on_start, tls=tls)
+
+
+def _worker(args) -> int:
+    cluster = _cluster_module()
+    from . import worker
+
+    tls = cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    print(f"{worker.worker_name()}: setting up (threads, kernels compiled) before joining "
+          f"{args.scheduler}", file=sys.stderr)
+    worker.serve(args.scheduler, args.threads, args.host, tls)
+    return 0
+
+
+def _tls_options(p) -> None:
+    p.add_argument("--tls-ca-file", metavar="FILE", help="TLS: the CA certificate")
+    p.add_argument("--tls-cert", metavar="FILE", help="TLS: this side's certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="TLS: this side's private key")
 
 
 def ratio_table(df, baseline: str = "torch") -> str:
@@ -417,7 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "the run, instead of reading them from the cache")
     p.add_argument("--no-record", action="store_true",
                    help="do not add the run's winners to this machine's choice database")
+    p.add_argument("--cluster", metavar="SCHEDULER_ADDRESS",
+                   help="run the cases on the Dask cluster of this scheduler (workers: "
+                        "convbench worker SCHEDULER_ADDRESS)")
+    _tls_options(p)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("worker", help="a Dask worker that times one case at a time on this "
+                                      "machine, for convbench run sweep --cluster")
+    p.add_argument("scheduler", metavar="SCHEDULER_ADDRESS", help="e.g. tls://10.0.0.1:8786")
+    p.add_argument("--threads", type=_positive,
+                   help="Numba threads of every case (default: Numba's)")
+    p.add_argument("--host", metavar="ADDRESS",
+                   help="the interface the worker listens on (default: the one that "
+                        "reaches the scheduler)")
+    _tls_options(p)
+    p.set_defaults(func=_worker)
 
     p = sub.add_parser("tune", help="measure the CPU kernels' parameters on this machine "
                                     "and cache them for later runs")

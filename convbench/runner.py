@@ -268,7 +268,7 @@ def resolve_config(config) -> sweep.SweepConfig:
 
 
 @dataclass
-class _Run:
+class Run:
     """A run being made: its sweep, directory, ``meta.json`` content and the row keys it
     already holds (a resumed run's)."""
 
@@ -278,16 +278,16 @@ class _Run:
     done: set = field(default_factory=set)
 
 
-def _open(config, resume) -> _Run:
+def open_run(config, resume) -> Run:
     """The run to make: a resumed run's own config, meta and finished rows, or a new one
     (nothing is written yet: bad input must leave no directory behind)."""
     if resume is None:
-        return _Run(resolve_config(config), meta={})
+        return Run(resolve_config(config), meta={})
     run_dir = Path(resume)
     meta = store.read_meta(run_dir)
     meta.pop("end", None)
     meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
-    return _Run(sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}"), meta,
+    return Run(sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}"), meta,
                 run_dir, {_key(r) for r in store.read_journal(run_dir)})
 
 
@@ -304,7 +304,7 @@ def select(config: sweep.SweepConfig, entries=None) -> list[registry.Algorithm]:
     return algos
 
 
-def _create(run: _Run, results_dir, run_id: str | None) -> None:
+def create_run(run: Run, results_dir, run_id: str | None) -> None:
     """Make a new run's directory and first meta (a resumed run has both)."""
     if run.run_dir is not None:
         return
@@ -315,7 +315,7 @@ def _create(run: _Run, results_dir, run_id: str | None) -> None:
                 "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _algorithm_records(algos) -> list[dict]:
+def algorithm_records(algos) -> list[dict]:
     """What ``meta.json`` says of each algorithm run: where it comes from (convbench, a
     plugin, ``register()``)."""
     return [{"name": a.name, "device": a.device, "family": a.family,
@@ -338,11 +338,11 @@ def _tuning(meta: dict, threads: int, retune: bool, algos) -> dict:
     return {**chosen.to_dict(), "target": registry.cpu_target().to_dict()}
 
 
-def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
+def _start(run: Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
     """Record the run's settings and machine in ``meta.json``; return its roofline and the
     machine's id."""
     run.meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
-                    machine=machine.fingerprint(), algorithms=_algorithm_records(algos),
+                    machine=machine.fingerprint(), algorithms=algorithm_records(algos),
                     plugin_problems=plugins.problems(),
                     tuning=_tuning(run.meta, threads, retune, algos))
     # the roofline is the CPU's: a CUDA-only run has no row to judge by it
@@ -362,7 +362,7 @@ def machine_record(fingerprint: dict, roof: dict | None, threads: int) -> dict:
     return {"fingerprint": fingerprint, "roofline": roof, "threads": threads}
 
 
-def pending(run: _Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:
+def pending(run: Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:
     """The (problem, algorithm) cases of the run that its journal does not hold yet."""
     return [(spec, a) for spec in run.config.problems for a in algos
             if _key(spec, a.name, a.device) not in run.done]
@@ -385,7 +385,7 @@ def case_rows(cases, timing: sweep.TimingConfig, budget: int, threads: int, roof
         yield row
 
 
-def record(run: _Run, row: dict, journal: store.Journal, progress=None) -> bool:
+def record(run: Run, row: dict, journal: store.Journal, progress=None) -> bool:
     """Journal ``row`` (fsynced) unless the run already holds its key: a row is journaled
     once, even when a cluster hands back a retried case twice.  Whether it was journaled."""
     key = _key(row)
@@ -398,7 +398,7 @@ def record(run: _Run, row: dict, journal: store.Journal, progress=None) -> bool:
     return True
 
 
-def _run_cases(run: _Run, cases, threads: int, budget: int, roof, machine_id: str,
+def _run_cases(run: Run, cases, threads: int, budget: int, roof, machine_id: str,
                journal: store.Journal, progress) -> None:
     """Run every (problem, algorithm) case in order, journaling each row as it exists."""
     for row in case_rows(cases, run.config.timing, budget, threads, roof, machine_id):
@@ -406,7 +406,7 @@ def _run_cases(run: _Run, cases, threads: int, budget: int, roof, machine_id: st
     run.meta["machine"]["numba_threading_layer"] = machine.threading_layer()
 
 
-def _finish(run: _Run, complete: bool) -> pd.DataFrame:
+def finish_run(run: Run, complete: bool) -> pd.DataFrame:
     """Write the rows (Parquet) and the final meta; return the rows."""
     df = store.rows_frame(store.read_journal(run.run_dir))
     if not df.empty:
@@ -466,9 +466,9 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     SweepInterrupted
         On Ctrl-C, after saving the rows so far.
     """
-    run = _open(config, resume)
+    run = open_run(config, resume)
     algos = select(run.config, entries)
-    _create(run, results_dir, run_id)
+    create_run(run, results_dir, run_id)
     threads = threads or run.meta.get("threads") or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
@@ -486,7 +486,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         pass
     finally:
         journal.close()
-        df = _finish(run, complete)
+        df = finish_run(run, complete)
     if not complete:
         raise SweepInterrupted(run.run_dir)
     df.attrs["choices"] = choices.record_rows(df) if record and not df.empty else []

@@ -1,0 +1,176 @@
+"""Cluster runs: one sweep spread over Dask workers, journaled here as a local run journals it.
+
+The client (this module) splits the sweep's pending cases into one task per problem (its
+inputs and float64 reference are made once on the worker, as a local run makes them once),
+submits each with the `convbench.worker.RESOURCE` requirement, so that a timing worker runs
+one task at a time, and journals every row as its task returns (`convbench.runner.record`:
+fsynced, one row per key).  Scheduling is Dask's: a worker that dies mid-task loses its task
+to the scheduler, which runs it again on a live worker; a retried task's rows that arrive
+twice are journaled once.  A killed client leaves a journal that ``--resume`` finishes: only
+the missing cases are submitted.
+
+Rows are made on the workers' machines, not this one: each row names its machine, and
+``meta.json`` lists every machine's fingerprint and roofline under ``machines``.  A cluster
+run adds nothing to this machine's choice database.
+
+A Dask scheduler runs whatever code its clients send: give it TLS (``--tls-*`` or a Dask
+config file) and a listening interface that only the cluster reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import runner, store, worker
+
+# Seconds a client waits for the scheduler before it says none answers.
+CONNECT_TIMEOUT = 5
+
+
+def security(ca_file=None, cert=None, key=None):
+    """Dask's TLS settings from certificate files, or None (then Dask's config decides)."""
+    if not (ca_file or cert or key):
+        return None
+    if not (ca_file and cert and key):
+        raise ValueError("--tls-ca-file, --tls-cert, --tls-key: give all three, or none")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=str(ca_file), tls_client_cert=str(cert),
+                    tls_client_key=str(key), tls_worker_cert=str(cert),
+                    tls_worker_key=str(key), require_encryption=True)
+
+
+def connect(address: str, tls=None):
+    """A Dask client of the scheduler at ``address``; a ValueError in one line when none
+    answers within `CONNECT_TIMEOUT` seconds."""
+    from distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        parse_host_port(parse_address(address)[1])
+    except ValueError as err:
+        raise ValueError(f"--cluster: {address!r} is not a scheduler address ({err}); expected "
+                         "e.g. tcp://10.0.0.1:8786 or tls://HOST:PORT") from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False,
+                      security=tls)
+    except Exception as err:  # refused or timed out: the same answer
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--cluster: no Dask scheduler answers at {address!r} within "
+                         f"{CONNECT_TIMEOUT} s ({why[:160]}); start one with: dask scheduler"
+                         ) from None
+
+
+def check_workers(client, ident: dict) -> None:
+    """Refuse the run when a connected worker runs another convbench or kernel set."""
+    try:
+        theirs = client.run(worker.identity)
+    except Exception as err:  # a worker without convbench at all
+        raise ValueError(f"--cluster: a worker cannot report its convbench version ({err})"
+                         ) from None
+    for address, other in theirs.items():
+        why = worker.mismatch(ident, other, address)
+        if why:
+            raise ValueError(f"--cluster: {why}; install the same convbench on both")
+
+
+def batches(cases, named: bool) -> list[tuple[list, list]]:
+    """The cases as one task per problem: ``([spec], algorithms)``, the algorithms as
+    ``(name, device)`` for the worker's registry, or the entries themselves (``named``
+    False: tests' fakes)."""
+    out: list[tuple[list, list]] = []
+    for spec, algo in cases:
+        if not out or out[-1][0][0] != spec:
+            out.append(([spec], []))
+        out[-1][1].append((algo.name, algo.device) if named else algo)
+    return out
+
+
+def _note_machine(run: runner.Run, result: dict) -> None:
+    """Record a machine the first time one of its rows arrives; the first machine also
+    fills the run's ``machine``, ``roofline`` and ``threads``, as a local run's."""
+    machines = run.meta.setdefault("machines", {})
+    if result["machine"] in machines:
+        return
+    rec = result["record"]
+    machines[result["machine"]] = rec
+    if "machine" not in run.meta:
+        run.meta.update(machine=rec["fingerprint"], roofline=rec["roofline"],
+                        threads=rec["threads"], blas_threads=runner.BLAS_THREADS,
+                        tuning=rec.get("tuning"))
+    store.write_meta(run.run_dir, run.meta)
+
+
+def _collect(client, futures, run: runner.Run, journal: store.Journal, progress) -> None:
+    """Journal each task's rows as it completes (exceptions, a refused version, re-raised)."""
+    from distributed import as_completed
+
+    for fut in as_completed(futures, loop=client.loop):
+        result = fut.result()
+        fut.release()
+        _note_machine(run, result)
+        for row in result["rows"]:
+            runner.record(run, row, journal, progress)
+
+
+def run_sweep(config="default", scheduler: str = "", *, results_dir="results",
+              run_id: str | None = None, resume=None,
+              progress: Callable[[dict], None] | None = None,
+              entries: Sequence | None = None,
+              on_start: Callable[[Path, int], None] | None = None, tls=None) -> pd.DataFrame:
+    """Run a sweep on the Dask cluster whose scheduler is at ``scheduler``; return its rows.
+
+    The parameters are `convbench.runner.run_sweep`'s; threads, memory budget, roofline and
+    kernel parameters are each worker's own (``convbench worker --threads N``).  ``entries``
+    (tests' fakes) are sent to the workers with the tasks.
+
+    Raises
+    ------
+    ValueError
+        No scheduler answers (nothing is written), or a worker runs another convbench
+        version or kernel set.
+    SweepInterrupted
+        On Ctrl-C, after saving the rows so far.
+    """
+    run = runner.open_run(config, resume)
+    algos = runner.select(run.config, entries)
+    ident = worker.identity()
+    client = connect(scheduler, tls)
+    try:
+        check_workers(client, ident)
+        return _run(client, run, algos, ident, results_dir, run_id, progress,
+                    entries is None, on_start, scheduler)
+    finally:
+        client.close()
+
+
+def _run(client, run, algos, ident, results_dir, run_id, progress, named, on_start,
+         scheduler) -> pd.DataFrame:
+    """Create the run, submit its pending cases, journal their rows, finish the run."""
+    runner.create_run(run, results_dir, run_id)
+    run.meta.update(cluster={"scheduler": scheduler, "client": worker.describe(ident)},
+                    algorithms=runner.algorithm_records(algos))
+    store.write_meta(run.run_dir, run.meta)
+    cases = runner.pending(run, algos)
+    journal = store.Journal(run.run_dir)
+    complete = False
+    futures = []
+    try:
+        if on_start:
+            on_start(run.run_dir, len(cases))
+        futures = [client.submit(worker.run_batch, specs, names, run.config.timing, ident,
+                                 resources={worker.RESOURCE: 1}, pure=False)
+                   for specs, names in batches(cases, named)]
+        _collect(client, futures, run, journal, progress)
+        complete = True
+    except KeyboardInterrupt:
+        client.cancel(futures)
+    finally:
+        journal.close()
+        df = runner.finish_run(run, complete)
+    if not complete:
+        raise runner.SweepInterrupted(run.run_dir)
+    return df
