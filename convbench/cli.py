@@ -429,9 +429,15 @@ def _plan(args) -> int:
 
 
 def _report(args) -> int:
-    from . import report
+    from . import fleet, report
 
-    print(f"report: {report.write_report(args.run_dir, args.out)}")
+    runs = args.run_dirs
+    if len(runs) == 1 and fleet.machine_count(runs[0]) == 1:
+        print(f"report: {report.write_report(runs[0], args.out)}")
+        return 0
+    names = [Path(r).resolve().name for r in runs]
+    out = args.out or Path(report.DEFAULT_DIR) / ("fleet-" + "+".join(names))[:120]
+    print(f"report: {fleet.write_fleet_report(runs, out)}")
     return 0
 
 
@@ -524,8 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=registry.DEVICES, default="cpu")
     p.set_defaults(func=_plan)
 
-    p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")
+    p = sub.add_parser("report", help="charts and HTML from saved runs, without running "
+                                      "anything; runs of several machines side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a run directory (results/<run-id>); several, or a run of several "
+                        "machines, give the fleet report")
     p.add_argument("--out", metavar="DIR",
                    help="where report.html and its charts go (default: reports/<run-id>)")
     p.set_defaults(func=_report)

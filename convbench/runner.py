@@ -350,16 +350,10 @@ def _start(run: Run, algos, threads: int, budget: int, remeasure: bool, retune: 
             else None)
     machine_id = cache.machine_id(threads)
     run.meta["machines"] = {**run.meta.get("machines", {}),
-                            machine_id: machine_record(run.meta["machine"], run.meta.get(
+                            machine_id: store.machine_record(run.meta["machine"], run.meta.get(
                                 "roofline"), threads)}
     store.write_meta(run.run_dir, run.meta)
     return roof, machine_id
-
-
-def machine_record(fingerprint: dict, roof: dict | None, threads: int) -> dict:
-    """What ``meta["machines"]`` says of each machine a run's rows ran on (local runs list
-    their one machine, cluster runs every worker's)."""
-    return {"fingerprint": fingerprint, "roofline": roof, "threads": threads}
 
 
 def pending(run: Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:

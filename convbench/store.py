@@ -84,6 +84,22 @@ def read_meta(run_dir: Path) -> dict:
         raise ValueError(f"run: {path} is not valid JSON ({err})") from None
 
 
+def machine_record(fingerprint: dict, roof: dict | None, threads: int | None) -> dict:
+    """What ``meta["machines"]`` says of each machine a run's rows ran on (a local run lists
+    its one machine, a cluster run every worker's): its fingerprint, roofline and threads."""
+    return {"fingerprint": fingerprint, "roofline": roof, "threads": threads}
+
+
+def machines(meta: dict) -> dict[str, dict]:
+    """The machines of a run by id (`machine_record`); a run older than ``machines`` has one,
+    named by its host."""
+    if meta.get("machines"):
+        return dict(meta["machines"])
+    fingerprint = meta.get("machine") or {}
+    return {str(fingerprint.get("hostname") or "unknown"):
+            machine_record(fingerprint, meta.get("roofline"), meta.get("threads"))}
+
+
 class Journal:
     """Append-only row log of one run."""
 
