@@ -29,7 +29,7 @@ import numba
 from distributed.diagnostics.plugin import WorkerPlugin
 from threadpoolctl import threadpool_limits
 
-from . import __version__, cache, machine, registry, roofline, runner, sweep, tuning
+from . import __version__, cache, machine, registry, roofline, runner, store, sweep, tuning
 from .spec import ConvSpec
 
 # The resource each timing worker offers once and each timing task needs: one task per machine.
@@ -100,7 +100,7 @@ def configure(threads: int | None = None, warm: bool = True) -> Setup:
     if warm:
         warm_up()
     fingerprint = {**machine.fingerprint(), "numba_threading_layer": machine.threading_layer()}
-    record = {**runner.machine_record(fingerprint, roof.to_dict() if roof else None, threads),
+    record = {**store.machine_record(fingerprint, roof.to_dict() if roof else None, threads),
               "tuning": chosen.to_dict()}
     _SETUP = Setup(threads, int(runner.MEMORY_FRACTION * machine.available_memory()),
                    cache.machine_id(threads), roof, record)
@@ -167,6 +167,10 @@ def serve(scheduler: str, threads: int | None = None, host: str | None = None,
     import asyncio
 
     from distributed import Worker
+
+    # Set up and compile first: Dask bounds a worker's start (plugins included) by its
+    # connect timeout, and a cold compile of every kernel takes minutes.
+    configure(threads, warm=True)
 
     async def main():
         async with Worker(scheduler, nthreads=1, resources={RESOURCE: 1}, name=worker_name(),
