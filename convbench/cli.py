@@ -196,8 +196,8 @@ def _worker(args) -> int:
     from . import worker
 
     tls = cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
-    print(f"{worker.worker_name()}: setting up (threads, kernels compiled) before joining "
-          f"{args.scheduler}", file=sys.stderr)
+    print(f"{worker.worker_name()}: compiling the kernels, then joining {args.scheduler}",
+          file=sys.stderr)
     worker.serve(args.scheduler, args.threads, args.host, tls)
     return 0
 

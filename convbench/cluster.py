@@ -43,23 +43,24 @@ def security(ca_file=None, cert=None, key=None):
                     tls_worker_key=str(key), require_encryption=True)
 
 
-def connect(address: str, tls=None):
-    """A Dask client of the scheduler at ``address``; a ValueError in one line when none
-    answers within `CONNECT_TIMEOUT` seconds."""
+def connect(address: str, tls=None, what: str = "--cluster"):
+    """A Dask client of the scheduler at ``address``; a ValueError in one line (starting
+    with ``what``, the option or command given the address) when none answers within
+    `CONNECT_TIMEOUT` seconds."""
     from distributed import Client
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         parse_host_port(parse_address(address)[1])
     except ValueError as err:
-        raise ValueError(f"--cluster: {address!r} is not a scheduler address ({err}); expected "
+        raise ValueError(f"{what}: {address!r} is not a scheduler address ({err}); expected "
                          "e.g. tcp://10.0.0.1:8786 or tls://HOST:PORT") from None
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False,
                       security=tls)
     except Exception as err:  # refused or timed out: the same answer
         why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--cluster: no Dask scheduler answers at {address!r} within "
+        raise ValueError(f"{what}: no Dask scheduler answers at {address!r} within "
                          f"{CONNECT_TIMEOUT} s ({why[:160]}); start one with: dask scheduler"
                          ) from None
 

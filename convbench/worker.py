@@ -155,6 +155,31 @@ def run_batch(specs: list[ConvSpec], algos: list, timing: sweep.TimingConfig,
     return {"machine": setup.machine_id, "record": setup.record, "rows": rows}
 
 
+def _causes(err: BaseException) -> str:
+    """The messages of an exception and of every exception behind it."""
+    texts = []
+    while err is not None:
+        texts.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__ or err.__context__
+    return " <- ".join(texts)
+
+
+def refuse_second(scheduler: str, tls=None) -> None:
+    """A ValueError when the scheduler already has a timing worker of this host (checked
+    before the minutes of compiling; the scheduler refuses the name again at the start)."""
+    from . import cluster
+
+    with cluster.connect(scheduler, tls, what="worker") as client:
+        info = client.scheduler_info(n_workers=-1)
+    if any(w.get("name") == worker_name() for w in info["workers"].values()):
+        raise ValueError(_second(scheduler))
+
+
+def _second(scheduler: str) -> str:
+    return (f"worker: the scheduler at {scheduler} already has a timing worker on this host "
+            f"({worker_name()}): two would time on the same cores")
+
+
 def serve(scheduler: str, threads: int | None = None, host: str | None = None,
           tls=None) -> None:
     """Run a timing worker for the scheduler at ``scheduler`` until it stops.
@@ -168,6 +193,7 @@ def serve(scheduler: str, threads: int | None = None, host: str | None = None,
 
     from distributed import Worker
 
+    refuse_second(scheduler, tls)
     # Set up and compile first: Dask bounds a worker's start (plugins included) by its
     # connect timeout, and a cold compile of every kernel takes minutes.
     configure(threads, warm=True)
@@ -181,11 +207,8 @@ def serve(scheduler: str, threads: int | None = None, host: str | None = None,
     try:
         asyncio.run(main())
     except Exception as err:
-        text = str(err)
+        text = _causes(err)
         if "name taken" in text:
-            raise ValueError(f"worker: the scheduler at {scheduler} already has a timing worker "
-                             f"on this host ({worker_name()}): two would time on the same cores"
-                             ) from None
-        raise ValueError(f"worker: cannot join the scheduler at {scheduler!r} "
-                         f"({type(err).__name__}: {text.splitlines()[0] if text else ''})"
+            raise ValueError(_second(scheduler)) from None
+        raise ValueError(f"worker: cannot join the scheduler at {scheduler!r} ({text[:300]})"
                          ) from None
