@@ -20,6 +20,7 @@ It refuses to run for a client of another convbench version or kernel set (`iden
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import platform
 from dataclasses import dataclass
@@ -47,13 +48,19 @@ class Mismatch(ValueError):
     """A worker and a client that run different convbench versions or kernel sets."""
 
 
-def identity() -> dict:
-    """What a client and its workers must share: the convbench version and the kernel set (the
-    registered algorithms and a digest of the kernels' source)."""
+@functools.cache
+def kernels_digest() -> str:
+    """A digest of the kernels' source (read once per process: every task checks it)."""
     digest = hashlib.sha256()
     for f in sorted(resources.files("convbench_kernels").rglob("*.py"), key=str):
         digest.update(f.read_bytes())
-    return {"convbench": __version__, "kernels": digest.hexdigest()[:12],
+    return digest.hexdigest()[:12]
+
+
+def identity() -> dict:
+    """What a client and its workers must share: the convbench version and the kernel set (the
+    registered algorithms and the kernels' source)."""
+    return {"convbench": __version__, "kernels": kernels_digest(),
             "algorithms": sorted(f"{a.name}/{a.device}" for a in registry.algorithms())}
 
 

@@ -162,3 +162,21 @@ def test_a_killed_client_resumes_with_only_the_missing_rows(scheduler, tmp_path)
     assert after[:len(before)] == before  # rows of the killed client are kept, not redone
     assert len(after) == len(set(after)) == total == len(df)
     assert store.read_meta(tmp_path / "killed")["complete"] is True
+
+
+def test_a_second_timing_worker_on_a_host_is_refused(scheduler, capsys):
+    other = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", scheduler,
+                              "--name", worker.worker_name(), "--nthreads", "1",
+                              "--no-dashboard", "--host", "127.0.0.1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(scheduler, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        code = cli.main(["worker", scheduler])
+    finally:
+        other.terminate()
+        other.wait()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"already has a timing worker on this host ({worker.worker_name()})" in err
+    assert "Traceback" not in err

@@ -94,3 +94,19 @@ def test_a_run_of_two_machines_gets_the_fleet_report(runs, tmp_path):
     html = (tmp_path / "out" / "report.html").read_text()
     assert "convbench fleet: 2 machines" in html
     assert "The winner differs between machines on 0 of 3 problems." in html
+
+
+def test_a_crossover_found_on_one_machine_only_is_reported(runs):
+    here, there, mine = runs
+    df, _ = fleet.load([here, there])
+    # on this machine picky is slower than good at 1x1: make good lose at 3x3 and 5x5 to a
+    # twin of itself, so that the twin overtakes good between filter 1 and 3 here only
+    twin = df[df["algorithm"] == "good"].assign(algorithm="twin")
+    slow = (twin["machine"] == OTHER) | (twin["r"] == 1)
+    for col in ("median_s", "min_s", "q1_s", "q3_s"):
+        twin.loc[slow, col] = twin.loc[slow, col] * 1000
+        twin.loc[~slow, col] = twin.loc[~slow, col] / 1000
+    moved = fleet.moved_crossovers(pd.concat([df, twin], ignore_index=True))
+    row = moved[moved["algorithms"] == "good, twin"].iloc[0]
+    assert row["machine"] == OTHER and row["change"] == "only in A"
+    assert "twin overtakes good between filter 1 and 3" in row["a"] and row["b"] == ""
