@@ -93,7 +93,7 @@ def _config(args) -> sweep.SweepConfig:
 def _run(args) -> int:
     from tqdm import tqdm
 
-    from . import analysis, report, runner, store
+    from . import runner, store
 
     if args.resume:
         store.read_meta(args.resume)  # a clear error before anything is touched
@@ -145,15 +145,12 @@ def _run(args) -> int:
         print(f"choices: {note}", file=sys.stderr)
     code = 0
     try:
-        print(f"report:  {report.write_report(run_dir, Path(args.reports_dir) / run_dir.name)}")
+        print(f"report:  {_write_report([run_dir], Path(args.reports_dir) / run_dir.name)}")
     except Exception as err:  # the rows are saved: say so and how to retry, and go on
         print(f"convbench: error: report not written ({type(err).__name__}: {err}); the "
               f"results are saved, retry with: convbench report {run_dir}", file=sys.stderr)
         code = 1
-    table = analysis.winners_table(df)
-    if not table.empty:
-        print()
-        print(table.to_string(index=False))
+    _print_winners(df)
     ratios = ratio_table(df)
     if ratios:
         print()
@@ -428,16 +425,35 @@ def _plan(args) -> int:
     return 0
 
 
-def _report(args) -> int:
+def _write_report(runs, out) -> Path:
+    """The report of saved runs: a run's own, or the fleet report when their rows ran on
+    several machines (default directory ``reports/fleet-<run>+<run>...``)."""
     from . import fleet, report
 
-    runs = args.run_dirs
     if len(runs) == 1 and fleet.machine_count(runs[0]) == 1:
-        print(f"report: {report.write_report(runs[0], args.out)}")
-        return 0
+        return report.write_report(runs[0], out)
     names = [Path(r).resolve().name for r in runs]
-    out = args.out or Path(report.DEFAULT_DIR) / ("fleet-" + "+".join(names))[:120]
-    print(f"report: {fleet.write_fleet_report(runs, out)}")
+    out = out or Path(report.DEFAULT_DIR) / ("fleet-" + "+".join(names))[:120]
+    return fleet.write_fleet_report(runs, out)
+
+
+def _print_winners(df) -> None:
+    """The winners table; one per machine when the rows ran on several (their times are never
+    ranked against each other)."""
+    from . import analysis, fleet
+
+    groups = fleet.per_machine(df) if df["machine"].nunique() > 1 else {"": df}
+    for machine, rows in groups.items():
+        table = analysis.winners_table(rows)
+        if not table.empty:
+            print()
+            if machine:
+                print(f"on {machine}:")
+            print(table.to_string(index=False))
+
+
+def _report(args) -> int:
+    print(f"report: {_write_report(args.run_dirs, args.out)}")
     return 0
 
 

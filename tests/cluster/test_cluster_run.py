@@ -180,3 +180,21 @@ def test_a_second_timing_worker_on_a_host_is_refused(scheduler, capsys):
     assert code == 2
     assert f"already has a timing worker on this host ({worker.worker_name()})" in err
     assert "Traceback" not in err
+
+
+def test_the_command_line_runs_a_sweep_on_the_cluster_and_reports_it(scheduler, tmp_path,
+                                                                     capsys):
+    """The real registry's SciPy baseline: nothing to compile on the worker."""
+    code = cli.main(["run", "sweep", "--preset", "smoke", "--algo", "scipy", "--cluster",
+                     scheduler, "--results-dir", str(tmp_path / "res"),
+                     "--reports-dir", str(tmp_path / "rep")])
+    out = capsys.readouterr().out
+    assert code == 0
+    (run_dir,) = (tmp_path / "res").iterdir()
+    df = store.load_run(run_dir)
+    assert (df["status"] == "ok").all() and len(df) == len(sweep.preset("smoke").problems)
+    assert (tmp_path / "rep" / run_dir.name / "report.html").exists()
+    assert f"results: {run_dir}" in out
+    # --threads is each worker's own
+    assert cli.main(["run", "sweep", "--cluster", scheduler, "--threads", "2"]) == 2
+    assert "--threads: not with --cluster" in capsys.readouterr().err
