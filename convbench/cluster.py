@@ -4,10 +4,12 @@ The client (this module) splits the sweep's pending cases into one task per prob
 inputs and float64 reference are made once on the worker, as a local run makes them once),
 submits each with the `convbench.worker.RESOURCE` requirement, so that a timing worker runs
 one task at a time, and journals every row as its task returns (`convbench.runner.record`:
-fsynced, one row per key).  Scheduling is Dask's: a worker that dies mid-task loses its task
-to the scheduler, which runs it again on a live worker; a retried task's rows that arrive
-twice are journaled once.  A killed client leaves a journal that ``--resume`` finishes: only
-the missing cases are submitted.
+fsynced, one row per key).  Tasks are submitted as the workers free (`_Window`), not all at
+once.  Scheduling is Dask's: a worker that dies mid-task loses its task to the scheduler,
+which runs it again on a live worker; a task that kills every worker it runs on
+(``distributed.scheduler.allowed-failures`` times) becomes ``error`` rows, and the sweep goes
+on; rows that arrive twice are journaled once.  A killed client leaves a journal that
+``--resume`` finishes: only the missing cases are submitted.
 
 Rows are made on the workers' machines, not this one: each row names its machine, and
 ``meta.json`` lists every machine's fingerprint and roofline under ``machines``.  A cluster
@@ -19,12 +21,13 @@ config file) and a listening interface that only the cluster reaches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from . import runner, store, worker
+from . import registry, runner, store, worker
 
 # Seconds a client waits for the scheduler before it says none answers.
 CONNECT_TIMEOUT = 5
@@ -105,15 +108,74 @@ def _note_machine(run: runner.Run, result: dict) -> None:
     store.write_meta(run.run_dir, run.meta)
 
 
-def _collect(client, futures, run: runner.Run, journal: store.Journal, progress) -> None:
-    """Journal each task's rows as it completes (exceptions, a refused version, re-raised)."""
-    from distributed import as_completed
+def _lost_rows(specs, algos, err) -> list[dict]:
+    """``error`` rows for the cases of a task that killed every worker it ran on: the sweep
+    goes on without them (as a local run goes on past a kernel's exception)."""
+    entries = [a if isinstance(a, registry.Algorithm) else registry.get(*a) for a in algos]
+    why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return [{"machine": None, **runner.case_row(spec, a, "error",
+                                                f"KilledWorker: {why}"[:500])}
+            for spec in specs for a in entries]
 
-    for fut in as_completed(futures, loop=client.loop):
-        result = fut.result()
+
+class _Window:
+    """The tasks in flight: as many as the timing workers can run at once, plus one ready to
+    start when a worker frees (a worker then starts it without waiting for this client).
+
+    Submitting every task at once would assign them all to the workers there are now: a
+    worker that joins later would get none, and a worker that dies would count a failure
+    against every task it held (the scheduler gives a task up after
+    ``distributed.scheduler.allowed-failures`` of those).  The capacity is read from the
+    scheduler at most once a second."""
+
+    def __init__(self, client, submit: Callable, batches: list):
+        from distributed import as_completed
+
+        self.client, self.submit, self.todo = client, submit, iter(batches)
+        self.tasks: dict = {}
+        self.done = as_completed(loop=client.loop)
+        self._capacity, self._read = 1, -1.0
+
+    def capacity(self) -> int:
+        """Tasks the timing workers can run at once (their ``node`` resources), plus one."""
+        if time.monotonic() - self._read >= 1.0:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+            self._capacity = max(int(sum(w.get("resources", {}).get(worker.RESOURCE, 0)
+                                         for w in workers)), 1)
+            self._read = time.monotonic()
+        return self._capacity + 1
+
+    def fill(self) -> None:
+        while len(self.tasks) < self.capacity():
+            batch = next(self.todo, None)
+            if batch is None:
+                return
+            fut = self.submit(*batch)
+            self.tasks[fut] = batch
+            self.done.add(fut)
+
+    def cancel(self) -> None:
+        self.client.cancel(list(self.tasks))
+
+
+def _collect(window: _Window, run: runner.Run, journal: store.Journal, progress) -> None:
+    """Journal each task's rows as it completes, keeping the window full; a task that killed
+    its workers becomes error rows.  Other exceptions (a refused version) are re-raised."""
+    from distributed import KilledWorker
+
+    window.fill()
+    for fut in window.done:
+        batch = window.tasks.pop(fut)
+        try:
+            result = fut.result()
+        except KilledWorker as err:
+            rows = _lost_rows(*batch, err)
+        else:
+            _note_machine(run, result)
+            rows = result["rows"]
         fut.release()
-        _note_machine(run, result)
-        for row in result["rows"]:
+        window.fill()
+        for row in rows:
             runner.record(run, row, journal, progress)
 
 
@@ -158,17 +220,16 @@ def _run(client, run, algos, ident, results_dir, run_id, progress, named, on_sta
     cases = runner.pending(run, algos)
     journal = store.Journal(run.run_dir)
     complete = False
-    futures = []
+    window = _Window(client, lambda specs, names: client.submit(
+        worker.run_batch, specs, names, run.config.timing, ident,
+        resources={worker.RESOURCE: 1}, pure=False), batches(cases, named))
     try:
         if on_start:
             on_start(run.run_dir, len(cases))
-        futures = [client.submit(worker.run_batch, specs, names, run.config.timing, ident,
-                                 resources={worker.RESOURCE: 1}, pure=False)
-                   for specs, names in batches(cases, named)]
-        _collect(client, futures, run, journal, progress)
+        _collect(window, run, journal, progress)
         complete = True
     except KeyboardInterrupt:
-        client.cancel(futures)
+        window.cancel()
     finally:
         journal.close()
         df = runner.finish_run(run, complete)

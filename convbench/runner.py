@@ -120,14 +120,20 @@ def _workspace(prepare: Callable, compute_args) -> int:
         tracemalloc.stop()
 
 
+def case_row(spec: ConvSpec, algo: registry.Algorithm, status: str = "ok",
+             reason: str = "") -> dict:
+    """The columns every row of a case has, whatever its outcome."""
+    return {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
+            "device": algo.device, "operator": algo.operator, "status": status,
+            "reason": reason, "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
+
+
 def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
              timing: sweep.TimingConfig, memory_budget: int,
              device: devices.Host | str) -> dict:
     """One row: the outcome of ``algo`` on ``spec``, on ``device`` (a `devices.Host` or
     `devices.Cuda`, or the reason the algorithm's device cannot be used)."""
-    row = {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
-           "device": algo.device, "operator": algo.operator, "status": "ok", "reason": "",
-           "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
+    row = case_row(spec, algo)
     if isinstance(device, str):
         return {**row, "status": "skipped", "reason": device}
     row["simulated"] = device.simulated

@@ -198,3 +198,22 @@ def test_the_command_line_runs_a_sweep_on_the_cluster_and_reports_it(scheduler, 
     # --threads is each worker's own
     assert cli.main(["run", "sweep", "--cluster", scheduler, "--threads", "2"]) == 2
     assert "--threads: not with --cluster" in capsys.readouterr().err
+
+
+def test_a_case_that_kills_every_worker_becomes_error_rows_and_the_sweep_goes_on(tmp_path):
+    import dask
+
+    config = sweep.preset("smoke")
+    last = config.problems[-1]  # the tasks before it are done when it kills the worker
+    entries = [fakes.entries()[0], dataclasses.replace(
+        fakes.killer(), supports=lambda s, last=last: None if s == last else "not here")]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            local_cluster(processes=True) as lc:
+        df = cluster.run_sweep(config, lc.scheduler_address, results_dir=tmp_path,
+                               entries=entries)
+    lost = df[df["problem"] == last.id]
+    assert (lost["status"] == "error").all() and len(lost) == 2
+    assert lost["reason"].str.startswith("KilledWorker:").all()
+    rest = df[df["problem"] != last.id]
+    assert set(rest["status"]) == {"ok", "unsupported"} and len(rest) == 4
+    assert store.read_meta(Path(df.attrs["run_dir"]))["complete"] is True
