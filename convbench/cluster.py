@@ -58,6 +58,7 @@ def connect(address: str, tls=None, what: str = "--cluster"):
     except ValueError as err:
         raise ValueError(f"{what}: {address!r} is not a scheduler address ({err}); expected "
                          "e.g. tcp://10.0.0.1:8786 or tls://HOST:PORT") from None
+    _check_tls(address, tls, what)
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False,
                       security=tls)
@@ -66,6 +67,22 @@ def connect(address: str, tls=None, what: str = "--cluster"):
         raise ValueError(f"{what}: no Dask scheduler answers at {address!r} within "
                          f"{CONNECT_TIMEOUT} s ({why[:160]}); start one with: dask scheduler"
                          ) from None
+
+
+def _check_tls(address: str, tls, what: str) -> None:
+    """A tls:// address without certificates, or certificates with another scheme: one line
+    (Dask would fail inside its client, and leave it to time out as it is collected)."""
+    from distributed.comm.addressing import parse_address
+    from distributed.security import Security
+
+    scheme = parse_address(address)[0]
+    has_tls = (tls or Security()).get_connection_args("client").get("ssl_context") is not None
+    if scheme == "tls" and not has_tls:
+        raise ValueError(f"{what}: {address!r} is a TLS address: give --tls-ca-file, "
+                         "--tls-cert and --tls-key (or Dask's TLS configuration)")
+    if scheme != "tls" and tls is not None:
+        raise ValueError(f"{what}: TLS certificates given for {address!r}: use a tls:// "
+                         "address")
 
 
 def check_workers(client, ident: dict) -> None:

@@ -187,6 +187,16 @@ def _second(scheduler: str) -> str:
             f"({worker_name()}): two would time on the same cores")
 
 
+def listen_host(scheduler: str) -> str:
+    """The address of the interface that reaches the scheduler: the one a worker listens on
+    unless told otherwise (Dask's default is every interface, and a worker runs the code its
+    scheduler sends)."""
+    from distributed.comm.addressing import get_address_host
+    from distributed.utils import get_ip
+
+    return get_ip(get_address_host(scheduler))
+
+
 def serve(scheduler: str, threads: int | None = None, host: str | None = None,
           tls=None) -> None:
     """Run a timing worker for the scheduler at ``scheduler`` until it stops.
@@ -205,10 +215,12 @@ def serve(scheduler: str, threads: int | None = None, host: str | None = None,
     # connect timeout, and a cold compile of every kernel takes minutes.
     configure(threads, warm=True)
 
+    host = host or listen_host(scheduler)
+
     async def main():
         async with Worker(scheduler, nthreads=1, resources={RESOURCE: 1}, name=worker_name(),
                           plugins={TimingSetup(threads)}, host=host, security=tls,
-                          death_timeout=CONNECT_TIMEOUT) as w:
+                          death_timeout=CONNECT_TIMEOUT, dashboard=False) as w:
             await w.finished()
 
     try:

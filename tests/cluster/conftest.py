@@ -15,8 +15,9 @@ def local_cluster(processes: bool, **kwargs):
 
     from convbench import worker
 
+    protocol = "tls" if "security" in kwargs else "tcp"
     return distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=processes, protocol="tcp",
+        n_workers=1, threads_per_worker=1, processes=processes, protocol=protocol,
         host="127.0.0.1", dashboard_address=":0", resources={worker.RESOURCE: 1},
         plugins={worker.TimingSetup(1, warm=False)}, **kwargs)
 

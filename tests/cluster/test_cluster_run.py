@@ -217,3 +217,42 @@ def test_a_case_that_kills_every_worker_becomes_error_rows_and_the_sweep_goes_on
     rest = df[df["problem"] != last.id]
     assert set(rest["status"]) == {"ok", "unsupported"} and len(rest) == 4
     assert store.read_meta(Path(df.attrs["run_dir"]))["complete"] is True
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate (its own CA) and its key, made with openssl."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate to test TLS with")
+    tmp = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem"),
+                    "-subj", "/CN=convbench-test",
+                    "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True)
+    return str(tmp / "cert.pem"), str(tmp / "key.pem")
+
+
+def test_a_tls_cluster_runs_with_certificates_and_refuses_without(certificate, tmp_path,
+                                                                   capsys):
+    from distributed.security import Security
+
+    cert, key = certificate
+    server = Security(tls_ca_file=cert, tls_scheduler_cert=cert, tls_scheduler_key=key,
+                      tls_worker_cert=cert, tls_worker_key=key, tls_client_cert=cert,
+                      tls_client_key=key, require_encryption=True)
+    with local_cluster(processes=False, security=server) as lc:
+        address = lc.scheduler_address
+        assert address.startswith("tls://")
+        args = ["run", "sweep", "--preset", "smoke", "--algo", "scipy", "--results-dir",
+                str(tmp_path / "res"), "--reports-dir", str(tmp_path / "rep")]
+        assert cli.main([*args, "--cluster", address, "--tls-ca-file", cert,
+                         "--tls-cert", cert, "--tls-key", key]) == 0
+        assert cli.main([*args, "--cluster", address]) == 2
+        assert cli.main([*args, "--cluster", address, "--tls-cert", cert]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert any("is a TLS address: give --tls-ca-file" in line for line in err)
+    assert any("give all three, or none" in line for line in err)
+    assert len(list((tmp_path / "res").iterdir())) == 1  # the refused runs wrote nothing
