@@ -39,8 +39,8 @@ RESOURCE = "node"
 # Seconds a worker waits for its scheduler, at the start and when it goes away.
 CONNECT_TIMEOUT = 30
 
-# Cases a worker compiles its CPU kernels on before it accepts work: one problem a path of the
-# kernels (1x1, 3x3 for Winograd, a strided depthwise), in both dtypes.
+# How the warm-up (`warm_up`) times its cases: once and briefly, since it is there to compile
+# the kernels, not to measure them.
 WARMUP_TIMING = sweep.TimingConfig(min_time=1e-4, values=1, max_seconds=0.05, warmups=0)
 
 
@@ -115,7 +115,8 @@ def configure(threads: int | None = None, warm: bool = True) -> Setup:
 
 
 def warm_up() -> None:
-    """Compile every default CPU kernel on the smoke preset's tiny problems, in both dtypes."""
+    """Compile every default CPU kernel on the smoke preset's tiny problems (a 1x1, a 3x3 for
+    Winograd, a strided depthwise: one of each kernel path), in both dtypes."""
     algos = [a for a in registry.algorithms("cpu") if a.default and a.family != "baseline"]
     for spec in sweep.preset("smoke").problems:
         for dtype in ("float32", "float64"):
