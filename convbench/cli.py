@@ -132,8 +132,9 @@ def _run(args) -> int:
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
+        again = f" --cluster {args.cluster}" if args.cluster else ""
         print(f"\ninterrupted; rows so far are saved. Resume with: convbench run sweep "
-              f"--resume {stop.run_dir}", file=sys.stderr)
+              f"--resume {stop.run_dir}{again}", file=sys.stderr)
         return 130
     finally:
         if bar:

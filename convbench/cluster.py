@@ -231,11 +231,11 @@ def _run(client, run, algos, ident, results_dir, run_id, progress, named, on_sta
          scheduler) -> pd.DataFrame:
     """Create the run, submit its pending cases, journal their rows, finish the run."""
     runner.create_run(run, results_dir, run_id)
+    journal = store.Journal(run.run_dir)  # before any write: a run still going is refused
     run.meta.update(cluster={"scheduler": scheduler, "client": worker.describe(ident)},
                     algorithms=runner.algorithm_records(algos))
     store.write_meta(run.run_dir, run.meta)
     cases = runner.pending(run, algos)
-    journal = store.Journal(run.run_dir)
     complete = False
     window = _Window(client, lambda specs, names: client.submit(
         worker.run_batch, specs, names, run.config.timing, ident,

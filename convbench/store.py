@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: journals are not locked there
+    fcntl = None
+
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
 # and ``tuning`` in meta.json.  4: ``machine`` (the machine a row ran on,
@@ -101,11 +106,28 @@ def machines(meta: dict) -> dict[str, dict]:
 
 
 class Journal:
-    """Append-only row log of one run."""
+    """Append-only row log of one run, held by one process at a time.
+
+    Two processes appending to one journal (a run resumed while it is still running) would
+    each journal the rows the other lacks: the journal takes an exclusive lock, which the
+    operating system releases when its process ends, however it ends.
+
+    Raises
+    ------
+    ValueError
+        When another process holds the run's journal.
+    """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / JOURNAL
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            if fcntl is not None:
+                fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            raise ValueError(f"run: {run_dir} is being written by another process (a run "
+                             "still going): wait for it, or stop it first") from None
 
     def append(self, row: dict) -> None:
         self._f.write(json.dumps({"schema_version": SCHEMA_VERSION, **row}, default=_json) + "\n")
