@@ -95,6 +95,8 @@ def _run(args) -> int:
 
     from . import runner, store
 
+    if not args.cluster and (args.tls_ca_file or args.tls_cert or args.tls_key):
+        raise ValueError("--tls-ca-file, --tls-cert, --tls-key: only with --cluster")
     if args.resume:
         store.read_meta(args.resume)  # a clear error before anything is touched
         cfg = None

@@ -123,7 +123,7 @@ def context(df: pd.DataFrame, machines: dict[str, dict], out: Path, runs=()) -> 
                      "cells": cells, "differs": len(names) > 1})
     moved = moved_crossovers(df)
     return {
-        "title": f"{len(ids)} machines",
+        "title": f"{len(ids)} machine{'s' if len(ids) != 1 else ''}",
         "runs": [str(r) for r in runs],
         "colours": palette,
         "machines": [_machine_section(m, rows_m, machines.get(m, {}), out)
