@@ -256,3 +256,13 @@ def test_a_tls_cluster_runs_with_certificates_and_refuses_without(certificate, t
     assert any("is a TLS address: give --tls-ca-file" in line for line in err)
     assert any("give all three, or none" in line for line in err)
     assert len(list((tmp_path / "res").iterdir())) == 1  # the refused runs wrote nothing
+
+
+def test_the_pending_cases_make_one_task_per_problem():
+    config = grid(2)
+    entries = fakes.entries()[:3]
+    cases = [(spec, a) for spec in config.problems for a in entries][1:]  # one case done
+    tasks = cluster.batches(cases, named=True)
+    assert [specs for specs, _ in tasks] == [[p] for p in config.problems]
+    assert tasks[0][1] == [("picky", "cpu"), ("raises", "cpu")]
+    assert all(names == [(a.name, a.device) for a in entries] for _, names in tasks[1:])
