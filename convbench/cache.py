@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -55,6 +56,15 @@ def machine_key(threads: int) -> dict:
             "cores": os.cpu_count(), "threads": int(threads), "blas": blas,
             "numba": numba.__version__, "llvmlite": llvmlite.__version__,
             "convbench": __version__}
+
+
+def machine_id(threads: int) -> str:
+    """The stable name of this machine in a run's rows and ``meta.json``: the host name and a
+    digest of `machine_key` (``node7-3f9a0c1e``).  Volatile fields (load, free memory, the
+    git commit) are left out, so that every run on the same machine, threads and software
+    names it alike, and two hosts of one model stay apart."""
+    digest = hashlib.sha256(json.dumps(machine_key(threads), sort_keys=True).encode())
+    return f"{platform.node() or 'unknown'}-{digest.hexdigest()[:8]}"
 
 
 def path(kind: str, key: Mapping) -> Path:

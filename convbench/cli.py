@@ -100,8 +100,10 @@ def _config(args) -> sweep.SweepConfig:
 def _run(args) -> int:
     from tqdm import tqdm
 
-    from . import analysis, report, runner, store
+    from . import runner, store
 
+    if not args.cluster and (args.tls_ca_file or args.tls_cert or args.tls_key):
+        raise ValueError("--tls-ca-file, --tls-cert, --tls-key: only with --cluster")
     if args.resume:
         store.read_meta(args.resume)  # a clear error before anything is touched
         cfg = None
@@ -113,12 +115,14 @@ def _run(args) -> int:
         nonlocal bar
         meta = store.read_meta(run_dir)
         for key in ("blas_warning", "load_warning"):
-            if meta["machine"].get(key):
+            if (meta.get("machine") or {}).get(key):
                 print(f"warning: {meta['machine'][key]}", file=sys.stderr)
         note = (meta.get("tuning") or {}).get("note")
         if note and meta["tuning"].get("source") == "defaults":
             print(f"note: {note}", file=sys.stderr)
-        print(f"run {run_dir} ({todo} cases, {meta['threads']} threads)", file=sys.stderr)
+        where = (f"on the cluster at {args.cluster}" if args.cluster
+                 else f"{meta['threads']} threads")
+        print(f"run {run_dir} ({todo} cases, {where})", file=sys.stderr)
         bar = tqdm(total=todo, unit="case", dynamic_ncols=True, file=sys.stderr, disable=None)
 
     def progress(row: dict):
@@ -126,16 +130,20 @@ def _run(args) -> int:
         bar.update()
 
     try:
-        df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
-                              threads=args.threads, max_memory=args.max_memory,
-                              progress=progress, on_start=on_start,
-                              remeasure=args.remeasure, retune=args.retune,
-                              record=not args.no_record)
+        if args.cluster:
+            df = _cluster_run(args, cfg, progress, on_start)
+        else:
+            df = runner.run_sweep(cfg, results_dir=args.results_dir, resume=args.resume,
+                                  threads=args.threads, max_memory=args.max_memory,
+                                  progress=progress, on_start=on_start,
+                                  remeasure=args.remeasure, retune=args.retune,
+                                  record=not args.no_record)
     except runner.SweepInterrupted as stop:
         if bar:
             bar.close()
+        again = f" --cluster {args.cluster}" if args.cluster else ""
         print(f"\ninterrupted; rows so far are saved. Resume with: convbench run sweep "
-              f"--resume {stop.run_dir}", file=sys.stderr)
+              f"--resume {stop.run_dir}{again}", file=sys.stderr)
         return 130
     finally:
         if bar:
@@ -147,15 +155,12 @@ def _run(args) -> int:
         print(f"choices: {note}", file=sys.stderr)
     code = 0
     try:
-        print(f"report:  {report.write_report(run_dir, Path(args.reports_dir) / run_dir.name)}")
+        print(f"report:  {_write_report([run_dir], Path(args.reports_dir) / run_dir.name)}")
     except Exception as err:  # the rows are saved: say so and how to retry, and go on
         print(f"convbench: error: report not written ({type(err).__name__}: {err}); the "
               f"results are saved, retry with: convbench report {run_dir}", file=sys.stderr)
         code = 1
-    table = analysis.winners_table(df)
-    if not table.empty:
-        print()
-        print(table.to_string(index=False))
+    _print_winners(df)
     ratios = ratio_table(df)
     if ratios:
         print()
@@ -186,6 +191,50 @@ def training_table(df) -> str:
     head = (f"{'layer':>28}  {'fwd ms':>22}  {'bwd_d ms':>22}  {'bwd_w ms':>22}  "
             f"{'step ms':>8}  {'torch ms':>8}  {'ratio':>6}")
     return f"training step (best algorithm per direction; ratio: step / torch's)\n{head}\n{table}"
+
+
+# Options of a local run that a cluster run leaves to each worker.
+_WORKER_OPTIONS = {"threads": "--threads", "max_memory": "--max-memory",
+                   "remeasure": "--remeasure", "retune": "--retune"}
+
+
+def _cluster_module():
+    """`convbench.cluster`, or a ValueError saying which extra installs it."""
+    try:
+        from . import cluster
+    except ImportError:
+        raise ValueError("--cluster: Dask distributed is not installed (pip install "
+                         "'convbench[cluster]')") from None
+    return cluster
+
+
+def _cluster_run(args, cfg, progress, on_start):
+    """The sweep on the Dask cluster at ``args.cluster``."""
+    for attr, flag in _WORKER_OPTIONS.items():
+        if getattr(args, attr):
+            raise ValueError(f"{flag}: not with --cluster; each worker sets its own "
+                             "(convbench worker --threads N)")
+    cluster = _cluster_module()
+    tls = cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    return cluster.run_sweep(cfg, args.cluster, results_dir=args.results_dir,
+                             resume=args.resume, progress=progress, on_start=on_start, tls=tls)
+
+
+def _worker(args) -> int:
+    cluster = _cluster_module()
+    from . import worker
+
+    tls = cluster.security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    print(f"{worker.worker_name()}: compiling the kernels, then joining {args.scheduler}",
+          file=sys.stderr)
+    worker.serve(args.scheduler, args.threads, args.host, tls)
+    return 0
+
+
+def _tls_options(p) -> None:
+    p.add_argument("--tls-ca-file", metavar="FILE", help="TLS: the CA certificate")
+    p.add_argument("--tls-cert", metavar="FILE", help="TLS: this side's certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="TLS: this side's private key")
 
 
 def ratio_table(df, baseline: str = "torch") -> str:
@@ -408,10 +457,35 @@ def _plan(args) -> int:
     return 0
 
 
-def _report(args) -> int:
-    from . import report
+def _write_report(runs, out) -> Path:
+    """The report of saved runs: a run's own, or the fleet report when their rows ran on
+    several machines (default directory ``reports/fleet-<run>+<run>...``)."""
+    from . import fleet, report
 
-    print(f"report: {report.write_report(args.run_dir, args.out)}")
+    if len(runs) == 1 and fleet.machine_count(runs[0]) == 1:
+        return report.write_report(runs[0], out)
+    names = [Path(r).resolve().name for r in runs]
+    out = out or Path(report.DEFAULT_DIR) / ("fleet-" + "+".join(names))[:120]
+    return fleet.write_fleet_report(runs, out)
+
+
+def _print_winners(df) -> None:
+    """The winners table; one per machine when the rows ran on several (their times are never
+    ranked against each other)."""
+    from . import analysis, fleet
+
+    groups = fleet.per_machine(df) if df["machine"].nunique() > 1 else {"": df}
+    for machine, rows in groups.items():
+        table = analysis.winners_table(rows)
+        if not table.empty:
+            print()
+            if machine:
+                print(f"on {machine}:")
+            print(table.to_string(index=False))
+
+
+def _report(args) -> int:
+    print(f"report: {_write_report(args.run_dirs, args.out)}")
     return 0
 
 
@@ -448,7 +522,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "the run, instead of reading them from the cache")
     p.add_argument("--no-record", action="store_true",
                    help="do not add the run's winners to this machine's choice database")
+    p.add_argument("--cluster", metavar="SCHEDULER_ADDRESS",
+                   help="run the cases on the Dask cluster of this scheduler (workers: "
+                        "convbench worker SCHEDULER_ADDRESS)")
+    _tls_options(p)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("worker", help="a Dask worker that times one case at a time on this "
+                                      "machine, for convbench run sweep --cluster")
+    p.add_argument("scheduler", metavar="SCHEDULER_ADDRESS", help="e.g. tls://10.0.0.1:8786")
+    p.add_argument("--threads", type=_positive,
+                   help="Numba threads of every case (default: Numba's)")
+    p.add_argument("--host", metavar="ADDRESS",
+                   help="the interface the worker listens on (default: the one that "
+                        "reaches the scheduler)")
+    _tls_options(p)
+    p.set_defaults(func=_worker)
 
     p = sub.add_parser("tune", help="measure the CPU kernels' parameters on this machine "
                                     "and cache them for later runs")
@@ -491,8 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=registry.DEVICES, default="cpu")
     p.set_defaults(func=_plan)
 
-    p = sub.add_parser("report", help="charts and HTML from a saved run, without running anything")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/<run-id>)")
+    p = sub.add_parser("report", help="charts and HTML from saved runs, without running "
+                                      "anything; runs of several machines side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a run directory (results/<run-id>); several, or a run of several "
+                        "machines, give the fleet report")
     p.add_argument("--out", metavar="DIR",
                    help="where report.html and its charts go (default: reports/<run-id>)")
     p.set_defaults(func=_report)

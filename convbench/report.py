@@ -99,7 +99,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "status_counts": ", ".join(f"{n} {s}" for s, n in counts.items()),
         "n_rows": len(df),
         "findings": findings(df, meta, win, xo, layers, totals, sep, vs_base),
-        "charts": [{"data": _data_uri(p), "file": Path(p).name, "caption": caption}
+        "charts": [{"data": data_uri(p), "file": Path(p).name, "caption": caption}
                    for p, caption in charts],
         "colours": palette,
         "winners": _winner_rows(win, shape),
@@ -118,7 +118,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
     }
 
 
-def _data_uri(path) -> str:
+def data_uri(path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
@@ -210,7 +210,7 @@ def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
                     "No algorithm produced an accurate, timed result in this run: there is no "
                     "winner to report."})
     else:
-        out.append({"kind": "", "text": _winner_sentence(win), "items": _winner_details(win)})
+        out.append({"kind": "", "text": winner_sentence(win), "items": _winner_details(win)})
     changed = xo[xo["winner_changed"].fillna(False).astype(bool)] if not xo.empty else xo
     if not changed.empty:
         out.append({"kind": "", "text": "Where the winner changes:",
@@ -254,7 +254,7 @@ def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
     return out
 
 
-def _winner_sentence(win: pd.DataFrame) -> str:
+def winner_sentence(win: pd.DataFrame) -> str:
     counts = win["winner"].value_counts()
     total = len(win)
     parts = [f"{a} wins {n} of {total} problem{'s' if total != 1 else ''}"

@@ -28,7 +28,19 @@ from convbench_kernels.reference import (
     reference_conv2d_weight,
 )
 
-from . import accuracy, choices, devices, machine, plugins, registry, roofline, store, sweep, tuning
+from . import (
+    accuracy,
+    cache,
+    choices,
+    devices,
+    machine,
+    plugins,
+    registry,
+    roofline,
+    store,
+    sweep,
+    tuning,
+)
 from .spec import ConvSpec
 from .timing import measure, time_once
 
@@ -134,14 +146,20 @@ def _workspace(prepare: Callable, compute_args) -> int:
         tracemalloc.stop()
 
 
+def case_row(spec: ConvSpec, algo: registry.Algorithm, status: str = "ok",
+             reason: str = "") -> dict:
+    """The columns every row of a case has, whatever its outcome."""
+    return {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
+            "device": algo.device, "operator": algo.operator, "status": status,
+            "reason": reason, "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
+
+
 def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
              timing: sweep.TimingConfig, memory_budget: int,
              device: devices.Host | str) -> dict:
     """One row: the outcome of ``algo`` on ``spec``, on ``device`` (a `devices.Host` or
     `devices.Cuda`, or the reason the algorithm's device cannot be used)."""
-    row = {**problem_columns(spec), "algorithm": algo.name, "family": algo.family,
-           "device": algo.device, "operator": algo.operator, "status": "ok", "reason": "",
-           "tolerance": algo.tolerance[spec.dtype], "warnings": ""}
+    row = case_row(spec, algo)
     if isinstance(device, str):
         return {**row, "status": "skipped", "reason": device}
     row["simulated"] = device.simulated
@@ -282,7 +300,7 @@ def resolve_config(config) -> sweep.SweepConfig:
 
 
 @dataclass
-class _Run:
+class Run:
     """A run being made: its sweep, directory, ``meta.json`` content and the row keys it
     already holds (a resumed run's)."""
 
@@ -292,16 +310,16 @@ class _Run:
     done: set = field(default_factory=set)
 
 
-def _open(config, resume) -> _Run:
+def open_run(config, resume) -> Run:
     """The run to make: a resumed run's own config, meta and finished rows, or a new one
     (nothing is written yet: bad input must leave no directory behind)."""
     if resume is None:
-        return _Run(resolve_config(config), meta={})
+        return Run(resolve_config(config), meta={})
     run_dir = Path(resume)
     meta = store.read_meta(run_dir)
     meta.pop("end", None)
     meta["resumed"] = [*meta.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S%z")]
-    return _Run(sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}"), meta,
+    return Run(sweep.from_dict(meta["config"], source=f"{run_dir}/{store.META}"), meta,
                 run_dir, {_key(r) for r in store.read_journal(run_dir)})
 
 
@@ -318,7 +336,7 @@ def select(config: sweep.SweepConfig, entries=None) -> list[registry.Algorithm]:
     return algos
 
 
-def _create(run: _Run, results_dir, run_id: str | None) -> None:
+def create_run(run: Run, results_dir, run_id: str | None) -> None:
     """Make a new run's directory and first meta (a resumed run has both)."""
     if run.run_dir is not None:
         return
@@ -329,7 +347,7 @@ def _create(run: _Run, results_dir, run_id: str | None) -> None:
                 "start": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _algorithm_records(algos) -> list[dict]:
+def algorithm_records(algos) -> list[dict]:
     """What ``meta.json`` says of each algorithm run: where it comes from (convbench, a
     plugin, ``register()``)."""
     return [{"name": a.name, "device": a.device, "family": a.family,
@@ -352,37 +370,69 @@ def _tuning(meta: dict, threads: int, retune: bool, algos) -> dict:
     return {**chosen.to_dict(), "target": registry.cpu_target().to_dict()}
 
 
-def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
-    """Record the run's settings and machine in ``meta.json``; return its roofline."""
+def _start(run: Run, algos, threads: int, budget: int, remeasure: bool, retune: bool):
+    """Record the run's settings and machine in ``meta.json``; return its roofline and the
+    machine's id."""
     run.meta.update(threads=threads, blas_threads=BLAS_THREADS, memory_budget=budget,
-                    machine=machine.fingerprint(), algorithms=_algorithm_records(algos),
+                    machine=machine.fingerprint(), algorithms=algorithm_records(algos),
                     plugin_problems=plugins.problems(),
                     tuning=_tuning(run.meta, threads, retune, algos))
     # the roofline is the CPU's: a CUDA-only run has no row to judge by it
     roof = (_roofline(run.meta, threads, remeasure) if any(a.device == "cpu" for a in algos)
             else None)
+    machine_id = cache.machine_id(threads)
+    run.meta["machines"] = {**run.meta.get("machines", {}),
+                            machine_id: store.machine_record(run.meta["machine"], run.meta.get(
+                                "roofline"), threads)}
     store.write_meta(run.run_dir, run.meta)
-    return roof
+    return roof, machine_id
 
 
-def _run_cases(run: _Run, cases, threads: int, budget: int, roof, journal: store.Journal,
-               progress) -> None:
-    """Run every (problem, algorithm) case in order, journaling each row as it exists."""
+def pending(run: Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:
+    """The (problem, algorithm) cases of the run that its journal does not hold yet."""
+    return [(spec, a) for spec in run.config.problems for a in algos
+            if _key(spec, a.name, a.device) not in run.done]
+
+
+def case_rows(cases, timing: sweep.TimingConfig, budget: int, threads: int, roof,
+              machine_id: str):
+    """Each case's row, in order, as soon as it exists: the measurement (`run_case`), the
+    threads and machine it ran on, and its place under the roofline.  Every run makes its
+    rows here, on this machine or on a cluster's worker; the run that journals them adds its
+    ``run_id``."""
     places = _devices({a.device for _, a in cases})
     problem = None
     for spec, algo in cases:
         if problem is None or problem.spec != spec:  # only the current problem's inputs live
             problem = _Problem(spec)
-        row = {"run_id": run.meta["run_id"], "threads": threads,
-               **run_case(spec, algo, problem, run.config.timing, budget, places[algo.device])}
+        row = {"machine": machine_id, "threads": threads,
+               **run_case(spec, algo, problem, timing, budget, places[algo.device])}
         row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
-        journal.append(row)
-        if progress:
-            progress(row)
+        yield row
+
+
+def record(run: Run, row: dict, journal: store.Journal, progress=None) -> bool:
+    """Journal ``row`` (fsynced) unless the run already holds its key: a row is journaled
+    once, even when a cluster hands back a retried case twice.  Whether it was journaled."""
+    key = _key(row)
+    if key in run.done:
+        return False
+    journal.append({"run_id": run.meta["run_id"], **row})
+    run.done.add(key)
+    if progress:
+        progress(row)
+    return True
+
+
+def _run_cases(run: Run, cases, threads: int, budget: int, roof, machine_id: str,
+               journal: store.Journal, progress) -> None:
+    """Run every (problem, algorithm) case in order, journaling each row as it exists."""
+    for row in case_rows(cases, run.config.timing, budget, threads, roof, machine_id):
+        record(run, row, journal, progress)
     run.meta["machine"]["numba_threading_layer"] = machine.threading_layer()
 
 
-def _finish(run: _Run, complete: bool) -> pd.DataFrame:
+def finish_run(run: Run, complete: bool) -> pd.DataFrame:
     """Write the rows (Parquet) and the final meta; return the rows."""
     df = store.rows_frame(store.read_journal(run.run_dir))
     if not df.empty:
@@ -442,28 +492,27 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
     SweepInterrupted
         On Ctrl-C, after saving the rows so far.
     """
-    run = _open(config, resume)
+    run = open_run(config, resume)
     algos = select(run.config, entries)
-    _create(run, results_dir, run_id)
+    create_run(run, results_dir, run_id)
     threads = threads or run.meta.get("threads") or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     budget = max_memory or int(MEMORY_FRACTION * machine.available_memory())
-    cases = [(spec, a) for spec in run.config.problems for a in algos
-             if _key(spec, a.name, a.device) not in run.done]
+    cases = pending(run, algos)
     journal = store.Journal(run.run_dir)
     complete = False
     try:
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
-            roof = _start(run, algos, threads, budget, remeasure, retune)
+            roof, machine_id = _start(run, algos, threads, budget, remeasure, retune)
             if on_start:
                 on_start(run.run_dir, len(cases))
-            _run_cases(run, cases, threads, budget, roof, journal, progress)
+            _run_cases(run, cases, threads, budget, roof, machine_id, journal, progress)
         complete = True
     except KeyboardInterrupt:
         pass
     finally:
         journal.close()
-        df = _finish(run, complete)
+        df = finish_run(run, complete)
     if not complete:
         raise SweepInterrupted(run.run_dir)
     df.attrs["choices"] = choices.record_rows(df) if record and not df.empty else []

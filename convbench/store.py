@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: journals are not locked there
+    fcntl = None
+
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
-# and ``tuning`` in meta.json.  4: ``direction`` (fwd, bwd_d, bwd_w).  Older runs load with the
-# newer columns missing, but for those with a value every older row had (`OLD_VALUES`).
+# and ``tuning`` in meta.json.  4: ``machine`` (the machine a row ran on,
+# `convbench.cache.machine_id`) and ``machines`` in meta.json; ``direction`` (fwd, bwd_d,
+# bwd_w).  Older runs load with the newer columns missing, but for those with a value every
+# older row had (`OLD_VALUES`).
 SCHEMA_VERSION = 4
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
@@ -34,7 +41,7 @@ _INT, _FLOAT, _STR, _BOOL = "Int64", "float64", "string", "boolean"
 # Every row's columns and their types, in order; a row that lacks a column (an unsupported
 # row has no timing) gets a missing value of the column's type.
 COLUMNS = {
-    "run_id": _STR, "problem": _STR, "name": _STR, "count": _INT,
+    "run_id": _STR, "machine": _STR, "problem": _STR, "name": _STR, "count": _INT,
     **dict.fromkeys(("n", "c", "h", "w", "k", "r", "s"), _INT),
     **dict.fromkeys(("stride", "padding", "dilation"), _STR), "groups": _INT, "dtype": _STR,
     "direction": _STR,
@@ -88,12 +95,45 @@ def read_meta(run_dir: Path) -> dict:
         raise ValueError(f"run: {path} is not valid JSON ({err})") from None
 
 
+def machine_record(fingerprint: dict, roof: dict | None, threads: int | None) -> dict:
+    """What ``meta["machines"]`` says of each machine a run's rows ran on (a local run lists
+    its one machine, a cluster run every worker's): its fingerprint, roofline and threads."""
+    return {"fingerprint": fingerprint, "roofline": roof, "threads": threads}
+
+
+def machines(meta: dict) -> dict[str, dict]:
+    """The machines of a run by id (`machine_record`); a run older than ``machines`` has one,
+    named by its host."""
+    if meta.get("machines"):
+        return dict(meta["machines"])
+    fingerprint = meta.get("machine") or {}
+    return {str(fingerprint.get("hostname") or "unknown"):
+            machine_record(fingerprint, meta.get("roofline"), meta.get("threads"))}
+
+
 class Journal:
-    """Append-only row log of one run."""
+    """Append-only row log of one run, held by one process at a time.
+
+    Two processes appending to one journal (a run resumed while it is still running) would
+    each journal the rows the other lacks: the journal takes an exclusive lock, which the
+    operating system releases when its process ends, however it ends.
+
+    Raises
+    ------
+    ValueError
+        When another process holds the run's journal.
+    """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / JOURNAL
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            if fcntl is not None:
+                fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            raise ValueError(f"run: {run_dir} is being written by another process (a run "
+                             "still going): wait for it, or stop it first") from None
 
     def append(self, row: dict) -> None:
         self._f.write(json.dumps({"schema_version": SCHEMA_VERSION, **row}, default=_json) + "\n")

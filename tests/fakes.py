@@ -1,5 +1,7 @@
 """A fake registry for harness tests: kernels that work, raise, refuse, or lie."""
 
+import os
+import signal
 import time
 
 from convbench.registry import Algorithm
@@ -34,6 +36,18 @@ def _off(w, spec):
         exact(x, out)
         out *= 1.01
     return compute
+
+
+def _dies(w, spec):
+    def compute(x, out):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return compute
+
+
+def killer() -> Algorithm:
+    """An entry whose kernel kills its own process: only for a worker in a process of its
+    own, never in the test process."""
+    return Algorithm("dies", "fake", "cpu", lambda s: None, _dies, TOL, "kills its process")
 
 
 def entries(delay: float = 0.0):

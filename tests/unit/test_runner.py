@@ -174,3 +174,39 @@ def test_machine_warnings():
     assert "libopenblas (Haswell)" in machine.blas_warning(pinned, avx512)
     assert machine.blas_warning(best, avx512) is None
     assert machine.blas_warning(pinned, ["avx2"]) is None
+
+
+def test_every_row_names_the_machine_meta_lists(run):
+    from convbench import cache
+
+    meta = store.read_meta(Path(run.attrs["run_dir"]))
+    assert set(run["machine"]) == {cache.machine_id(1)} == set(meta["machines"])
+    record = meta["machines"][cache.machine_id(1)]
+    assert record["fingerprint"]["hostname"] == meta["machine"]["hostname"]
+    assert record["threads"] == 1 and record["roofline"] == meta["roofline"]
+
+
+def test_the_machine_id_is_the_host_and_its_cache_key():
+    from convbench import cache
+
+    a, b = cache.machine_id(1), cache.machine_id(2)
+    assert a == cache.machine_id(1)  # stable: no volatile field
+    assert a != b and a.rsplit("-", 1)[0] == b.rsplit("-", 1)[0]
+
+
+def test_a_run_still_being_written_cannot_be_resumed_alongside(tmp_path, capsys):
+    from convbench import cli
+
+    runner.run_sweep(sweep.preset("smoke"), results_dir=tmp_path, run_id="held",
+                     entries=fakes.entries()[:1], threads=1, record=False)
+    before = (tmp_path / "held" / store.JOURNAL).read_bytes()
+    held = store.Journal(tmp_path / "held")  # the run "still going"
+    try:
+        with pytest.raises(ValueError, match="being written by another process"):
+            runner.run_sweep(resume=tmp_path / "held", entries=fakes.entries(), threads=1)
+        code = cli.main(["run", "sweep", "--resume", str(tmp_path / "held")])
+    finally:
+        held.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "being written by another process" in err
+    assert (tmp_path / "held" / store.JOURNAL).read_bytes() == before
