@@ -164,8 +164,10 @@ REGISTRY: tuple[Algorithm, ...] = (
               **_every_direction(depthwise.supports, depthwise.prepare, depthwise.workspace)),
     Algorithm("separable", "separable", "cpu", depthwise.supports_separable,
               depthwise.prepare_separable, _EXACT,
-              "Depthwise r x s then pointwise 1x1 GEMM, for the standard conv it replaces.",
-              operator="separable", workspace=depthwise.workspace_separable),
+              "Depthwise r x s then pointwise 1x1 GEMM, for the standard conv it replaces; "
+              "the gradient of its input, stages reversed.",
+              operator="separable", workspace=depthwise.workspace_separable,
+              directions=("fwd", "bwd_d")),
 )
 
 

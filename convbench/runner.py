@@ -83,6 +83,12 @@ class _Problem:
     def _array(self, name: str, shape) -> np.ndarray:
         return self._rng(name).standard_normal(shape).astype(self.spec.dtype)
 
+    def _separable_weights(self):
+        s = self.spec
+        rng = self._rng("separable")
+        return (rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype),
+                rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype))
+
     def inputs(self, operator: str):
         """``(argument, prepared operand, reference)`` of the spec's direction: ``(x, w, y)``
         forward, ``(dy, w, dx)`` for the gradient of the input, ``(dy, x, dw)`` for the
@@ -94,18 +100,21 @@ class _Problem:
     def _make(self, operator: str):
         s = self.spec
         if s.direction == "bwd_d":
-            dy, w = self._array("dy", s.output_shape), self._array("w", s.weight_shape)
+            dy = self._array("dy", s.output_shape)
+            if operator == "separable":  # the pair's input gradient: that of the composed conv
+                ws = self._separable_weights()
+                return dy, ws, reference_conv2d_input(dy, composed_weight(*ws), (s.h, s.w),
+                                                      **self._geometry())
+            w = self._array("w", s.weight_shape)
             return dy, w, reference_conv2d_input(dy, w, (s.h, s.w), **self._geometry())
         if s.direction == "bwd_w":
             dy, x = self._array("dy", s.output_shape), self._array("x", s.input_shape)
             return dy, x, reference_conv2d_weight(x, dy, (s.r, s.s), **self._geometry())
         x = self._array("x", s.input_shape)
         if operator == "separable":
-            rng = self._rng("separable")
-            wd = rng.standard_normal((s.c, 1, s.r, s.s)).astype(s.dtype)
-            wp = rng.standard_normal((s.k, s.c, 1, 1)).astype(s.dtype)
             # the separable operator equals a standard conv with the composed weights
-            return x, (wd, wp), self._ref(x, composed_weight(wd, wp))
+            ws = self._separable_weights()
+            return x, ws, self._ref(x, composed_weight(*ws))
         w = self._array("w", s.weight_shape)
         return x, w, self._ref(x, w)
 

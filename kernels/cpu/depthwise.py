@@ -752,7 +752,8 @@ def prepare_separable(ws, spec):
         The standard convolution c -> k that the pair replaces: its r, s, stride, padding
         and dilation are the depthwise stage's; groups == 1.
 
-    The channel multiplier m is w_depthwise.shape[0] // c.
+    The channel multiplier m is w_depthwise.shape[0] // c.  With ``spec.direction ==
+    "bwd_d"``: the gradient of the pair's input (`_prepare_separable_input`).
 
     Returns
     -------
@@ -766,6 +767,8 @@ def prepare_separable(ws, spec):
     worker), so the pointwise GEMM runs as row blocks on Numba's threads, BLAS on one
     thread each (`convbench_kernels.cpu.common.single_threaded_blas`).
     """
+    if spec.direction == "bwd_d":
+        return _prepare_separable_input(ws, spec)
     w_dw, w_pw, m = separable_weights(ws, spec)
     n, c, k = spec.n, spec.c, spec.k
     p = _params()
@@ -786,3 +789,30 @@ def prepare_separable(ws, spec):
     compute.params = p
     return compute
 
+
+
+def _prepare_separable_input(ws, spec):
+    """``compute(dy, dx)``: the gradient of the separable pair's input, its stages in reverse:
+    the pointwise stage's (``dmid[b] = wp.T @ dy[b]``, the forward pass's GEMM kernel with the
+    transposed weights), then the depthwise stage's (its stride phases as forward depthwise
+    problems, `convbench_kernels.directions`; with a channel multiplier above 1 those are no
+    longer depthwise, and the direct kernel takes them)."""
+    from convbench_kernels import directions
+    from convbench_kernels.cpu import direct
+
+    w_dw, w_pw, m = separable_weights(ws, spec)
+    n, c, k = spec.n, spec.c, spec.k
+    wt = np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype).reshape(k, c * m).T)
+    dmid = np.empty((n, c * m, spec.oh * spec.ow), dtype=spec.dtype)
+    stage = spec.with_(k=c * m, groups=c, direction="bwd_d")
+    depthwise_grad = directions.preparing(prepare if m == 1 else direct.prepare)(w_dw, stage)
+    kblocks = min(numba.get_num_threads(), c * m)
+
+    def pointwise_stage(dy, dx):
+        with single_threaded_blas():
+            _pointwise(wt, dy.reshape(n, k, spec.oh * spec.ow), dmid, kblocks)
+
+    def depthwise_stage(dy, dx):
+        depthwise_grad(dmid.reshape(n, c * m, spec.oh, spec.ow), dx)
+
+    return with_phases(("pointwise", pointwise_stage), ("depthwise", depthwise_stage))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from convbench import registry
+from convbench import registry, runner
 from convbench.spec import ConvSpec
 from convbench_kernels import directions
 from convbench_kernels.reference import (
@@ -38,7 +38,10 @@ def operands(spec, seed=0):
 
 
 def check(algo, spec, seed=0):
-    a, b, ref = operands(spec, seed)
+    if algo.operator == "separable":  # a weight pair; its reference is the composed conv's
+        a, b, ref = runner.operands(spec, "separable")
+    else:
+        a, b, ref = operands(spec, seed)
     out = np.full(spec.result_shape, np.nan, dtype=spec.dtype)
     algo.prepare(b, spec)(a, out)
     assert np.isfinite(out).all(), "elements left unwritten (NaN)"
@@ -78,15 +81,16 @@ def test_every_family_computes_the_stride_1_3x3_gradient_of_the_input():
         a.name for a in ALGOS if a.family != "depthwise"]
 
 
-@pytest.mark.parametrize("name", ["separable", "scipy"])
-def test_forward_only_entries_refuse_the_gradients(name):
+@pytest.mark.parametrize(("name", "directions"), [("separable", ("fwd", "bwd_d")),
+                                                  ("scipy", ("fwd",))])
+def test_entries_refuse_the_directions_they_do_not_list(name, directions):
     try:
         algo = registry.get(name)
     except ValueError:
         pytest.skip(f"{name} is not installed")
-    assert algo.directions == ("fwd",)
+    assert algo.directions == directions
     spec = ConvSpec(c=3, h=5, k=3, r=3, direction="bwd_w")
-    assert algo.supports(spec) == "computes fwd only, not bwd_w"
+    assert algo.supports(spec) == f"computes {', '.join(directions)} only, not bwd_w"
 
 
 def _reference_engine(w, spec):
