@@ -442,6 +442,16 @@ def ratios(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return out[RATIO_COLUMNS].reset_index(drop=True)
 
 
+def layer_label(row) -> str:
+    """A row's layer in a table: its name (else its problem id), with the direction when it
+    is a gradient (``resnet50:conv1 bwd_w``), so that a layer's three rows stay apart."""
+    name = row["name"] if isinstance(row["name"], str) and row["name"] else row["problem"]
+    direction = row.get("direction", "fwd")
+    if isinstance(direction, str) and direction != "fwd" and not name.endswith(direction):
+        return f"{name} {direction}"
+    return name
+
+
 def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
     """Per layer, each algorithm's median time over a baseline's: below 1 is faster.
 
@@ -460,8 +470,8 @@ def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
     -------
     pandas.DataFrame
         Empty (no columns) when the baseline has no counted row.  Otherwise one row per layer
-        where the baseline counted, in run order, then a last row: ``layer`` (the layer's name,
-        else the problem id; `GEOMEAN` on the last row), ``problem``, ``baseline_s`` (the
+        where the baseline counted, in run order, then a last row: ``layer`` (`layer_label`;
+        `GEOMEAN` on the last row), ``problem``, ``baseline_s`` (the
         baseline's median seconds), one column per other algorithm label (convbench's in the
         order met in the rows, then other baselines), each ``median_s / baseline_s`` (NaN
         where it did not count), ``best convbench`` (`BEST_CONVBENCH`: the fastest counted
@@ -486,8 +496,7 @@ def baseline_ratios(df: pd.DataFrame, baseline: str = "torch") -> pd.DataFrame:
     out = []
     for _, b in base.iterrows():
         t0 = float(b["median_s"])
-        line = {"layer": b["name"] if isinstance(b["name"], str) and b["name"]
-                else b["problem"], "problem": b["problem"], "baseline_s": t0}
+        line = {"layer": layer_label(b), "problem": b["problem"], "baseline_s": t0}
         for lab in labels:
             key = (b["problem"], b["name"], lab)
             line[lab] = float(times[key]) / t0 if key in times.index else math.nan
