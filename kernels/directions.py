@@ -172,11 +172,31 @@ def data_phases(spec) -> list[Phase]:
 def phase_weights(w, spec, phase: Phase) -> np.ndarray:
     """The forward filter of ``phase``: per group, ``w``'s channels swapped ((c, k/groups,
     ...)), only the phase's taps, flipped."""
-    g, kg, cg = spec.groups, spec.kg, spec.cg
-    w = np.asarray(w, dtype=spec.dtype).reshape(g, kg, cg, spec.r, spec.s)
-    swapped = w.transpose(0, 2, 1, 3, 4).reshape(spec.c, kg, spec.r, spec.s)
-    rows, cols = list(phase.rows.taps[::-1]), list(phase.cols.taps[::-1])
-    return np.ascontiguousarray(swapped[:, :, rows][:, :, :, cols])
+    w = np.ascontiguousarray(w, dtype=spec.dtype)
+    rows, cols = phase.rows.taps[::-1], phase.cols.taps[::-1]
+    taps = np.array([i * spec.s + j for i in rows for j in cols], np.int64)
+    out = np.empty((spec.c, spec.kg, len(rows), len(cols)), spec.dtype)
+    _swap_flip(w.reshape(spec.k, -1), spec.groups, spec.r * spec.s, taps,
+               out.reshape(spec.c, -1))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _swap_flip(w, groups, rs, taps, out):
+    """``out[g*cg + ci, ko*T + t] = w[g*kg + ko, ci*rs + taps[t]]`` (T taps): the weights
+    (k, cg*r*s) with channels swapped and taps picked, an output channel per thread.  A
+    transpose of the whole filter: on 512 -> 512 3x3 (9.4 MB) about 1 ms on 2 cores, against
+    25 ms for NumPy's gather of the transposed view."""
+    k = w.shape[0]
+    kg, cg = k // groups, out.shape[0] // groups
+    nt = taps.shape[0]
+    for oc in prange(out.shape[0]):
+        g, ci = oc // cg, oc % cg
+        dst = out[oc]
+        for ko in range(kg):
+            src = w[g * kg + ko]
+            for t in range(nt):
+                dst[ko * nt + t] = src[ci * rs + taps[t]]
 
 
 def weight_problem(spec):
