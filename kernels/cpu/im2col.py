@@ -345,6 +345,35 @@ def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, c
                 partial[t, g] += tmp_buf[t]
 
 
+@njit(parallel=True, cache=True)
+def _weight_gemms(dy, b, col, groups, kblocks, first, tmp, dw):
+    """``dw[g, k0:k1] (+)= dy[b, g's k0:k1] @ col[g's rows].T`` for every group and block of
+    output channels, one single-threaded BLAS GEMM per Numba thread; ``first``: write rather
+    than add (each thread adds through its own ``tmp`` block)."""
+    groups_, kg, kcol = dw.shape
+    for j in prange(groups * kblocks):
+        g, kb = j // kblocks, j % kblocks
+        k0, k1 = kb * kg // kblocks, (kb + 1) * kg // kblocks
+        rows = dy[b, g * kg + k0:g * kg + k1]
+        if first:
+            np.dot(rows, col[g * kcol:(g + 1) * kcol].T, dw[g, k0:k1])
+        else:
+            t = tmp[j, : k1 - k0]
+            np.dot(rows, col[g * kcol:(g + 1) * kcol].T, t)
+            dw[g, k0:k1] += t
+
+
+@njit(cache=True)
+def _run_weight_ksplit(x, dy, groups, r, s, sh, sw, dh, dw_, pt, pl, oh, ow, col, chunks,
+                       kblocks, tmp, dw):
+    """Small images: each image's whole column matrix packed (rows split over the threads),
+    then its GEMMs split by blocks of output channels, summed image by image into ``dw``
+    (groups, kg, cg*r*s): no per-thread partial gradients to add up."""
+    for b in range(x.shape[0]):
+        _pack(x, b, 0, oh, r, s, sh, sw, dh, dw_, pt, pl, ow, col, chunks)
+        _weight_gemms(dy, b, col, groups, kblocks, b == 0, tmp, dw)
+
+
 def _weight_blocks(spec, params) -> int:
     """Output rows per block of the weight gradient: every thread gets work, and the
     threads' column blocks fit the column budget together."""
@@ -375,14 +404,22 @@ def prepare_weight(x, spec, params=None):
     p = _params(params)
     dtype = np.dtype(spec.dtype)
     threads = numba.get_num_threads()
+    pt, _, pl, _ = spec.pads
+    kcol = spec.cg * spec.r * spec.s
+    npix = spec.oh * spec.ow
+    crs = spec.c * spec.r * spec.s
+    # the pixel split adds a (k, cg*r*s) partial per thread, as large as a GEMM of depth
+    # 1: it pays from four times the forward pass's small image (256 -> 256 @14, 98 pixels a
+    # thread: 0.96 ms split by channels against 2-4 ms by pixels; 128 -> 128 @28, 392: even)
+    if (npix < 4 * p["small_image"] * threads
+            and crs * npix * dtype.itemsize <= p["col_budget"]):
+        return _prepare_weight_ksplit(x, spec, p, threads)
     rows_blk = _weight_blocks(spec, p)
-    crs, pb = spec.c * spec.r * spec.s, rows_blk * spec.ow
+    pb = rows_blk * spec.ow
     col_buf = pooled_empty((threads, crs * pb), dtype)
     dy_buf = pooled_empty((threads, spec.k * pb), dtype)
-    kcol = spec.cg * spec.r * spec.s
     tmp_buf = np.empty((threads, spec.kg, kcol), dtype)
     partial = np.empty((threads, spec.groups, spec.kg, kcol), dtype)
-    pt, _, pl, _ = spec.pads
     geometry = (spec.groups, spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl,
                 spec.oh, spec.ow, rows_blk)
 
@@ -391,6 +428,29 @@ def prepare_weight(x, spec, params=None):
             _run_weight(x, dy.reshape(spec.n, spec.k, spec.oh * spec.ow), *geometry, col_buf,
                         dy_buf, tmp_buf, partial)
         np.sum(partial, axis=0, out=dw.reshape(spec.groups, spec.kg, kcol))
+
+    compute.params = p
+    return compute
+
+
+def _prepare_weight_ksplit(x, spec, p, threads):
+    """`prepare_weight` for images too small to split by pixels: the GEMMs split by output
+    channels instead (512 -> 512 @7: the pixel split's per-thread partial gradients, 9 MB
+    each, cost more than the GEMMs; 2.3 ms against 6 ms)."""
+    dtype = np.dtype(spec.dtype)
+    kcol = spec.cg * spec.r * spec.s
+    kblocks = max(1, min(spec.kg, -(-threads // spec.groups)))
+    col = pooled_empty((spec.c * spec.r * spec.s, spec.oh * spec.ow), dtype)
+    tmp = np.empty((spec.groups * kblocks, -(-spec.kg // kblocks), kcol), dtype)
+    pt, _, pl, _ = spec.pads
+    geometry = (spec.groups, spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl,
+                spec.oh, spec.ow)
+
+    def compute(dy, dw):
+        with single_threaded_blas():
+            _run_weight_ksplit(x, dy.reshape(spec.n, spec.k, spec.oh * spec.ow), *geometry,
+                               col, threads, kblocks, tmp,
+                               dw.reshape(spec.groups, spec.kg, kcol))
 
     compute.params = p
     return compute

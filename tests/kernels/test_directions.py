@@ -130,3 +130,18 @@ def test_phases_cover_dx_once():
         for phase in directions.data_phases(spec):
             phase.dx_view(hits[None, None])[...] += 1
         assert (hits == 1).all(), spec.id
+
+
+@pytest.mark.parametrize("small_image", [1, 10 ** 6], ids=["by-pixels", "by-channels"])
+@pytest.mark.parametrize("case", ["tail channels", "groups 4 stride 2", "batch 3", "float64",
+                                  "padding beyond the filter"])
+def test_im2col_weight_gradient_both_splits(case, small_image):
+    from convbench_kernels.cpu import im2col
+
+    spec = CASES[case].with_(direction="bwd_w")
+    a, b, ref = operands(spec)
+    params = {**im2col._params(), "small_image": small_image}
+    out = np.full(spec.result_shape, np.nan, spec.dtype)
+    im2col.prepare_weight(b, spec, params)(a, out)
+    err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+    assert err <= registry.get("im2col").tolerance[spec.dtype]
