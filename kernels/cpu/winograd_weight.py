@@ -52,40 +52,52 @@ def _matrices(t: int, dtype: str):
                  for a in winograd_matrices(3, t, POINTS[t]))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def _tiles(src, top, left, step, mat, th, tw, out):
     """``out[e, ch, tile] = (mat @ d @ mat.T).flat[e]`` for every channel ``ch`` of ``src``
     (n, C, H, W) and tile (b, ty, tx) of a th x tw grid: ``d`` the size x size patch whose
-    corner is ``src[b, ch, ty*step - top, tx*step - left]``, zero outside ``src``."""
+    corner is ``src[b, ch, ty*step - top, tx*step - left]``, zero outside ``src``.
+
+    The 2-D transform in two 1-D passes: first along each padded input row, once per row for
+    all the tiles that share it (patches overlap by size - step rows), into ``rows`` (row,
+    element, tile column); then down the columns of ``rows``, each product a unit-stride
+    loop over a row of tiles, written straight into ``out``."""
     n, chans, h, w = src.shape
     a, size = mat.shape
+    height = (th - 1) * step + size
+    width = (tw - 1) * step + size
     for ch in prange(chans):
-        d = np.empty((size, size), src.dtype)
-        tmp = np.empty((a, size), src.dtype)
+        line = np.zeros(width, src.dtype)
+        rows = np.empty((height, a, tw), src.dtype)
         for b in range(n):
+            for y in range(height):
+                iy = y - top
+                if 0 <= iy < h:
+                    for xx in range(width):
+                        ix = xx - left
+                        line[xx] = src[b, ch, iy, ix] if 0 <= ix < w else 0
+                else:
+                    line[:] = 0
+                for e in range(a):
+                    acc = rows[y, e]
+                    acc[:] = 0
+                    for j in range(size):
+                        m = mat[e, j]
+                        if m != 0:
+                            for tx in range(tw):
+                                acc[tx] += m * line[tx * step + j]
             for ty in range(th):
-                y0 = ty * step - top
-                for tx in range(tw):
-                    x0 = tx * step - left
-                    for i in range(size):
-                        y = y0 + i
-                        for j in range(size):
-                            xx = x0 + j
-                            inside = 0 <= y < h and 0 <= xx < w
-                            d[i, j] = src[b, ch, y, xx] if inside else 0
-                    for i in range(a):
-                        for j in range(size):
-                            acc = 0.0
-                            for q in range(size):
-                                acc += mat[i, q] * d[q, j]
-                            tmp[i, j] = acc
-                    tile = (b * th + ty) * tw + tx
-                    for i in range(a):
-                        for j in range(a):
-                            acc = 0.0
-                            for q in range(size):
-                                acc += tmp[i, q] * mat[j, q]
-                            out[i * a + j, ch, tile] = acc
+                tile0 = (b * th + ty) * tw
+                for e1 in range(a):
+                    for e2 in range(a):
+                        dst = out[e1 * a + e2, ch, tile0:tile0 + tw]
+                        dst[:] = 0
+                        for i in range(size):
+                            m = mat[e1, i]
+                            if m != 0:
+                                r = rows[ty * step + i, e2]
+                                for tx in range(tw):
+                                    dst[tx] += m * r[tx]
 
 
 @njit(parallel=True, cache=True)
