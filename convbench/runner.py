@@ -155,8 +155,11 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
                                 max_seconds=timing.max_seconds / 4, warmups=0,
                                 clock=clock).stats["median"]
                   for name, fn in getattr(compute, "phases", ())}
+        floor = device.launch_floor() if device.name == "cuda" else None
         if device.simulated:
             warnings.append("CUDA simulator: times say nothing about a GPU")
+        elif floor is not None:
+            warnings.extend(filter(None, [devices.launch_bound(st["median"], floor)]))
         if not accurate:
             warnings.append(f"inaccurate: {why}")
         return {
@@ -171,7 +174,8 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "workspace_bytes": workspace,
             "phases_s": json.dumps(phases) if phases else "",
             "params": json.dumps(params, sort_keys=True) if params else "",
-            **({"h2d_s": h2d_s, "d2h_s": d2h_s} if device.name == "cuda" else {}),
+            **({"h2d_s": h2d_s, "d2h_s": d2h_s, "launch_floor_s": floor}
+               if device.name == "cuda" else {}),
             "warnings": "; ".join(warnings + t.warnings),
         }
     except Exception as exc:  # one algorithm's failure must not end the sweep

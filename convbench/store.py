@@ -21,8 +21,9 @@ import pandas as pd
 
 # 2: the roofline columns (bytes_moved, intensity, peak_fraction, bandwidth_fraction,
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
-# and ``tuning`` in meta.json.  Older runs load with the newer columns missing.
-SCHEMA_VERSION = 3
+# and ``tuning`` in meta.json.  4: ``launch_floor_s`` (CUDA rows).  Older runs load with the
+# newer columns missing.
+SCHEMA_VERSION = 4
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
 META = "meta.json"
@@ -45,8 +46,7 @@ COLUMNS = {
                     _FLOAT),
     "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
     "workspace_bytes": _INT, "phases_s": _STR, "params": _STR, "simulated": _BOOL,
-    "h2d_s": _FLOAT,
-    "d2h_s": _FLOAT, "warnings": _STR,
+    "h2d_s": _FLOAT, "d2h_s": _FLOAT, "launch_floor_s": _FLOAT, "warnings": _STR,
     # The row under the machine's roofline (convbench.roofline.row_columns; since version 2).
     "bytes_moved": _INT, "intensity": _FLOAT, "peak_fraction": _FLOAT,
     "bandwidth_fraction": _FLOAT, "memory_level": _STR,
