@@ -10,11 +10,10 @@ dilation, float32 and float64.
     r * s taps are read straight from ``x`` with bounds checks, so padding costs no copy.
 `prepare_separable`
     Depthwise into a device intermediate (n, c*m, oh, ow), then the pointwise 1x1 as a GEMM
-    per image, (k, c*m) @ (c*m, oh*ow): one launch of `convbench_kernels.cuda.gemm.gemm`
+    per image, (k, c*m) @ (c*m, oh*ow): one launch of the GEMM (`convbench_kernels.cuda.gemm`)
     batched over the images, the pointwise weights shared by all of them.
 """
 
-import math
 from functools import cache
 
 import numpy as np
@@ -23,10 +22,11 @@ from numba import cuda
 from convbench_kernels.contract import depthwise as supports
 from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
-from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.cuda.gemm import launch_config, plan
+from convbench_kernels.cuda.launch import blocks
 
-__all__ = ["supports", "prepare", "workspace", "supports_separable", "prepare_separable",
-           "workspace_separable"]
+__all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
+           "prepare_separable", "workspace_separable", "launches_separable"]
 
 #: Threads per block of the depthwise kernel.
 THREADS = 256
@@ -69,14 +69,35 @@ def _depthwise_kernel(dtype):
     return depthwise
 
 
+def _blocks(spec, m):
+    return blocks(spec.n * spec.c * m * spec.oh * spec.ow, THREADS)
+
+
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the one launch of a depthwise call on ``spec``."""
+    return [("depthwise", (_blocks(spec, spec.k // spec.c),), (THREADS,))]
+
+
+def _pointwise_shapes(spec, m):
+    """Shapes of the pointwise GEMM's A, B, C: (k, c*m) @ (n, c*m, oh*ow)."""
+    cm, plane = spec.c * m, spec.oh * spec.ow
+    return (spec.k, cm), (spec.n, cm, plane), (spec.n, spec.k, plane)
+
+
+def launches_separable(spec, multiplier=1, sms=None):
+    """``[(kernel, grid, block)]``: the launches of a separable call on ``spec`` (the standard
+    convolution it replaces) with channel ``multiplier``."""
+    grid, block, _ = launch_config(*_pointwise_shapes(spec, multiplier)[2], sms)
+    return [("depthwise", (_blocks(spec, multiplier),), (THREADS,)), ("gemm", grid, block)]
+
+
 def _launcher(w, spec, m):
     """``run(x, out)`` launching the depthwise kernel with weights w (c*m, 1, r, s) of ``spec``
     (only its n, c, r, s, stride, padding, dilation, oh, ow and dtype are read)."""
     wt = cuda.to_device(np.ascontiguousarray(np.asarray(w, dtype=spec.dtype)
                                              .reshape(spec.c * m, spec.r, spec.s)))
     pt, _, pl, _ = spec.pads
-    total = spec.n * spec.c * m * spec.oh * spec.ow
-    launch = _depthwise_kernel(np.dtype(spec.dtype))[max(1, math.ceil(total / THREADS)), THREADS]
+    launch = _depthwise_kernel(np.dtype(spec.dtype))[_blocks(spec, m), THREADS]
     args = (wt, m, spec.sh, spec.sw, pt, pl, spec.dh, spec.dw)
 
     def run(x, out):
@@ -136,18 +157,19 @@ def prepare_separable(ws, spec):
         (n, c*m, oh, ow) is allocated here.
     """
     w_dw, w_pw, m = separable_weights(ws, spec)
-    n, c, k = spec.n, spec.c, spec.k
+    n, c = spec.n, spec.c
     depthwise = _launcher(w_dw, spec, m)
-    plane = spec.oh * spec.ow
+    shapes = _pointwise_shapes(spec, m)
     wp = cuda.to_device(np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype)
-                                             .reshape(k, c * m)))
+                                             .reshape(shapes[0])))
     mid = cuda.device_array((n, c * m, spec.oh, spec.ow), dtype=spec.dtype)
-    mid3 = mid.reshape(n, c * m, plane)
+    mid3 = mid.reshape(shapes[1])
+    pointwise = plan(*shapes)  # wp (2-D) shared by every image
 
     def depthwise_stage(x, out):
         depthwise(x, mid)
 
     def pointwise_stage(x, out):
-        gemm(wp, mid3, out.reshape(n, k, plane))  # wp (2-D) shared by every image
+        pointwise(wp, mid3, out.reshape(shapes[2]))
 
     return with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))

@@ -29,15 +29,15 @@ Each output is one sequential sum of ``cg*r*s`` products in the input dtype: ~1e
 in float32 and ~1e-16 in float64 against the float64 oracle.
 """
 
-import math
 from functools import cache
 
 import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
+from convbench_kernels.cuda.launch import blocks
 
-__all__ = ["supports", "prepare", "workspace", "channel_block"]
+__all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
 THREADS = 128  # threads per block
 MAX_BLOCKS = 1 << 16  # blocks at most (threads then loop in grid strides)
@@ -103,6 +103,13 @@ def _blocked_weights(w, spec, kb):
     return np.ascontiguousarray(wt)
 
 
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the one launch of a call on ``spec``."""
+    kb = channel_block(spec.kg)
+    items = spec.n * spec.groups * -(-spec.kg // kb) * spec.oh * spec.ow
+    return [("direct", (blocks(items, THREADS, MAX_BLOCKS),), (THREADS,))]
+
+
 def workspace(spec):
     """Device bytes `prepare` allocates: the blocked, zero-padded weights."""
     kb = channel_block(spec.kg)
@@ -128,9 +135,8 @@ def prepare(w, spec):
     kb = channel_block(spec.kg)
     wt = cuda.to_device(_blocked_weights(w, spec, kb))
     pt, _, pl, _ = spec.pads
-    items = spec.n * spec.groups * wt.shape[1] * spec.oh * spec.ow
-    blocks = max(1, min(math.ceil(items / THREADS), MAX_BLOCKS))
-    launch = _kernel(kb)[blocks, THREADS]
+    (_, grid, block), = launches(spec)
+    launch = _kernel(kb)[grid, block]
     args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl)
 
     def compute(x, out):

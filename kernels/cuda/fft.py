@@ -85,8 +85,10 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
+from convbench_kernels.cuda.launch import blocks
 
-__all__ = ["supports", "prepare", "workspace", "plan_fft", "plan_fft2", "transform_size"]
+__all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
+           "fft_launches", "transform_size"]
 
 TPB = 128  # threads per block of the elementwise kernels and at most of the FFT kernel
 SMEM_BYTES = 16384  # bytes of one of the two shared-memory ping-pong buffers
@@ -199,7 +201,7 @@ def _copy(src, dst):
 
 
 def _blocks(total):
-    return max(1, -(-total // TPB))
+    return blocks(total, TPB)
 
 
 def _twiddles(n, cdtype):
@@ -239,17 +241,15 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     smem = _smem_points(cdtype)
     if shared is None:
         shared = n <= smem
-    lines = nb * nm
+    if shared and n > smem:
+        raise ValueError(f"FFT length {n} exceeds the shared-memory limit {smem}")
+    launch = {name: (grid, block) for name, grid, block in fft_launches(shape, cdtype, shared)}
     if shared:
-        if n > smem:
-            raise ValueError(f"FFT length {n} exceeds the shared-memory limit {smem}")
-        rows = max(1, min(smem // n, lines))
-        threads = min(TPB, max(1, rows * n // 2))
-        blocks = max(1, -(-lines // rows))
-        kernel = _fft_shared_kernel(smem)
+        rows = _lines_per_block(nb, n, nm, smem)
+        kernel = _fft_shared_kernel(smem)[launch["fft_shared"]]
 
         def run(a):
-            kernel[blocks, threads](a, tw, log_n, inverse, rows)
+            kernel(a, tw, log_n, inverse, rows)
 
         return run
     size = nb * n * nm
@@ -257,17 +257,40 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
         scratch = cuda.device_array(size, dtype=cdtype)
     tmp = scratch[:size].reshape(nb, n, nm)
     flat_tmp = scratch[:size]
-    grid = _blocks(nb * max(n // 2, 1) * nm)
+    stage = _fft_stage[launch["fft_stage"]] if log_n else None
+    copy = _copy[launch["copy"]] if "copy" in launch else None
 
     def run(a):
         src, dst = a, tmp
         for t in range(log_n):
-            _fft_stage[grid, TPB](src, dst, tw, 1 << t, inverse)
+            stage(src, dst, tw, 1 << t, inverse)
             src, dst = dst, src
-        if log_n % 2:
-            _copy[_blocks(size), TPB](flat_tmp, a.reshape(size))
+        if copy is not None:
+            copy(flat_tmp, a.reshape(size))
 
     return run
+
+
+def _lines_per_block(nb, n, nm, smem):
+    """Lines the shared-memory kernel transforms per block."""
+    return max(1, min(smem // n, nb * nm))
+
+
+def fft_launches(shape, dtype, shared=None):
+    """``[(kernel, grid, block)]``: the launches of one `plan_fft` transform of ``shape``
+    (B, N, M) (``fft_stage`` once per stage, then ``copy`` when the stages are odd)."""
+    nb, n, nm = (int(v) for v in shape)
+    cdtype = _complex_dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(dtype)
+    smem = _smem_points(cdtype)
+    if shared is None:
+        shared = n <= smem
+    if shared:
+        rows = _lines_per_block(nb, n, nm, smem)
+        threads = min(TPB, max(1, rows * n // 2))
+        return [("fft_shared", (-(-(nb * nm) // rows),), (threads,))]
+    log_n = n.bit_length() - 1
+    stages = [("fft_stage", (_blocks(nb * max(n // 2, 1) * nm),), (TPB,))] * log_n
+    return stages + ([("copy", (_blocks(nb * n * nm),), (TPB,))] if log_n % 2 else [])
 
 
 def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
@@ -417,6 +440,30 @@ def workspace(spec):
     return cdtype.itemsize * (planes + spectra + scratch + twiddles) + 16 * k2
 
 
+def _elementwise_launches(spec):
+    """``{kernel: (grid, block)}`` of the gather, reduction and crop: one thread an element."""
+    p, q, k2, _, _ = _geometry(spec)
+    c2 = -(-spec.c // 2)
+    return {"gather": ((_blocks(spec.n * c2 * p * q),), (TPB,)),
+            "reduce": ((_blocks(spec.n * k2 * p * q),), (TPB,)),
+            "crop": ((_blocks(spec.n * spec.k * spec.oh * spec.ow),), (TPB,))}
+
+
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one call on ``spec``, in order."""
+    p, q, k2, _, _ = _geometry(spec)
+    c2 = -(-spec.c // 2)
+    cdtype = _complex_dtype(spec.dtype)
+    el = _elementwise_launches(spec)
+
+    def fft2(planes):
+        return (fft_launches((planes * p, q, 1), cdtype)
+                + fft_launches((planes, p, q), cdtype))
+
+    return ([("gather", *el["gather"])] + fft2(spec.n * c2) + [("reduce", *el["reduce"])]
+            + fft2(spec.n * k2) + [("crop", *el["crop"])])
+
+
 def prepare(w, spec):
     """Transform the filters once and allocate every device buffer.
 
@@ -454,23 +501,24 @@ def prepare(w, spec):
     inv_cols = plan_fft(o_cols.shape, cdtype, inverse=True, scratch=scratch)
     czero = cdtype.type(0)
     ione = cdtype.type(1j)
-    g_gather = _blocks(z.size)
-    g_reduce = _blocks(o.size)
-    g_crop = _blocks(n * spec.k * spec.oh * spec.ow)
+    shapes = _elementwise_launches(spec)
+    gather = _gather[shapes["gather"]]
+    reduce = _reduce[shapes["reduce"]]
+    crop = _crop[shapes["crop"]]
     sh, sw = spec.sh, spec.sw
 
     def input_transform(x, out):
-        _gather[g_gather, TPB](x, z, czero, ione)
+        gather(x, z, czero, ione)
         fwd_rows(z_rows)
         fwd_cols(z_cols)
 
     def multiply(x, out):
-        _reduce[g_reduce, TPB](z, d_u, o, d_pair0, d_spans, czero)
+        reduce(z, d_u, o, d_pair0, d_spans, czero)
 
     def output_transform(x, out):
         inv_rows(o_rows)
         inv_cols(o_cols)
-        _crop[g_crop, TPB](o, out, sh, sw, pt, pl)
+        crop(o, out, sh, sw, pt, pl)
 
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))

@@ -16,7 +16,8 @@ Kernels
 oh*ow), one element per thread: consecutive threads take consecutive output pixels, so the
 stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
 ``IM2COL_THREADS`` threads per block, at most ``MAX_BLOCKS`` blocks, the threads looping in
-grid strides over the rest.  Then one launch of `convbench_kernels.cuda.gemm.gemm` multiplies
+grid strides over the rest.  Then one launch of the GEMM (`convbench_kernels.cuda.gemm`,
+planned in `prepare`) multiplies
 the whole chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
 ``col`` viewed (nb*groups, cg*r*s, oh*ow), C = the chunk's ``out`` viewed (nb*groups, kg,
 oh*ow).  Chunks hold as many images as fit in ``COL_BUDGET`` bytes of column matrix (at
@@ -35,16 +36,15 @@ Each output is a sum of ``cg*r*s`` products in the input dtype, accumulated in 1
 by the GEMM: ~1e-6 relative in float32, ~1e-15 in float64, against the float64 oracle.
 """
 
-import math
-
 import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.cuda.gemm import launch_config, plan
+from convbench_kernels.cuda.launch import blocks
 
-__all__ = ["supports", "prepare", "workspace"]
+__all__ = ["supports", "prepare", "workspace", "launches"]
 
 IM2COL_THREADS = 256  # threads per block of the unfolding kernel
 MAX_BLOCKS = 1 << 16  # blocks of the unfolding kernel at most (threads then loop)
@@ -87,10 +87,6 @@ def _im2col(x, b0, r, s, sh, sw, dh, dw, pt, pl, ow, col):
             col[bb, row, p] = 0
 
 
-def _blocks(total):
-    return max(1, min(math.ceil(total / IM2COL_THREADS), MAX_BLOCKS))
-
-
 def _is_pointwise(spec):
     return spec.r == spec.s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads)
 
@@ -99,6 +95,36 @@ def _chunk(spec):
     """Images per column-matrix chunk."""
     per_image = spec.c * spec.r * spec.s * spec.oh * spec.ow * spec.itemsize
     return max(1, min(spec.n, COL_BUDGET // per_image))
+
+
+def _chunks(spec):
+    """``(first image, images)`` of every chunk (one chunk of all images for a 1x1 layer)."""
+    nb = spec.n if _is_pointwise(spec) else _chunk(spec)
+    return [(b0, min(nb, spec.n - b0)) for b0 in range(0, spec.n, nb)]
+
+
+def _gemm_shapes(spec, m):
+    """Shapes of the GEMM's A, B and C for a chunk of ``m`` images: the weights
+    (groups, kg, cg*r*s) against the column slabs (m*groups, cg*r*s, oh*ow)."""
+    rows = spec.cg * spec.r * spec.s
+    return ((spec.groups, spec.kg, rows), (m * spec.groups, rows, spec.oh * spec.ow),
+            (m * spec.groups, spec.kg, spec.oh * spec.ow))
+
+
+def _unfold_blocks(spec, m):
+    return blocks(m * spec.c * spec.r * spec.s * spec.oh * spec.ow, IM2COL_THREADS, MAX_BLOCKS)
+
+
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one call on ``spec`` (per chunk of
+    images), as `prepare` makes them (``sms``: SMs to fill, default the device's)."""
+    out = []
+    for _, m in _chunks(spec):
+        if not _is_pointwise(spec):
+            out.append(("im2col", (_unfold_blocks(spec, m),), (IM2COL_THREADS,)))
+        grid, block, _ = launch_config(*_gemm_shapes(spec, m)[2], sms)
+        out.append(("gemm", grid, block))
+    return out
 
 
 def workspace(spec):
@@ -126,37 +152,36 @@ def prepare(w, spec):
         synchronize.  With a single chunk of images its phases are ``im2col`` and ``gemm``.
     """
     dtype = np.dtype(spec.dtype)
-    n, c, groups, kg, cg = spec.n, spec.c, spec.groups, spec.kg, spec.cg
+    n, groups, kg, cg = spec.n, spec.groups, spec.kg, spec.cg
     r, s, oh, ow = spec.r, spec.s, spec.oh, spec.ow
     pt, _, pl, _ = spec.pads
     npix = oh * ow
     wmat = cuda.to_device(np.ascontiguousarray(w, dtype=dtype).reshape(groups, kg, cg * r * s))
 
     if _is_pointwise(spec):
+        mm = plan(*_gemm_shapes(spec, n))
 
         def compute(x, out):
-            gemm(wmat, x.reshape(n * groups, cg, spec.h * spec.w),
-                 out.reshape(n * groups, kg, npix))
+            mm(wmat, x.reshape(n * groups, cg, spec.h * spec.w), out.reshape(n * groups, kg, npix))
 
         return compute
 
-    nb = _chunk(spec)
-    col = cuda.device_array((nb, c * r * s, npix), dtype=dtype)
+    col = cuda.device_array((_chunk(spec), spec.c * r * s, npix), dtype=dtype)
     geometry = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, ow)
-    chunks = []  # (first image, images, column view, launch of the unfolding kernel)
-    for b0 in range(0, n, nb):
-        m = min(nb, n - b0)
-        cview = col if m == nb else col[:m]
-        launch = _im2col[_blocks(m * c * r * s * npix), IM2COL_THREADS]
-        chunks.append((b0, m, cview, cview.reshape(m * groups, cg * r * s, npix), launch))
+    chunks = []  # (first image, images, column view, its GEMM view, unfolding, GEMM)
+    for b0, m in _chunks(spec):
+        cview = col[:m]
+        shapes = _gemm_shapes(spec, m)
+        chunks.append((b0, m, cview, cview.reshape(shapes[1]),
+                       _im2col[_unfold_blocks(spec, m), IM2COL_THREADS], plan(*shapes)))
 
     def unfold(x, chunk):
-        b0, _, cview, _, launch = chunk
+        b0, _, cview, _, launch, _ = chunk
         launch(x, b0, *geometry, cview)
 
     def multiply(out, chunk):
-        b0, m, _, bmat, _ = chunk
-        gemm(wmat, bmat, out[b0:b0 + m].reshape(m * groups, kg, npix))
+        b0, m, _, bmat, _, mm = chunk
+        mm(wmat, bmat, out[b0:b0 + m].reshape(m * groups, kg, npix))
 
     if len(chunks) == 1:
         return with_phases(("pack", lambda x, out: unfold(x, chunks[0])),

@@ -25,10 +25,10 @@ The transform matrices are passed to the kernels as device arrays of the dtype (
 once in `prepare`).  Kernels are compiled per (nt, dtype) (`_transform_kernels`): the
 local arrays need compile-time shapes and dtype, and every sum stays in the input dtype.
 
-The GEMM is `convbench_kernels.cuda.gemm.gemm`, one launch batched over the ne * groups planes.
+The GEMM is `convbench_kernels.cuda.gemm`'s, one launch batched over the ne * groups planes,
+planned in `prepare`.
 """
 
-import math
 from functools import cache, partial
 
 import numpy as np
@@ -36,11 +36,12 @@ from numba import cuda
 
 from convbench_kernels.contract import winograd_3x3 as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.cuda.gemm import launch_config, plan
+from convbench_kernels.cuda.launch import blocks
 from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
-           "workspace_f23", "workspace_f43"]
+           "workspace_f23", "workspace_f43", "launches", "launches_f23", "launches_f43"]
 
 #: Threads per block of the transform kernels (36 + 24 local values per thread at F(4, 3)).
 TRANSFORM_THREADS = 128
@@ -154,6 +155,34 @@ def filter_transform(w, spec, G):
                                 dtype=spec.dtype)
 
 
+def _tiles(spec, m):
+    """Output tiles over all images, and per image along each axis."""
+    th, tw = -(-spec.oh // m), -(-spec.ow // m)
+    return spec.n * th * tw, th, tw
+
+
+def _gemm_shapes(spec, m):
+    """Shapes of the GEMM's U, V, M: ne * groups planes of (kg, cg) @ (cg, tiles)."""
+    planes, tiles = (m + 2) ** 2 * spec.groups, _tiles(spec, m)[0]
+    return (planes, spec.kg, spec.cg), (planes, spec.cg, tiles), (planes, spec.kg, tiles)
+
+
+def launches(spec, m=4, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one call on ``spec`` with tiles of ``m``
+    (``sms``: SMs the GEMM fills, default the device's)."""
+    tiles = _tiles(spec, m)[0]
+    grid, block, _ = launch_config(*_gemm_shapes(spec, m)[2], sms)
+    return [("input_transform", (blocks(spec.c * tiles, TRANSFORM_THREADS),),
+             (TRANSFORM_THREADS,)),
+            ("gemm", grid, block),
+            ("output_transform", (blocks(spec.k * tiles, TRANSFORM_THREADS),),
+             (TRANSFORM_THREADS,))]
+
+
+launches_f23 = partial(launches, m=2)
+launches_f43 = partial(launches, m=4)
+
+
 def workspace(spec, m=4):
     """Device bytes `prepare` allocates beyond x and out: U, V, M and the matrices."""
     ne = (m + 2) ** 2
@@ -183,9 +212,9 @@ def prepare(w, spec, m=4):
         phases "input transform", "multiply", "output transform".  Launches on the default
         stream, no synchronization.
 
-    Launch configurations: the transforms run TRANSFORM_THREADS threads per block over
-    c * tiles (input) and k * tiles (output) threads; the GEMM as `convbench_kernels.cuda.gemm`
-    picks.
+    Launch configurations (`launches`, built here once): the transforms run
+    TRANSFORM_THREADS threads per block over c * tiles (input) and k * tiles (output)
+    threads; the GEMM as `convbench_kernels.cuda.gemm` picks.
     """
     reason = supports(spec)
     if reason is not None:
@@ -196,8 +225,7 @@ def prepare(w, spec, m=4):
     ne = nt * nt
     groups, cg, kg = spec.groups, spec.cg, spec.kg
     pt, _, pl, _ = spec.pads
-    th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    tiles = spec.n * th * tw
+    tiles, th, tw = _tiles(spec, m)
 
     U = cuda.to_device(filter_transform(w, spec, G))
     V = cuda.device_array((ne, groups, cg, tiles), dtype=dtype)
@@ -210,15 +238,16 @@ def prepare(w, spec, m=4):
     M3 = M.reshape(ne * groups, kg, tiles)
 
     in_kernel, out_kernel = _transform_kernels(nt, dtype)
-    nthr = TRANSFORM_THREADS
-    in_launch = in_kernel[math.ceil(spec.c * tiles / nthr), nthr]
-    out_launch = out_kernel[math.ceil(spec.k * tiles / nthr), nthr]
+    (_, g_in, b_in), _, (_, g_out, b_out) = launches(spec, m)
+    in_launch = in_kernel[g_in, b_in]
+    out_launch = out_kernel[g_out, b_out]
+    mm = plan(*_gemm_shapes(spec, m))
 
     def input_transform(x, out):
         in_launch(x, d_BT, pt, pl, th, tw, V)
 
     def multiply(x, out):
-        gemm(U3, V3, M3)
+        mm(U3, V3, M3)
 
     def output_transform(x, out):
         out_launch(M, d_AT, th, tw, out)
