@@ -23,7 +23,7 @@ from convbench_kernels.contract import depthwise as supports
 from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks
+from convbench_kernels.cuda.launch import blocks, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
            "prepare_separable", "workspace_separable", "launches_separable"]
@@ -33,9 +33,11 @@ THREADS = 256
 
 
 @cache
-def _depthwise_kernel(dtype):
-    """The depthwise kernel for ``dtype`` (its accumulator stays in that dtype)."""
+def _depthwise_kernel(dtype, ix):
+    """The depthwise kernel for ``dtype`` (its accumulator stays in that dtype), splitting
+    its flat index in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     dt = np.dtype(dtype).type
+    split = splitter(ix)
 
     @cuda.jit
     def depthwise(x, wt, mult, sh, sw, pt, pl, dh, dw, out):
@@ -47,13 +49,10 @@ def _depthwise_kernel(dtype):
             return
         h, w = x.shape[2], x.shape[3]
         r, s = wt.shape[1], wt.shape[2]
-        ox = idx % ow
-        rest = idx // ow
-        oy = rest % oh
-        rest = rest // oh
-        o = rest % k
-        b = rest // k
-        ci = o // mult
+        rest, ox = split(idx, ow)
+        rest, oy = split(rest, oh)
+        b, o = split(rest, k)
+        ci, _ = split(o, mult)
         y0 = oy * sh - pt
         x0 = ox * sw - pl
         acc = dt(0)
@@ -97,7 +96,9 @@ def _launcher(w, spec, m):
     wt = cuda.to_device(np.ascontiguousarray(np.asarray(w, dtype=spec.dtype)
                                              .reshape(spec.c * m, spec.r, spec.s)))
     pt, _, pl, _ = spec.pads
-    launch = _depthwise_kernel(np.dtype(spec.dtype))[_blocks(spec, m), THREADS]
+    kernel = _depthwise_kernel(np.dtype(spec.dtype),
+                               index_type(spec.n * spec.c * m * spec.oh * spec.ow))
+    launch = kernel[_blocks(spec, m), THREADS]
     args = (wt, m, spec.sh, spec.sw, pt, pl, spec.dh, spec.dw)
 
     def run(x, out):

@@ -35,7 +35,7 @@ import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
-from convbench_kernels.cuda.launch import blocks
+from convbench_kernels.cuda.launch import blocks, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
@@ -49,9 +49,11 @@ def channel_block(kg):
 
 
 @cache
-def _kernel(kb):
+def _kernel(kb, ix):
     """The direct kernel computing ``kb`` output channels per thread (a compile-time
-    constant, so that the accumulators stay in registers)."""
+    constant, so that the accumulators stay in registers), splitting its flat work index in
+    ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
+    split = splitter(ix)
 
     @cuda.jit
     def direct_kernel(x, wt, sh, sw, dh, dw, pt, pl, out):
@@ -62,14 +64,10 @@ def _kernel(kb):
         npix = oh * ow
         acc = cuda.local.array(kb, out.dtype)
         for item in range(cuda.grid(1), n * groups * kblocks * npix, cuda.gridsize(1)):
-            p = item % npix
-            rest = item // npix
-            blk = rest % kblocks
-            rest //= kblocks
-            g = rest % groups
-            b = rest // groups
-            y = p // ow
-            xo = p - y * ow
+            rest, p = split(item, npix)
+            rest, blk = split(rest, kblocks)
+            b, g = split(rest, groups)
+            y, xo = split(p, ow)
             iy0 = y * sh - pt
             ix0 = xo * sw - pl
             for kk in range(kb):
@@ -105,9 +103,12 @@ def _blocked_weights(w, spec, kb):
 
 def launches(spec, sms=None):
     """``[(kernel, grid, block)]``: the one launch of a call on ``spec``."""
-    kb = channel_block(spec.kg)
-    items = spec.n * spec.groups * -(-spec.kg // kb) * spec.oh * spec.ow
-    return [("direct", (blocks(items, THREADS, MAX_BLOCKS),), (THREADS,))]
+    return [("direct", (blocks(_items(spec), THREADS, MAX_BLOCKS),), (THREADS,))]
+
+
+def _items(spec):
+    """Work items: (image, group, channel block, output pixel)."""
+    return spec.n * spec.groups * -(-spec.kg // channel_block(spec.kg)) * spec.oh * spec.ow
 
 
 def workspace(spec):
@@ -136,7 +137,7 @@ def prepare(w, spec):
     wt = cuda.to_device(_blocked_weights(w, spec, kb))
     pt, _, pl, _ = spec.pads
     (_, grid, block), = launches(spec)
-    launch = _kernel(kb)[grid, block]
+    launch = _kernel(kb, index_type(_items(spec)))[grid, block]
     args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl)
 
     def compute(x, out):

@@ -64,13 +64,13 @@ them by zero).
 
 Kernels and launches (TPB = 128 threads per block unless said)
 ---------------------------------------------------------------
-``_gather``   one thread per element of z (n, c2, P, Q), c2 = ceil(c/2): zero-padded pairs.
-``fft_shared`` / ``_fft_stage`` / ``_copy``   forward FFT of z, inverse FFT of o (above);
+``gather``    one thread per element of z (n, c2, P, Q), c2 = ceil(c/2): zero-padded pairs.
+``fft_shared`` / ``fft_stage`` / ``_copy``   forward FFT of z, inverse FFT of o (above);
               the shared kernel uses min(TPB, R*N/2) threads and ceil(lines/R) blocks.
-``_reduce``   one thread per (image, output pair, frequency), frequency fastest (coalesced
+``reduce``    one thread per (image, output pair, frequency), frequency fastest (coalesced
               reads of z and of the spectra u (k2, span, 2, P, Q)); sums the pair's span of
               channel pairs.
-``_crop``     one thread per output element.
+``crop``      one thread per output element.
 
 Error (max|out - ref| / max|ref|, normal random data, measured on the simulator, whose
 arithmetic is NumPy's in the same dtypes): float32 2e-8..2.2e-7, float64 2e-16..4e-16 on the
@@ -85,7 +85,7 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.launch import blocks
+from convbench_kernels.cuda.launch import blocks, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
            "fft_launches", "transform_size"]
@@ -111,9 +111,11 @@ def transform_size(size, pad_before, pad_after):
 
 # ----------------------------------------------------------------------------- FFT kernels
 @cache
-def _fft_shared_kernel(smem):
-    """The shared-memory Stockham kernel with two buffers of ``smem`` points (a constant)."""
+def _fft_shared_kernel(smem, ix):
+    """The shared-memory Stockham kernel with two buffers of ``smem`` points (a constant),
+    splitting line indices in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     size = 2 * smem  # a closure constant: numba needs a literal shape, not an expression
+    split = splitter(ix)
 
     @cuda.jit
     def fft_shared(a, tw, log_n, inverse, rows_per_block):
@@ -124,16 +126,17 @@ def _fft_shared_kernel(smem):
         nl = min(rows_per_block, lines - first)
         tid = cuda.threadIdx.x
         nth = cuda.blockDim.x
-        for e in range(tid, nl * n, nth):
+        # while loops: a range() with a run-time step divides (64-bit) to count its trips
+        e = tid
+        while e < nl * n:
             if nm == 1:  # rows: a line is contiguous
                 li = e >> log_n
                 j = e & (n - 1)
             else:  # columns: neighbouring lines are neighbours in memory
-                j = e // nl
-                li = e - j * nl
-            line = first + li
-            b = line // nm
-            buf[li * n + j] = a[b, j, line - b * nm]
+                j, li = split(e, nl)
+            b, m = split(first + li, nm)
+            buf[li * n + j] = a[b, j, m]
+            e += nth
         cuda.syncthreads()
         # sizes are powers of two: shifts and masks, not 64-bit divisions
         half = n >> 1
@@ -141,7 +144,8 @@ def _fft_shared_kernel(smem):
         for t in range(log_n):
             dst = smem - src
             s = 1 << t
-            for e in range(tid, nl * half, nth):
+            e = tid
+            while e < nl * half:
                 li = e >> (log_n - 1)
                 bf = e & (half - 1)
                 sp = (bf >> t) << t  # s p
@@ -153,44 +157,52 @@ def _fft_shared_kernel(smem):
                     w = w.conjugate()
                 buf[dst + base + 2 * sp] = x0 + x1
                 buf[dst + base + 2 * sp + s] = (x0 - x1) * w
+                e += nth
             cuda.syncthreads()
             src = dst
-        for e in range(tid, nl * n, nth):
+        e = tid
+        while e < nl * n:
             if nm == 1:
                 li = e >> log_n
                 j = e & (n - 1)
             else:
-                j = e // nl
-                li = e - j * nl
-            line = first + li
-            b = line // nm
-            a[b, j, line - b * nm] = buf[src + li * n + j]
+                j, li = split(e, nl)
+            b, m = split(first + li, nm)
+            a[b, j, m] = buf[src + li * n + j]
+            e += nth
 
     return fft_shared
 
 
-@cuda.jit
-def _fft_stage(src, dst, tw, s, inverse):
-    """One Stockham stage (stride ``s``) in global memory: one thread per butterfly."""
-    nb, n, nm = src.shape
-    half = n // 2
-    i = cuda.grid(1)
-    if i >= nb * half * nm:
-        return
-    t = i // nm
-    mm = i - t * nm  # line index along axis 2 fastest: coalesced for columns
-    b = t // half
-    bf = t - b * half
-    p = bf // s
-    q = bf - p * s
-    m = half // s
-    x0 = src[b, q + s * p, mm]
-    x1 = src[b, q + s * (p + m), mm]
-    w = tw[p * s]
-    if inverse:
-        w = w.conjugate()
-    dst[b, q + 2 * s * p, mm] = x0 + x1
-    dst[b, q + s * (2 * p + 1), mm] = (x0 - x1) * w
+@cache
+def _fft_stage_kernel(ix):
+    """The global-memory Stockham stage, splitting its flat index in ``ix``."""
+    split = splitter(ix)
+
+    @cuda.jit
+    def fft_stage(src, dst, tw, t, inverse):
+        """Stockham stage ``t`` (stride ``s = 2**t``) in global memory: one thread per
+        butterfly."""
+        nb, n, nm = src.shape
+        half = n >> 1
+        s = 1 << t
+        i = cuda.grid(1)
+        if i >= nb * half * nm:
+            return
+        line, mm = split(i, nm)  # line index along axis 2 fastest: coalesced for columns
+        b, bf = split(line, half)
+        p = bf >> t  # powers of two: shifts and masks
+        q = bf & (s - 1)
+        m = half >> t
+        x0 = src[b, q + s * p, mm]
+        x1 = src[b, q + s * (p + m), mm]
+        w = tw[p * s]
+        if inverse:
+            w = w.conjugate()
+        dst[b, q + 2 * s * p, mm] = x0 + x1
+        dst[b, q + s * (2 * p + 1), mm] = (x0 - x1) * w
+
+    return fft_stage
 
 
 @cuda.jit
@@ -244,9 +256,10 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     if shared and n > smem:
         raise ValueError(f"FFT length {n} exceeds the shared-memory limit {smem}")
     launch = {name: (grid, block) for name, grid, block in fft_launches(shape, cdtype, shared)}
+    ix = index_type(nb * n * nm)
     if shared:
         rows = _lines_per_block(nb, n, nm, smem)
-        kernel = _fft_shared_kernel(smem)[launch["fft_shared"]]
+        kernel = _fft_shared_kernel(smem, ix)[launch["fft_shared"]]
 
         def run(a):
             kernel(a, tw, log_n, inverse, rows)
@@ -257,13 +270,13 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
         scratch = cuda.device_array(size, dtype=cdtype)
     tmp = scratch[:size].reshape(nb, n, nm)
     flat_tmp = scratch[:size]
-    stage = _fft_stage[launch["fft_stage"]] if log_n else None
+    stage = _fft_stage_kernel(ix)[launch["fft_stage"]] if log_n else None
     copy = _copy[launch["copy"]] if "copy" in launch else None
 
     def run(a):
         src, dst = a, tmp
         for t in range(log_n):
-            stage(src, dst, tw, 1 << t, inverse)
+            stage(src, dst, tw, t, inverse)
             src, dst = dst, src
         if copy is not None:
             copy(flat_tmp, a.reshape(size))
@@ -308,73 +321,71 @@ def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
 
 
 # ----------------------------------------------------------------------------- conv kernels
-@cuda.jit
-def _gather(x, z, czero, ione):
-    """z[b, j] = x[b, 2j] + i x[b, 2j+1] at [0, h) x [0, w), zero elsewhere."""
-    nb, c, h, w = x.shape
-    _, c2, p, q = z.shape
-    i = cuda.grid(1)
-    if i >= nb * c2 * p * q:
-        return
-    col = i % q
-    t = i // q
-    row = t % p
-    t //= p
-    j = t % c2
-    b = t // c2
-    v = czero
-    if row < h and col < w:
-        v = x[b, 2 * j, row, col] + czero
-        if 2 * j + 1 < c:
-            v += x[b, 2 * j + 1, row, col] * ione
-    z[b, j, row, col] = v
+@cache
+def _conv_kernels(ix):
+    """``(gather, reduce, crop)``, splitting their flat indices in ``ix``
+    (`convbench_kernels.cuda.launch.index_type`)."""
+    split = splitter(ix)
 
+    @cuda.jit
+    def gather(x, z, czero, ione):
+        """z[b, j] = x[b, 2j] + i x[b, 2j+1] at [0, h) x [0, w), zero elsewhere."""
+        nb, c, h, w = x.shape
+        _, c2, p, q = z.shape
+        i = cuda.grid(1)
+        if i >= nb * c2 * p * q:
+            return
+        t, col = split(i, q)
+        t, row = split(t, p)
+        b, j = split(t, c2)
+        v = czero
+        if row < h and col < w:
+            v = x[b, 2 * j, row, col] + czero
+            if 2 * j + 1 < c:
+                v += x[b, 2 * j + 1, row, col] * ione
+        z[b, j, row, col] = v
 
-@cuda.jit
-def _reduce(z, u, o, pair0, spans, czero):
-    """o[b, kp, f] = sum_j u[kp, j, 0, f] z[b, p0 + j, f] + u[kp, j, 1, f] conj z[b, p0 + j, -f].
+    @cuda.jit
+    def reduce(z, u, o, pair0, spans, czero):
+        """o[b, kp, f] = sum_j u[kp, j, 0, f] z[b, p0 + j, f]
+        + u[kp, j, 1, f] conj z[b, p0 + j, -f].
 
-    z (n, c2, P, Q); u (k2, span, 2, P, Q); o (n, k2, P, Q); pair0, spans (k2,) int64.
-    """
-    nb, k2, p, q = o.shape
-    i = cuda.grid(1)
-    if i >= nb * k2 * p * q:
-        return
-    f2 = i % q
-    t = i // q
-    f1 = t % p
-    t //= p
-    kp = t % k2
-    b = t // k2
-    m1 = (p - f1) & (p - 1)  # -f (P, Q powers of two)
-    m2 = (q - f2) & (q - 1)
-    p0 = pair0[kp]
-    acc = czero
-    for j in range(spans[kp]):
-        acc += u[kp, j, 0, f1, f2] * z[b, p0 + j, f1, f2]
-        acc += u[kp, j, 1, f1, f2] * z[b, p0 + j, m1, m2].conjugate()
-    o[b, kp, f1, f2] = acc
+        z (n, c2, P, Q); u (k2, span, 2, P, Q); o (n, k2, P, Q); pair0, spans (k2,) int64.
+        """
+        nb, k2, p, q = o.shape
+        i = cuda.grid(1)
+        if i >= nb * k2 * p * q:
+            return
+        t, f2 = split(i, q)
+        t, f1 = split(t, p)
+        b, kp = split(t, k2)
+        m1 = (p - f1) & (p - 1)  # -f (P, Q powers of two)
+        m2 = (q - f2) & (q - 1)
+        p0 = pair0[kp]
+        acc = czero
+        for j in range(spans[kp]):
+            acc += u[kp, j, 0, f1, f2] * z[b, p0 + j, f1, f2]
+            acc += u[kp, j, 1, f1, f2] * z[b, p0 + j, m1, m2].conjugate()
+        o[b, kp, f1, f2] = acc
 
+    @cuda.jit
+    def crop(o, out, sh, sw, pt, pl):
+        """out[b, k, i, j] = (real if k even else imag) o[b, k // 2, (i sh - pt) mod P, ...]."""
+        nb, k, oh, ow = out.shape
+        p, q = o.shape[2], o.shape[3]
+        i = cuda.grid(1)
+        if i >= nb * k * oh * ow:
+            return
+        t, c = split(i, ow)
+        t, r = split(t, oh)
+        b, kk = split(t, k)
+        v = o[b, kk >> 1, (r * sh - pt) & (p - 1), (c * sw - pl) & (q - 1)]
+        if kk & 1 == 0:
+            out[b, kk, r, c] = v.real
+        else:
+            out[b, kk, r, c] = v.imag
 
-@cuda.jit
-def _crop(o, out, sh, sw, pt, pl):
-    """out[b, k, i, j] = (real if k even else imag) o[b, k // 2, (i sh - pt) mod P, ...]."""
-    nb, k, oh, ow = out.shape
-    p, q = o.shape[2], o.shape[3]
-    i = cuda.grid(1)
-    if i >= nb * k * oh * ow:
-        return
-    c = i % ow
-    t = i // ow
-    r = t % oh
-    t //= oh
-    kk = t % k
-    b = t // k
-    v = o[b, kk // 2, (r * sh - pt) & (p - 1), (c * sw - pl) & (q - 1)]
-    if kk % 2 == 0:
-        out[b, kk, r, c] = v.real
-    else:
-        out[b, kk, r, c] = v.imag
+    return gather, reduce, crop
 
 
 # ----------------------------------------------------------------------------- host side
@@ -502,9 +513,9 @@ def prepare(w, spec):
     czero = cdtype.type(0)
     ione = cdtype.type(1j)
     shapes = _elementwise_launches(spec)
-    gather = _gather[shapes["gather"]]
-    reduce = _reduce[shapes["reduce"]]
-    crop = _crop[shapes["crop"]]
+    kernels = _conv_kernels(index_type(n * max(c2, k2) * p * q, n * spec.k * spec.oh * spec.ow))
+    gather, reduce, crop = (kernel[shapes[name]] for kernel, name
+                            in zip(kernels, ("gather", "reduce", "crop"), strict=True))
     sh, sw = spec.sh, spec.sw
 
     def input_transform(x, out):

@@ -12,9 +12,9 @@ where that falls in the padding), so group ``g`` owns the contiguous row slab
 
 Kernels
 -------
-``_im2col`` writes the column matrices of a chunk of ``nb`` images, ``col`` (nb, c*r*s,
-oh*ow), one element per thread: consecutive threads take consecutive output pixels, so the
-stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
+``im2col`` (`_im2col_kernel`) writes the column matrices of a chunk of ``nb`` images,
+``col`` (nb, c*r*s, oh*ow), one element per thread: consecutive threads take consecutive
+output pixels, so the stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
 ``IM2COL_THREADS`` threads per block, at most ``MAX_BLOCKS`` blocks, the threads looping in
 grid strides over the rest.  Then one launch of the GEMM (`convbench_kernels.cuda.gemm`,
 planned in `prepare`) multiplies
@@ -36,13 +36,15 @@ Each output is a sum of ``cg*r*s`` products in the input dtype, accumulated in 1
 by the GEMM: ~1e-6 relative in float32, ~1e-15 in float64, against the float64 oracle.
 """
 
+from functools import cache
+
 import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks
+from convbench_kernels.cuda.launch import blocks, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches"]
 
@@ -51,40 +53,43 @@ MAX_BLOCKS = 1 << 16  # blocks of the unfolding kernel at most (threads then loo
 COL_BUDGET = 128 << 20  # bytes of column matrices per chunk of images (at least one image)
 
 
-@cuda.jit
-def _im2col(x, b0, r, s, sh, sw, dh, dw, pt, pl, ow, col):
-    """Write the column matrices of images ``b0 .. b0 + col.shape[0]`` of ``x`` into ``col``.
+@cache
+def _im2col_kernel(ix):
+    """The unfolding kernel, splitting its flat index in ``ix``
+    (`convbench_kernels.cuda.launch.index_type`)."""
+    split = splitter(ix)
 
-    Parameters
-    ----------
-    x : device array (n, c, h, w)
-    b0 : int
-        First image of the chunk.
-    r, s, sh, sw, dh, dw, pt, pl, ow : int
-        Filter size, stride, dilation, top and left padding, output width.
-    col : device array (nb, c*r*s, oh*ow)
-        Every element written, padding taps as zeros.
-    """
-    h, w = x.shape[2], x.shape[3]
-    nb, rows, npix = col.shape
-    rs = r * s
-    for idx in range(cuda.grid(1), nb * rows * npix, cuda.gridsize(1)):
-        p = idx % npix
-        rest = idx // npix
-        row = rest % rows
-        bb = rest // rows
-        ch = row // rs
-        tap = row - ch * rs
-        i = tap // s
-        j = tap - i * s
-        y = p // ow
-        xo = p - y * ow
-        iy = y * sh + i * dh - pt
-        ix = xo * sw + j * dw - pl
-        if 0 <= iy < h and 0 <= ix < w:
-            col[bb, row, p] = x[b0 + bb, ch, iy, ix]
-        else:
-            col[bb, row, p] = 0
+    @cuda.jit
+    def im2col(x, b0, r, s, sh, sw, dh, dw, pt, pl, ow, col):
+        """Write the column matrices of images ``b0 .. b0 + col.shape[0]`` of ``x`` into ``col``.
+
+        Parameters
+        ----------
+        x : device array (n, c, h, w)
+        b0 : int
+            First image of the chunk.
+        r, s, sh, sw, dh, dw, pt, pl, ow : int
+            Filter size, stride, dilation, top and left padding, output width.
+        col : device array (nb, c*r*s, oh*ow)
+            Every element written, padding taps as zeros.
+        """
+        h, w = x.shape[2], x.shape[3]
+        nb, rows, npix = col.shape
+        rs = r * s
+        for idx in range(cuda.grid(1), nb * rows * npix, cuda.gridsize(1)):
+            rest, p = split(idx, npix)
+            bb, row = split(rest, rows)
+            ch, tap = split(row, rs)
+            i, j = split(tap, s)
+            y, xo = split(p, ow)
+            iy = y * sh + i * dh - pt
+            ixx = xo * sw + j * dw - pl
+            if 0 <= iy < h and 0 <= ixx < w:
+                col[bb, row, p] = x[b0 + bb, ch, iy, ixx]
+            else:
+                col[bb, row, p] = 0
+
+    return im2col
 
 
 def _is_pointwise(spec):
@@ -172,8 +177,9 @@ def prepare(w, spec):
     for b0, m in _chunks(spec):
         cview = col[:m]
         shapes = _gemm_shapes(spec, m)
+        unfold_kernel = _im2col_kernel(index_type(m * spec.c * r * s * npix))
         chunks.append((b0, m, cview, cview.reshape(shapes[1]),
-                       _im2col[_unfold_blocks(spec, m), IM2COL_THREADS], plan(*shapes)))
+                       unfold_kernel[_unfold_blocks(spec, m), IM2COL_THREADS], plan(*shapes)))
 
     def unfold(x, chunk):
         b0, _, cview, _, launch, _ = chunk

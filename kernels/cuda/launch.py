@@ -10,11 +10,16 @@ a pure function of the problem and that number, computed the same way with or wi
 import os
 from functools import cache
 
-__all__ = ["DEFAULT_SMS", "BLOCKS_PER_SM", "MAX_GRID_YZ", "sm_count", "min_blocks", "blocks"]
+import numpy as np
+from numba import cuda
+
+__all__ = ["DEFAULT_SMS", "BLOCKS_PER_SM", "MAX_GRID_YZ", "NARROW_LIMIT", "sm_count",
+           "min_blocks", "blocks", "index_type", "splitter"]
 
 DEFAULT_SMS = 132  # H100 / H200 SXM
 BLOCKS_PER_SM = 2
 MAX_GRID_YZ = 65535  # hardware limit of gridDim.y and gridDim.z
+NARROW_LIMIT = 1 << 32  # flat indices below this split in 32-bit unsigned arithmetic
 
 
 @cache
@@ -22,8 +27,6 @@ def sm_count() -> int:
     """SMs of the current CUDA device; `DEFAULT_SMS` on the simulator or without a device."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return DEFAULT_SMS
-    from numba import cuda
-
     try:
         if cuda.is_available():
             return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
@@ -42,3 +45,32 @@ def blocks(items: int, threads: int, cap: int | None = None) -> int:
     ``cap``, beyond which the kernel's threads loop in grid strides)."""
     n = max(1, -(-items // threads))
     return n if cap is None else min(n, cap)
+
+
+def index_type(*totals):
+    """The integer type a kernel splits its flat indices in: ``numpy.uint32`` when every
+    total (the number of flat indices, or any extent divided by) is under `NARROW_LIMIT`,
+    else ``numpy.int64``.
+
+    GPUs have no integer divider: a 64-bit signed ``//`` or ``%`` is a software routine
+    (NVPTX guards it with a run-time test for operands that fit 32 bits, a branch per
+    split), where an unsigned 32-bit one is a short multiply sequence.  Numba widens every
+    integer operation to 64 bits, but LLVM narrows an unsigned division of zero-extended
+    32-bit values back to 32 bits: the PTX of a uint32 split has ``div.u32`` / ``rem.u32``
+    and nothing else.
+    """
+    return np.uint32 if max(totals) < NARROW_LIMIT else np.int64
+
+
+@cache
+def splitter(ix):
+    """A device function ``split(a, d) -> (a // d, a % d)`` computed in ``ix`` (see
+    `index_type`) and returned as int64, so that signed arithmetic (padding offsets) may
+    follow without mixing signed and unsigned types (Numba makes that float64)."""
+
+    @cuda.jit(device=True, inline="always")
+    def split(a, d):
+        ua, ud = ix(a), ix(d)
+        return np.int64(ua // ud), np.int64(ua % ud)
+
+    return split

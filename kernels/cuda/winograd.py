@@ -37,7 +37,7 @@ from numba import cuda
 from convbench_kernels.contract import winograd_3x3 as supports
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks
+from convbench_kernels.cuda.launch import blocks, index_type, splitter
 from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
@@ -57,9 +57,11 @@ def _scalar_type(dtype):
 
 
 @cache
-def _transform_kernels(nt, dtype):
-    """(input transform, output transform) kernels for tiles of nt = m + 2 and ``dtype``."""
+def _transform_kernels(nt, dtype, ix):
+    """(input transform, output transform) kernels for tiles of nt = m + 2 and ``dtype``,
+    splitting flat indices in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     dt = _scalar_type(dtype)
+    split = splitter(ix)
     NT = nt
     MO = nt - 2
 
@@ -84,13 +86,11 @@ def _transform_kernels(nt, dtype):
         tiles = V.shape[3]
         if i >= c * tiles:
             return
-        ch = i // tiles
-        t = i % tiles
-        tpi = th * tw
-        b = t // tpi
-        rem = t % tpi
-        y0 = (rem // tw) * MO - pt
-        x0 = (rem % tw) * MO - pl
+        ch, t = split(i, tiles)
+        b, rem = split(t, th * tw)
+        ty, tx = split(rem, tw)
+        y0 = ty * MO - pt
+        x0 = tx * MO - pl
         d = cuda.local.array((NT, NT), dt)
         for a in range(NT):
             yy = y0 + a
@@ -103,8 +103,7 @@ def _transform_kernels(nt, dtype):
         e = cuda.local.array((NT, NT), dt)
         times_t(BT, d, e, NT, NT, NT)  # (BT d)^T
         times_t(BT, e, d, NT, NT, NT)  # BT d BT^T, back into d
-        g = ch // cg
-        cl = ch % cg
+        g, cl = split(ch, cg)
         for r in range(NT):
             for q in range(NT):
                 V[r * NT + q, g, cl, t] = d[r, q]
@@ -119,15 +118,12 @@ def _transform_kernels(nt, dtype):
         tiles = M.shape[3]
         if i >= k * tiles:
             return
-        ko = i // tiles
-        t = i % tiles
-        g = ko // kg
-        kl = ko % kg
-        tpi = th * tw
-        b = t // tpi
-        rem = t % tpi
-        y0 = (rem // tw) * MO
-        x0 = (rem % tw) * MO
+        ko, t = split(i, tiles)
+        g, kl = split(ko, kg)
+        b, rem = split(t, th * tw)
+        ty, tx = split(rem, tw)
+        y0 = ty * MO
+        x0 = tx * MO
         mt = cuda.local.array((NT, NT), dt)
         for r in range(NT):
             for q in range(NT):
@@ -237,7 +233,8 @@ def prepare(w, spec, m=4):
     V3 = V.reshape(ne * groups, cg, tiles)
     M3 = M.reshape(ne * groups, kg, tiles)
 
-    in_kernel, out_kernel = _transform_kernels(nt, dtype)
+    in_kernel, out_kernel = _transform_kernels(nt, dtype,
+                                               index_type(max(spec.c, spec.k) * tiles))
     (_, g_in, b_in), _, (_, g_out, b_out) = launches(spec, m)
     in_launch = in_kernel[g_in, b_in]
     out_launch = out_kernel[g_out, b_out]

@@ -187,6 +187,7 @@ def test_workspace_bounds_allocations(name):
 
 _PTX_SCRIPT = r"""
 import re, sys
+import numpy as np
 from numba import cuda, types as T
 try:
     cuda.compile_ptx(lambda a: None, (T.float32[::1],), cc=(7, 5))
@@ -194,30 +195,37 @@ except Exception as e:  # no NVVM / NVRTC libraries: nothing to check here
     print(e)
     sys.exit(77)
 from convbench_kernels.cuda import fft as F
-for ft, ct in ((T.float32, T.complex64), (T.float64, T.complex128)):
-    a3, a4, a5 = ct[:, :, ::1], ct[:, :, :, ::1], ct[:, :, :, :, ::1]
-    smem = F.SMEM_BYTES // (ct.bitwidth // 8)
-    kernels = {
-        "fft_shared": (F._fft_shared_kernel(smem), (a3, ct[::1], T.int64, T.boolean, T.int64)),
-        "fft_stage": (F._fft_stage, (a3, a3, ct[::1], T.int64, T.boolean)),
-        "copy": (F._copy, (ct[::1], ct[::1])),
-        "gather": (F._gather, (ft[:, :, :, ::1], a4, ct, ct)),
-        "reduce": (F._reduce, (a4, a5, a4, T.int64[::1], T.int64[::1], ct)),
-        "crop": (F._crop, (a4, ft[:, :, :, ::1], T.int64, T.int64, T.int64, T.int64)),
-    }
-    for name, (kernel, sig) in kernels.items():
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
-        ops = [ln for ln in ptx.splitlines()
-               if re.match(r"\s*(add|sub|mul|fma|neg|div|ld|st|cvt)\S*\.f64", ln)]
-        if ft == T.float32 and ops:
-            sys.exit(f"{name} float32 computes in float64: {ops[:3]}")
+for ix in (np.uint32, np.int64):
+    gather, reduce, crop = F._conv_kernels(ix)
+    for ft, ct in ((T.float32, T.complex64), (T.float64, T.complex128)):
+        a3, a4, a5 = ct[:, :, ::1], ct[:, :, :, ::1], ct[:, :, :, :, ::1]
+        smem = F.SMEM_BYTES // (ct.bitwidth // 8)
+        kernels = {
+            "fft_shared": (F._fft_shared_kernel(smem, ix),
+                           (a3, ct[::1], T.int64, T.boolean, T.int64)),
+            "fft_stage": (F._fft_stage_kernel(ix), (a3, a3, ct[::1], T.int64, T.boolean)),
+            "copy": (F._copy, (ct[::1], ct[::1])),
+            "gather": (gather, (ft[:, :, :, ::1], a4, ct, ct)),
+            "reduce": (reduce, (a4, a5, a4, T.int64[::1], T.int64[::1], ct)),
+            "crop": (crop, (a4, ft[:, :, :, ::1], T.int64, T.int64, T.int64, T.int64)),
+        }
+        for name, (kernel, sig) in kernels.items():
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
+            ops = [ln for ln in ptx.splitlines()
+                   if re.match(r"\s*(add|sub|mul|fma|neg|div|ld|st|cvt)\S*\.f64", ln)]
+            if ft == T.float32 and ops:
+                sys.exit(f"{name} float32 computes in float64: {ops[:3]}")
+            wide = [ln for ln in ptx.splitlines() if re.match(r"\s*(div|rem)\.[su]64", ln)]
+            if ix is np.uint32 and wide:
+                sys.exit(f"{name} splits 32-bit indices in 64 bits: {wide[:3]}")
 print("ok")
 """
 
 
 def test_kernels_compile_for_the_gpu(tmp_path):
-    """Every kernel compiles to PTX (sm_75) in both dtypes, the float32 ones without a
-    float64 operation: what the simulator cannot show (it runs Python, not Numba's CUDA
+    """Every kernel compiles to PTX (sm_75) in both dtypes and both index types, the float32
+    ones without a float64 operation, the 32-bit index ones without a 64-bit division: what
+    the simulator cannot show (it runs Python, not Numba's CUDA
     compiler).  Needs the NVVM and NVRTC libraries, not a GPU; skipped without them."""
     import subprocess
     import sys
