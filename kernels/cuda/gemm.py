@@ -100,7 +100,6 @@ def _kernel(t):
         sa = cuda.shared.array((bm, BK), a.dtype)
         sb = cuda.shared.array((BK, bn), b.dtype)
         acc = cuda.local.array((rm, rn), c.dtype)
-        ra = cuda.local.array(rm, a.dtype)
         rb = cuda.local.array(rn, b.dtype)
         x = cuda.threadIdx.x
         y = cuda.threadIdx.y
@@ -132,14 +131,13 @@ def _kernel(t):
                     else:
                         sb[kk, j] = 0
                 cuda.syncthreads()
-                for kk in range(BK):
-                    for i in range(rm):
-                        ra[i] = sa[y + i * ty, kk]
+                for kk in range(min(BK, k - k0)):  # the last panel may be short
                     for j in range(rn):
                         rb[j] = sb[kk, x + j * tx]
                     for i in range(rm):
+                        av = sa[y + i * ty, kk]
                         for j in range(rn):
-                            acc[i, j] += ra[i] * rb[j]
+                            acc[i, j] += av * rb[j]
                 cuda.syncthreads()
             for i in range(rm):
                 row = row0 + y + i * ty

@@ -109,10 +109,10 @@ def test_every_tile_matches_numpy(regs, dtype, monkeypatch):
     """Each register blocking on odd sizes (partial tiles on both axes, a K tail) and a batch:
     here forced, where the machine would otherwise choose."""
     monkeypatch.setattr(cuda_gemm, "REGS", (regs,))
-    a, b = _rand((2, 37, 21), dtype, 10), _rand((2, 21, 45), dtype, 11)
-    run = cuda_gemm.plan(a.shape, b.shape, (2, 37, 45))
+    a, b = _rand((2, 19, 21), dtype, 10), _rand((2, 21, 23), dtype, 11)
+    run = cuda_gemm.plan(a.shape, b.shape, (2, 19, 23))
     assert run.tile.rm == run.tile.rn == regs
-    d_c = cuda.to_device(np.full((2, 37, 45), np.nan, dtype=dtype))
+    d_c = cuda.to_device(np.full((2, 19, 23), np.nan, dtype=dtype))
     run(cuda.to_device(a), cuda.to_device(b), d_c)
     _check(d_c.copy_to_host(), np.matmul(a.astype(np.float64), b.astype(np.float64)), dtype)
 
