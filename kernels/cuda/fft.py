@@ -20,10 +20,12 @@ rounded once; the inverse (unnormalised) uses their conjugates.
 
 * ``N <= SMEM`` (2048 complex64 / 1024 complex128 points, 32 KB of shared memory per block
   for the two buffers): one launch per axis.  A block loads ``R = SMEM // N`` whole lines
-  into shared memory (rows: consecutive threads read consecutive points of a line;
-  columns: consecutive threads read the same point of consecutive lines, so global accesses
-  coalesce either way), runs every stage there with a ``syncthreads`` between stages (each
-  thread strides over the ``R N / 2`` butterflies), and writes the lines back.
+  (``SMEM // (N + 1)`` for columns) into shared memory (rows: consecutive threads read
+  consecutive points of a line; columns: consecutive threads read the same point of
+  consecutive lines, so global accesses coalesce either way; column lines sit ``N + 1``
+  points apart in shared memory, so that those threads hit distinct banks: `line_stride`),
+  runs every stage there with a ``syncthreads`` between stages (each thread strides over
+  the ``R N / 2`` butterflies), and writes the lines back.
 * longer lines: one launch per stage in global memory, one thread per butterfly,
   ping-ponging with a scratch buffer (and a copy back when log2 N is odd).
 
@@ -88,7 +90,7 @@ from convbench_kernels.contract import with_phases
 from convbench_kernels.cuda.launch import blocks, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
-           "fft_launches", "transform_size"]
+           "fft_launches", "line_stride", "transform_size"]
 
 TPB = 128  # threads per block of the elementwise kernels and at most of the FFT kernel
 SMEM_BYTES = 16384  # bytes of one of the two shared-memory ping-pong buffers
@@ -118,7 +120,7 @@ def _fft_shared_kernel(smem, ix):
     split = splitter(ix)
 
     @cuda.jit
-    def fft_shared(a, tw, log_n, inverse, rows_per_block):
+    def fft_shared(a, tw, log_n, inverse, rows_per_block, ld):
         buf = cuda.shared.array(size, a.dtype)  # [0, smem) and [smem, 2 smem)
         nb, n, nm = a.shape
         lines = nb * nm
@@ -135,7 +137,7 @@ def _fft_shared_kernel(smem, ix):
             else:  # columns: neighbouring lines are neighbours in memory
                 j, li = split(e, nl)
             b, m = split(first + li, nm)
-            buf[li * n + j] = a[b, j, m]
+            buf[li * ld + j] = a[b, j, m]
             e += nth
         cuda.syncthreads()
         # sizes are powers of two: shifts and masks, not 64-bit divisions
@@ -149,7 +151,7 @@ def _fft_shared_kernel(smem, ix):
                 li = e >> (log_n - 1)
                 bf = e & (half - 1)
                 sp = (bf >> t) << t  # s p
-                base = (li << log_n) + (bf & (s - 1))  # line start + q
+                base = li * ld + (bf & (s - 1))  # line start + q
                 x0 = buf[src + base + sp]
                 x1 = buf[src + base + sp + half]  # s (p + m) = s p + N/2
                 w = tw[sp]
@@ -168,7 +170,7 @@ def _fft_shared_kernel(smem, ix):
             else:
                 j, li = split(e, nl)
             b, m = split(first + li, nm)
-            a[b, j, m] = buf[src + li * n + j]
+            a[b, j, m] = buf[src + li * ld + j]
             e += nth
 
     return fft_shared
@@ -258,11 +260,12 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     launch = {name: (grid, block) for name, grid, block in fft_launches(shape, cdtype, shared)}
     ix = index_type(nb * n * nm)
     if shared:
+        ld = line_stride(n, nm, smem)
         rows = _lines_per_block(nb, n, nm, smem)
         kernel = _fft_shared_kernel(smem, ix)[launch["fft_shared"]]
 
         def run(a):
-            kernel(a, tw, log_n, inverse, rows)
+            kernel(a, tw, log_n, inverse, rows, ld)
 
         return run
     size = nb * n * nm
@@ -284,9 +287,22 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     return run
 
 
+def line_stride(n, nm, smem):
+    """Points between consecutive lines in the shared buffer: ``n + 1`` for columns.
+
+    A column pass loads and stores the same point of consecutive lines from consecutive
+    threads; with lines ``n`` apart (a power of two) those addresses share a bank: up to
+    16-way conflicts.  One point of padding puts consecutive lines in consecutive banks (a
+    complex64 point spans 2 banks, complex128 4, and the hardware serves 8-byte accesses by
+    half-warps and 16-byte ones by quarter-warps, which then touch distinct banks).  Rows
+    need none (consecutive threads read consecutive points), nor a line that fills the
+    buffer alone."""
+    return n + 1 if nm > 1 and n < smem else n
+
+
 def _lines_per_block(nb, n, nm, smem):
     """Lines the shared-memory kernel transforms per block."""
-    return max(1, min(smem // n, nb * nm))
+    return max(1, min(smem // line_stride(n, nm, smem), nb * nm))
 
 
 def fft_launches(shape, dtype, shared=None):

@@ -87,6 +87,25 @@ def test_fft_partial_blocks(dtype, monkeypatch):
         assert _rel_err(_fft_lines(a, False, None), np.fft.fft(a, axis=1)) <= TOL[dtype]
 
 
+@pytest.mark.parametrize(("itemsize", "lanes"), [(8, 16), (16, 8)], ids=["c64", "c128"])
+@pytest.mark.parametrize("n", [2, 8, 16, 32, 64])
+def test_column_lines_hit_distinct_banks(n, itemsize, lanes):
+    """The lanes served together (a half-warp of 8-byte points, a quarter-warp of 16-byte
+    ones) load point j of consecutive lines: with the padded line stride their 4-byte banks
+    (32 of them) are all distinct; with lines n apart they would collide."""
+    smem = fft.SMEM_BYTES // itemsize
+    words = itemsize // 4
+
+    def banks(ld):
+        return [(li * ld * words + j) % 32 for li in range(lanes) for j in range(words)]
+
+    ld = fft.line_stride(n, 3, smem)
+    assert len(set(banks(ld))) == lanes * words
+    assert fft.line_stride(n, 1, smem) == n  # rows: consecutive points already
+    if n >= 16:
+        assert len(set(banks(n))) < lanes * words
+
+
 def test_fft_rejects_other_lengths():
     with pytest.raises(ValueError, match="power of two"):
         fft.plan_fft((1, 12, 1), "complex64")
@@ -202,7 +221,7 @@ for ix in (np.uint32, np.int64):
         smem = F.SMEM_BYTES // (ct.bitwidth // 8)
         kernels = {
             "fft_shared": (F._fft_shared_kernel(smem, ix),
-                           (a3, ct[::1], T.int64, T.boolean, T.int64)),
+                           (a3, ct[::1], T.int64, T.boolean, T.int64, T.int64)),
             "fft_stage": (F._fft_stage_kernel(ix), (a3, a3, ct[::1], T.int64, T.boolean)),
             "copy": (F._copy, (ct[::1], ct[::1])),
             "gather": (gather, (ft[:, :, :, ::1], a4, ct, ct)),
