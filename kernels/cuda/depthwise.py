@@ -22,8 +22,9 @@ from numba import cuda
 from convbench_kernels.contract import depthwise as supports
 from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
-from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks, index_type, splitter
+from convbench_kernels.cuda.gemm import launches as gemm_launches
+from convbench_kernels.cuda.gemm import plan
+from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
            "prepare_separable", "workspace_separable", "launches_separable"]
@@ -68,13 +69,13 @@ def _depthwise_kernel(dtype, ix):
     return depthwise
 
 
-def _blocks(spec, m):
-    return blocks(spec.n * spec.c * m * spec.oh * spec.ow, THREADS)
+def _grid(spec, m, sms=None):
+    return grid_1d(spec.n * spec.c * m * spec.oh * spec.ow, THREADS, sms)
 
 
 def launches(spec, sms=None):
     """``[(kernel, grid, block)]``: the one launch of a depthwise call on ``spec``."""
-    return [("depthwise", (_blocks(spec, spec.k // spec.c),), (THREADS,))]
+    return [("depthwise", *_grid(spec, spec.k // spec.c, sms))]
 
 
 def _pointwise_shapes(spec, m):
@@ -86,8 +87,8 @@ def _pointwise_shapes(spec, m):
 def launches_separable(spec, multiplier=1, sms=None):
     """``[(kernel, grid, block)]``: the launches of a separable call on ``spec`` (the standard
     convolution it replaces) with channel ``multiplier``."""
-    grid, block, _ = launch_config(*_pointwise_shapes(spec, multiplier)[2], sms)
-    return [("depthwise", (_blocks(spec, multiplier),), (THREADS,)), ("gemm", grid, block)]
+    return ([("depthwise", *_grid(spec, multiplier, sms))]
+            + gemm_launches(_pointwise_shapes(spec, multiplier)[2], sms))
 
 
 def _launcher(w, spec, m):
@@ -98,7 +99,7 @@ def _launcher(w, spec, m):
     pt, _, pl, _ = spec.pads
     kernel = _depthwise_kernel(np.dtype(spec.dtype),
                                index_type(spec.n * spec.c * m * spec.oh * spec.ow))
-    launch = kernel[_blocks(spec, m), THREADS]
+    launch = kernel[_grid(spec, m)]
     args = (wt, m, spec.sh, spec.sw, pt, pl, spec.dh, spec.dw)
 
     def run(x, out):
@@ -131,7 +132,8 @@ def prepare(w, spec):
     Returns
     -------
     callable
-        ``compute(x, out)`` on device arrays; one launch of THREADS threads per block over
+        ``compute(x, out)`` on device arrays; one launch of THREADS threads per block (fewer
+        for a small layer: `convbench_kernels.cuda.launch.threads_for`) over
         the n*k*oh*ow output elements, default stream, no synchronization.
     """
     reason = supports(spec)

@@ -11,7 +11,8 @@ and column, so the input is read in place (no padded copy).
 Work items ``(b, g, channel block, pixel)`` are flattened with the pixel innermost:
 consecutive threads of a warp read consecutive (stride-``sw``) input pixels and write
 consecutive output pixels (coalesced), and share their channel block, so that their weight
-loads are one broadcast address.  1-D grid of ``THREADS`` threads per block, at most
+loads are one broadcast address.  1-D grid of ``THREADS`` threads per block (fewer, down to a
+warp, for a layer that would not give every SM 2 blocks), at most
 ``MAX_BLOCKS`` blocks, threads looping in grid strides over the rest.
 
 The weights are reordered once, on the host, to ``wt`` (groups, kblocks, cg, r, s, KB),
@@ -35,7 +36,7 @@ import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
-from convbench_kernels.cuda.launch import blocks, index_type, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
@@ -103,7 +104,7 @@ def _blocked_weights(w, spec, kb):
 
 def launches(spec, sms=None):
     """``[(kernel, grid, block)]``: the one launch of a call on ``spec``."""
-    return [("direct", (blocks(_items(spec), THREADS, MAX_BLOCKS),), (THREADS,))]
+    return [("direct", *grid_1d(_items(spec), THREADS, sms, MAX_BLOCKS))]
 
 
 def _items(spec):

@@ -19,8 +19,9 @@ Twiddles come from a table ``tw[j] = exp(-2 pi i j / N)``, j < N/2, made in floa
 rounded once; the inverse (unnormalised) uses their conjugates.
 
 * ``N <= SMEM`` (2048 complex64 / 1024 complex128 points, 32 KB of shared memory per block
-  for the two buffers): one launch per axis.  A block loads ``R = SMEM // N`` whole lines
-  (``SMEM // (N + 1)`` for columns) into shared memory (rows: consecutive threads read
+  for the two buffers): one launch per axis.  A block loads up to ``R = SMEM // N`` whole
+  lines (``SMEM // (N + 1)`` for columns; fewer when that would leave SMs idle, see
+  `_lines_per_block`) into shared memory (rows: consecutive threads read
   consecutive points of a line; columns: consecutive threads read the same point of
   consecutive lines, so global accesses coalesce either way; column lines sit ``N + 1``
   points apart in shared memory, so that those threads hit distinct banks: `line_stride`),
@@ -87,7 +88,7 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.launch import blocks, index_type, splitter
+from convbench_kernels.cuda.launch import WARP, grid_1d, index_type, min_blocks, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
            "fft_launches", "line_stride", "transform_size"]
@@ -214,10 +215,6 @@ def _copy(src, dst):
         dst[i] = src[i]
 
 
-def _blocks(total):
-    return blocks(total, TPB)
-
-
 def _twiddles(n, cdtype):
     """``exp(-2 pi i j / n)`` for j < n/2 (one entry for n = 1), float64 rounded once."""
     j = np.arange(max(n // 2, 1))
@@ -300,12 +297,17 @@ def line_stride(n, nm, smem):
     return n + 1 if nm > 1 and n < smem else n
 
 
-def _lines_per_block(nb, n, nm, smem):
-    """Lines the shared-memory kernel transforms per block."""
-    return max(1, min(smem // line_stride(n, nm, smem), nb * nm))
+def _lines_per_block(nb, n, nm, smem, sms=None):
+    """Lines the shared-memory kernel transforms per block: as many as fit, or fewer so that
+    the launch gives every SM 2 blocks (`convbench_kernels.cuda.launch.min_blocks`), but
+    never so few that a block has less than a warp of butterflies (``R N / 2 >= 32``)."""
+    lines = nb * nm
+    fit = smem // line_stride(n, nm, smem)
+    spread = max(lines // min_blocks(sms), -(-2 * WARP // n))
+    return max(1, min(fit, lines, spread))
 
 
-def fft_launches(shape, dtype, shared=None):
+def fft_launches(shape, dtype, shared=None, sms=None):
     """``[(kernel, grid, block)]``: the launches of one `plan_fft` transform of ``shape``
     (B, N, M) (``fft_stage`` once per stage, then ``copy`` when the stages are odd)."""
     nb, n, nm = (int(v) for v in shape)
@@ -314,12 +316,12 @@ def fft_launches(shape, dtype, shared=None):
     if shared is None:
         shared = n <= smem
     if shared:
-        rows = _lines_per_block(nb, n, nm, smem)
+        rows = _lines_per_block(nb, n, nm, smem, sms)
         threads = min(TPB, max(1, rows * n // 2))
         return [("fft_shared", (-(-(nb * nm) // rows),), (threads,))]
     log_n = n.bit_length() - 1
-    stages = [("fft_stage", (_blocks(nb * max(n // 2, 1) * nm),), (TPB,))] * log_n
-    return stages + ([("copy", (_blocks(nb * n * nm),), (TPB,))] if log_n % 2 else [])
+    stages = [("fft_stage", *grid_1d(nb * max(n // 2, 1) * nm, TPB, sms))] * log_n
+    return stages + ([("copy", *grid_1d(nb * n * nm, TPB, sms))] if log_n % 2 else [])
 
 
 def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
@@ -467,13 +469,13 @@ def workspace(spec):
     return cdtype.itemsize * (planes + spectra + scratch + twiddles) + 16 * k2
 
 
-def _elementwise_launches(spec):
+def _elementwise_launches(spec, sms=None):
     """``{kernel: (grid, block)}`` of the gather, reduction and crop: one thread an element."""
     p, q, k2, _, _ = _geometry(spec)
     c2 = -(-spec.c // 2)
-    return {"gather": ((_blocks(spec.n * c2 * p * q),), (TPB,)),
-            "reduce": ((_blocks(spec.n * k2 * p * q),), (TPB,)),
-            "crop": ((_blocks(spec.n * spec.k * spec.oh * spec.ow),), (TPB,))}
+    return {"gather": grid_1d(spec.n * c2 * p * q, TPB, sms),
+            "reduce": grid_1d(spec.n * k2 * p * q, TPB, sms),
+            "crop": grid_1d(spec.n * spec.k * spec.oh * spec.ow, TPB, sms)}
 
 
 def launches(spec, sms=None):
@@ -481,11 +483,11 @@ def launches(spec, sms=None):
     p, q, k2, _, _ = _geometry(spec)
     c2 = -(-spec.c // 2)
     cdtype = _complex_dtype(spec.dtype)
-    el = _elementwise_launches(spec)
+    el = _elementwise_launches(spec, sms)
 
     def fft2(planes):
-        return (fft_launches((planes * p, q, 1), cdtype)
-                + fft_launches((planes, p, q), cdtype))
+        return (fft_launches((planes * p, q, 1), cdtype, sms=sms)
+                + fft_launches((planes, p, q), cdtype, sms=sms))
 
     return ([("gather", *el["gather"])] + fft2(spec.n * c2) + [("reduce", *el["reduce"])]
             + fft2(spec.n * k2) + [("crop", *el["crop"])])

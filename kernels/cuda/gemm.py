@@ -25,11 +25,12 @@ C's stores coalesced.
 
 Tiles (`tile`): an axis of at most 8 gets 8 threads and one output each; the others 16
 threads and ``r`` outputs each, with ``r`` the largest of 4, 2, 1 that still gives the launch
-`convbench_kernels.cuda.launch.min_blocks` blocks (2 per SM), else 1.  Large products get
-64 x 64 tiles; a batch-1 layer that would leave SMs idle gets smaller ones.  At most 256
-threads and ``(64 * 16 + 16 * 64) * 8`` = 16 KiB of static shared memory per block (float64).
-Grid ``(ceil(N/BN), ceil(M/BM), min(batch, 65535))``: blocks loop over the batch in strides
-of the grid's z extent, so that any batch fits the hardware's limit.
+`convbench_kernels.cuda.launch.min_blocks` blocks (2 per SM), else 8 threads and one output
+each.  Large products get 64 x 64 tiles; a batch-1 layer that would leave SMs idle gets
+smaller ones, down to 8 x 8.  At most 256 threads and ``(64 * 16 + 16 * 64) * 8`` = 16 KiB
+of static shared memory per block (float64).  Grid ``(ceil(N/BN), ceil(M/BM), min(batch,
+65535))``: blocks loop over the batch in strides of the grid's z extent, so that any batch
+fits the hardware's limit.
 
 Accumulation is in the arrays' dtype (float32 stays float32: consumer GPUs run float64 at
 1/32 to 1/64 of the float32 rate), in panels of 16 terms.
@@ -42,22 +43,22 @@ from numba import cuda
 
 from convbench_kernels.cuda.launch import MAX_GRID_YZ, min_blocks
 
-__all__ = ["BK", "Tile", "tile", "launch_config", "plan", "gemm"]
+__all__ = ["BK", "Tile", "tile", "launch_config", "launches", "plan", "gemm"]
 
 BK = 16  # reduction steps per shared-memory panel
 LOG_BK = 4
 SMALL = 8  # an axis of at most this many gets SMALL threads, one output each
-THREADS = 16  # threads along an axis otherwise
-REGS = (4, 2, 1)  # outputs per thread along an axis, tried largest first
+# (threads, outputs per thread) along an axis, tried in order until the grid fills the GPU
+LEVELS = ((16, 4), (16, 2), (16, 1), (SMALL, 1))
 MAX_GRID_Z = MAX_GRID_YZ
 
 Tile = namedtuple("Tile", "ty tx rm rn")
 Tile.__doc__ = "Threads (ty, tx) of a block and outputs (rm, rn) per thread."
 
 
-def _axis(size, regs):
-    """(threads, outputs per thread) along an axis of ``size``."""
-    return (SMALL, 1) if size <= SMALL else (THREADS, regs)
+def _axis(size, level):
+    """(threads, outputs per thread) along an axis of ``size`` at ``level`` of `LEVELS`."""
+    return (SMALL, 1) if size <= SMALL else level
 
 
 def _grid(m, n, batch, t):
@@ -69,8 +70,8 @@ def tile(m, n, batch, sms=None):
     """The `Tile` for C (batch, m, n): the most outputs per thread that still fill the GPU
     (``sms`` SMs: default the device's, else 132)."""
     need = min_blocks(sms)
-    for regs in REGS:
-        (ty, rm), (tx, rn) = _axis(m, regs), _axis(n, regs)
+    for level in LEVELS:
+        (ty, rm), (tx, rn) = _axis(m, level), _axis(n, level)
         t = Tile(ty, tx, rm, rn)
         g = _grid(m, n, batch, t)
         if g[0] * g[1] * g[2] >= need:
@@ -82,6 +83,13 @@ def launch_config(m, n, batch, sms=None):
     """``(grid, block, tile)`` of the kernel for C of shape (batch, m, n)."""
     t = tile(m, n, batch, sms)
     return _grid(m, n, batch, t), (t.tx, t.ty), t
+
+
+def launches(c_shape, sms=None):
+    """``[("gemm", grid, block)]``: the launch for C of ``c_shape`` ((M, N) or (batch, M, N))."""
+    batch, m, n = _shape3(c_shape)
+    grid, block, _ = launch_config(m, n, batch, sms)
+    return [("gemm", grid, block)]
 
 
 @cache

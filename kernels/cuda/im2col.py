@@ -14,11 +14,11 @@ Kernels
 -------
 ``im2col`` (`_im2col_kernel`) writes the column matrices of a chunk of ``nb`` images,
 ``col`` (nb, c*r*s, oh*ow), one element per thread: consecutive threads take consecutive
-output pixels, so the stores are coalesced and the loads are too (strided by ``sw``).  1-D grid of
-``IM2COL_THREADS`` threads per block, at most ``MAX_BLOCKS`` blocks, the threads looping in
-grid strides over the rest.  Then one launch of the GEMM (`convbench_kernels.cuda.gemm`,
-planned in `prepare`) multiplies
-the whole chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
+output pixels, so the stores are coalesced and the loads are too (strided by ``sw``).  1-D
+grid of ``IM2COL_THREADS`` threads per block (fewer for a small layer), at most
+``MAX_BLOCKS`` blocks, the threads looping in grid strides over the rest.  Then one launch
+of the GEMM (`convbench_kernels.cuda.gemm`, planned in `prepare`) multiplies the whole
+chunk: batch ``nb * groups``, A = ``wmat`` shared cyclically (entry ``z % groups``), B =
 ``col`` viewed (nb*groups, cg*r*s, oh*ow), C = the chunk's ``out`` viewed (nb*groups, kg,
 oh*ow).  Chunks hold as many images as fit in ``COL_BUDGET`` bytes of column matrix (at
 least one), so a small layer costs two launches per batch, not two per image.
@@ -43,8 +43,9 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks, index_type, splitter
+from convbench_kernels.cuda.gemm import launches as gemm_launches
+from convbench_kernels.cuda.gemm import plan
+from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches"]
 
@@ -116,8 +117,9 @@ def _gemm_shapes(spec, m):
             (m * spec.groups, spec.kg, spec.oh * spec.ow))
 
 
-def _unfold_blocks(spec, m):
-    return blocks(m * spec.c * spec.r * spec.s * spec.oh * spec.ow, IM2COL_THREADS, MAX_BLOCKS)
+def _unfold_grid(spec, m, sms=None):
+    return grid_1d(m * spec.c * spec.r * spec.s * spec.oh * spec.ow, IM2COL_THREADS, sms,
+                   MAX_BLOCKS)
 
 
 def launches(spec, sms=None):
@@ -126,9 +128,8 @@ def launches(spec, sms=None):
     out = []
     for _, m in _chunks(spec):
         if not _is_pointwise(spec):
-            out.append(("im2col", (_unfold_blocks(spec, m),), (IM2COL_THREADS,)))
-        grid, block, _ = launch_config(*_gemm_shapes(spec, m)[2], sms)
-        out.append(("gemm", grid, block))
+            out.append(("im2col", *_unfold_grid(spec, m, sms)))
+        out += gemm_launches(_gemm_shapes(spec, m)[2], sms)
     return out
 
 
@@ -179,7 +180,7 @@ def prepare(w, spec):
         shapes = _gemm_shapes(spec, m)
         unfold_kernel = _im2col_kernel(index_type(m * spec.c * r * s * npix))
         chunks.append((b0, m, cview, cview.reshape(shapes[1]),
-                       unfold_kernel[_unfold_blocks(spec, m), IM2COL_THREADS], plan(*shapes)))
+                       unfold_kernel[_unfold_grid(spec, m)], plan(*shapes)))
 
     def unfold(x, chunk):
         b0, _, cview, _, launch, _ = chunk

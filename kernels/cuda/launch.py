@@ -14,12 +14,13 @@ import numpy as np
 from numba import cuda
 
 __all__ = ["DEFAULT_SMS", "BLOCKS_PER_SM", "MAX_GRID_YZ", "NARROW_LIMIT", "sm_count",
-           "min_blocks", "blocks", "index_type", "splitter"]
+           "min_blocks", "threads_for", "blocks", "grid_1d", "index_type", "splitter"]
 
 DEFAULT_SMS = 132  # H100 / H200 SXM
 SIMULATOR_SMS = 1
 BLOCKS_PER_SM = 2
 MAX_GRID_YZ = 65535  # hardware limit of gridDim.y and gridDim.z
+WARP = 32
 NARROW_LIMIT = 1 << 32  # flat indices below this split in 32-bit unsigned arithmetic
 
 
@@ -44,11 +45,28 @@ def min_blocks(sms: int | None = None) -> int:
     return BLOCKS_PER_SM * (sm_count() if sms is None else sms)
 
 
+def threads_for(items: int, threads: int, sms: int | None = None) -> int:
+    """Threads per block for ``items`` one-thread work items: ``threads``, halved (down to
+    one warp, `WARP`) while that leaves fewer than `min_blocks` blocks.  Small layers get
+    more, smaller blocks instead of leaving SMs idle."""
+    need = min_blocks(sms)
+    while threads > WARP and -(-items // threads) < need:
+        threads //= 2
+    return threads
+
+
 def blocks(items: int, threads: int, cap: int | None = None) -> int:
     """Blocks of ``threads`` covering ``items`` work items, one each (at least 1, at most
     ``cap``, beyond which the kernel's threads loop in grid strides)."""
     n = max(1, -(-items // threads))
     return n if cap is None else min(n, cap)
+
+
+def grid_1d(items: int, threads: int, sms: int | None = None, cap: int | None = None):
+    """``((blocks,), (threads,))`` for ``items`` one-thread work items, at most ``threads``
+    per block (`threads_for`) and ``cap`` blocks (`blocks`)."""
+    t = threads_for(items, threads, sms)
+    return (blocks(items, t, cap),), (t,)
 
 
 def index_type(*totals):

@@ -36,8 +36,9 @@ from numba import cuda
 
 from convbench_kernels.contract import winograd_3x3 as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.gemm import launch_config, plan
-from convbench_kernels.cuda.launch import blocks, index_type, splitter
+from convbench_kernels.cuda.gemm import launches as gemm_launches
+from convbench_kernels.cuda.gemm import plan
+from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
 from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
@@ -167,12 +168,9 @@ def launches(spec, m=4, sms=None):
     """``[(kernel, grid, block)]``: the launches of one call on ``spec`` with tiles of ``m``
     (``sms``: SMs the GEMM fills, default the device's)."""
     tiles = _tiles(spec, m)[0]
-    grid, block, _ = launch_config(*_gemm_shapes(spec, m)[2], sms)
-    return [("input_transform", (blocks(spec.c * tiles, TRANSFORM_THREADS),),
-             (TRANSFORM_THREADS,)),
-            ("gemm", grid, block),
-            ("output_transform", (blocks(spec.k * tiles, TRANSFORM_THREADS),),
-             (TRANSFORM_THREADS,))]
+    return ([("input_transform", *grid_1d(spec.c * tiles, TRANSFORM_THREADS, sms))]
+            + gemm_launches(_gemm_shapes(spec, m)[2], sms)
+            + [("output_transform", *grid_1d(spec.k * tiles, TRANSFORM_THREADS, sms))])
 
 
 launches_f23 = partial(launches, m=2)
@@ -209,7 +207,8 @@ def prepare(w, spec, m=4):
         stream, no synchronization.
 
     Launch configurations (`launches`, built here once): the transforms run
-    TRANSFORM_THREADS threads per block over c * tiles (input) and k * tiles (output)
+    TRANSFORM_THREADS threads per block (fewer for a small layer:
+    `convbench_kernels.cuda.launch.threads_for`) over c * tiles (input) and k * tiles (output)
     threads; the GEMM as `convbench_kernels.cuda.gemm` picks.
     """
     reason = supports(spec)

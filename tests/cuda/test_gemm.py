@@ -91,6 +91,7 @@ def test_tiles_fill_the_machine_then_block_registers():
     T = cuda_gemm.Tile
     assert cuda_gemm.launch_config(64, 3136, 1, sms=132) == ((196, 4, 1), (16, 16),
                                                              T(16, 16, 1, 1))
+    assert cuda_gemm.launch_config(512, 49, 1, sms=132) == ((7, 64, 1), (8, 8), T(8, 8, 1, 1))
     assert cuda_gemm.launch_config(256, 3136, 1, sms=132)[2] == T(16, 16, 2, 2)
     assert cuda_gemm.launch_config(256, 3136, 32, sms=132) == ((49, 4, 32), (16, 16),
                                                                T(16, 16, 4, 4))
@@ -103,15 +104,15 @@ def test_tiles_fill_the_machine_then_block_registers():
         assert (t.ty * t.rm + t.tx * t.rn) * cuda_gemm.BK * 8 <= 48 * 1024
 
 
-@pytest.mark.parametrize("regs", [1, 2, 4])
+@pytest.mark.parametrize("level", cuda_gemm.LEVELS, ids=lambda lv: f"{lv[0]}x{lv[1]}")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_every_tile_matches_numpy(regs, dtype, monkeypatch):
-    """Each register blocking on odd sizes (partial tiles on both axes, a K tail) and a batch:
-    here forced, where the machine would otherwise choose."""
-    monkeypatch.setattr(cuda_gemm, "REGS", (regs,))
+def test_every_tile_matches_numpy(level, dtype, monkeypatch):
+    """Each tile on odd sizes (partial tiles on both axes, a K tail) and a batch: here forced,
+    where the machine would otherwise choose."""
+    monkeypatch.setattr(cuda_gemm, "LEVELS", (level,))
     a, b = _rand((2, 19, 21), dtype, 10), _rand((2, 21, 23), dtype, 11)
     run = cuda_gemm.plan(a.shape, b.shape, (2, 19, 23))
-    assert run.tile.rm == run.tile.rn == regs
+    assert (run.tile.ty, run.tile.rm) == (run.tile.tx, run.tile.rn) == level
     d_c = cuda.to_device(np.full((2, 19, 23), np.nan, dtype=dtype))
     run(cuda.to_device(a), cuda.to_device(b), d_c)
     _check(d_c.copy_to_host(), np.matmul(a.astype(np.float64), b.astype(np.float64)), dtype)
