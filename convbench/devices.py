@@ -44,6 +44,10 @@ class Host:
     def clock(self):
         return time.perf_counter()
 
+    def free_memory(self) -> int | None:
+        """Free bytes of the device's own memory; None where arrays live in host memory."""
+        return None
+
 
 class EventClock:
     """Seconds on a device's timeline, read from events: a float64 sum of event pairs.
@@ -108,6 +112,12 @@ class Cuda(Host):
 
     def empty(self, shape, dtype):
         return self.cuda.device_array(shape, dtype=dtype)
+
+    def free_memory(self) -> int | None:
+        if self.simulated:  # the simulator's device arrays are NumPy arrays
+            return None
+        free, _ = self.cuda.current_context().get_memory_info()
+        return int(free)
 
     def _recorded_event(self):
         event = self.cuda.event(timing=True)

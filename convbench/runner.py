@@ -190,10 +190,10 @@ def time_problem(spec: ConvSpec, algos, timing: sweep.TimingConfig) -> list[dict
     what ``conv2d(..., algo="auto")`` measures on a miss."""
     places = _devices({a.device for a in algos})
     problem = _Problem(spec)
-    budget = int(MEMORY_FRACTION * machine.available_memory())
+    budgets = _budgets(places, None)
     threads = numba.get_num_threads()
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        return [{**run_case(spec, a, problem, timing, budget, places[a.device]),
+        return [{**run_case(spec, a, problem, timing, budgets[a.device], places[a.device]),
                  "threads": threads} for a in algos]
 
 
@@ -235,6 +235,18 @@ def _devices(names) -> dict:
         except ValueError as err:
             places[name] = str(err)
     return places
+
+
+def _budgets(places: dict, max_memory: int | None) -> dict:
+    """Workspace bytes one case may use on each device: ``max_memory`` when given, else
+    `MEMORY_FRACTION` of the memory free where its arrays live: a GPU's own memory
+    (`devices.Cuda.free_memory`), the host's for the CPU and the CUDA simulator."""
+    host = max_memory or int(MEMORY_FRACTION * machine.available_memory())
+    budgets = {}
+    for name, place in places.items():
+        free = None if max_memory or isinstance(place, str) else place.free_memory()
+        budgets[name] = host if free is None else int(MEMORY_FRACTION * free)
+    return budgets
 
 
 def _key(row_or_spec, algo_name=None, device=None) -> tuple:
@@ -343,16 +355,19 @@ def _start(run: _Run, algos, threads: int, budget: int, remeasure: bool, retune:
     return roof
 
 
-def _run_cases(run: _Run, cases, threads: int, budget: int, roof, journal: store.Journal,
-               progress) -> None:
+def _run_cases(run: _Run, cases, threads: int, max_memory: int | None, roof,
+               journal: store.Journal, progress) -> None:
     """Run every (problem, algorithm) case in order, journaling each row as it exists."""
     places = _devices({a.device for _, a in cases})
+    budgets = _budgets(places, max_memory)
+    run.meta["memory_budgets"] = budgets
     problem = None
     for spec, algo in cases:
         if problem is None or problem.spec != spec:  # only the current problem's inputs live
             problem = _Problem(spec)
         row = {"run_id": run.meta["run_id"], "threads": threads,
-               **run_case(spec, algo, problem, run.config.timing, budget, places[algo.device])}
+               **run_case(spec, algo, problem, run.config.timing, budgets[algo.device],
+                          places[algo.device])}
         row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
         journal.append(row)
         if progress:
@@ -394,7 +409,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         Numba threads for the whole run (default: Numba's default).  BLAS runs on one thread
         throughout (`BLAS_THREADS`).
     max_memory : int, optional
-        Bytes of workspace one case may use (default: half the memory available at the start).
+        Bytes of workspace one case may use (default: half the memory available at the start,
+        on the GPU for CUDA rows).
     progress : callable, optional
         Called with each row as it is saved.
     entries : registry entries, optional
@@ -435,7 +451,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
             roof = _start(run, algos, threads, budget, remeasure, retune)
             if on_start:
                 on_start(run.run_dir, len(cases))
-            _run_cases(run, cases, threads, budget, roof, journal, progress)
+            _run_cases(run, cases, threads, max_memory, roof, journal, progress)
         complete = True
     except KeyboardInterrupt:
         pass

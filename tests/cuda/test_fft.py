@@ -27,6 +27,7 @@ from convbench_kernels.cuda import fft
 from convbench_kernels.reference import reference_conv2d
 from tests.cases import CASES, random_arrays
 
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 TOL = {"float32": 1e-5, "float64": 1e-12, "complex64": 1e-5, "complex128": 1e-12}
 SIZES = [1, 2, 4, 8, 16, 32]
 
@@ -185,6 +186,14 @@ def test_supports_is_the_cpu_rule():
     assert fft.supports is convbench_kernels.cpu.fft.supports
 
 
+def _check_workspace(spec, held):
+    bound = fft.workspace(spec)
+    assert held <= bound + 64 * 1024, (held, bound)
+    assert bound <= 2 * held + 64 * 1024, (held, bound)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="tracemalloc sees host memory only; on a GPU "
+                    "test_workspace_bounds_device_allocations measures the device's")
 @pytest.mark.parametrize("name", ["tail channels", "float64"])
 def test_workspace_bounds_allocations(name):
     """workspace(spec) bounds what prepare keeps allocated (simulator device arrays are
@@ -199,9 +208,29 @@ def test_workspace_bounds_allocations(name):
     finally:
         tracemalloc.stop()
     assert compute is not None
-    bound = fft.workspace(spec)
-    assert held <= bound + 64 * 1024, (held, bound)
-    assert bound <= 2 * held + 64 * 1024, (held, bound)
+    _check_workspace(spec, held)
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator has no device memory: its device arrays "
+                    "are NumPy arrays (test_workspace_bounds_allocations traces them)")
+@pytest.mark.parametrize("name", ["tail channels", "float64"])
+def test_workspace_bounds_device_allocations(name, monkeypatch):
+    """workspace(spec) bounds the device memory prepare requests (every device allocation
+    goes through the context's ``memalloc``)."""
+    from numba.cuda.cudadrv import driver
+
+    spec = CASES[name]
+    _, w = random_arrays(spec)
+    sizes = []
+    memalloc = driver.Context.memalloc
+
+    def counted(self, bytesize):
+        sizes.append(bytesize)
+        return memalloc(self, bytesize)
+
+    monkeypatch.setattr(driver.Context, "memalloc", counted)
+    assert fft.prepare(w, spec) is not None
+    _check_workspace(spec, sum(sizes))
 
 
 _PTX_SCRIPT = r"""

@@ -43,3 +43,22 @@ def test_launch_bound_warns_under_the_floors():
         "launch-bound: a call takes 9.0 empty-kernel launches (5.0 us each)")
     assert devices.launch_bound(devices.LAUNCH_BOUND_FLOORS * floor * 1.1, floor) is None
     assert devices.launch_bound(1e-9, 0.0) is None
+
+
+class FakeGpu(devices.Host):
+    """A device whose arrays live in 8 GiB of free device memory."""
+
+    name = "cuda"
+
+    def free_memory(self):
+        return 8 << 30
+
+
+def test_budgets_follow_where_the_arrays_live(monkeypatch):
+    from convbench import runner
+
+    monkeypatch.setattr(runner.machine, "available_memory", lambda: 2 << 30)
+    places = {"cpu": devices.Host(), "cuda": FakeGpu()}
+    assert runner._budgets(places, None) == {"cpu": 1 << 30, "cuda": 4 << 30}
+    assert runner._budgets(places, 123) == {"cpu": 123, "cuda": 123}  # --max-memory: both
+    assert runner._budgets({"cuda": "no GPU"}, None) == {"cuda": 1 << 30}
