@@ -160,7 +160,9 @@ def main(argv=None) -> int:
                 continue
             for cc in ccs:
                 try:
-                    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=divmod(cc, 10))
+                    bounds = kernel.targetoptions.get("launch_bounds")
+                    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=divmod(cc, 10),
+                                              launch_bounds=bounds)
                     info = assemble(ptxas, ptx, cc)
                 except Exception as err:  # report every kernel, then fail
                     bad += 1

@@ -28,7 +28,8 @@ threads and ``r`` outputs each, with ``r`` the largest of 4, 2, 1 that still giv
 `convbench_kernels.cuda.launch.min_blocks` blocks (2 per SM), else 8 threads and one output
 each.  Large products get 64 x 64 tiles; a batch-1 layer that would leave SMs idle gets
 smaller ones, down to 8 x 8.  At most 256 threads and ``(64 * 16 + 16 * 64) * 8`` = 16 KiB
-of static shared memory per block (float64).  Grid ``(ceil(N/BN), ceil(M/BM), min(batch,
+of static shared memory per block (float64); launch bounds that leave room for 768 resident
+threads per SM (`RESIDENT_THREADS`).  Grid ``(ceil(N/BN), ceil(M/BM), min(batch,
 65535))``: blocks loop over the batch in strides of the grid's z extent, so that any batch
 fits the hardware's limit.
 
@@ -41,7 +42,7 @@ from functools import cache
 
 from numba import cuda
 
-from convbench_kernels.cuda.launch import MAX_GRID_YZ, min_blocks
+from convbench_kernels.cuda.launch import MAX_GRID_YZ, bounded_jit, min_blocks
 
 __all__ = ["BK", "Tile", "tile", "launch_config", "launches", "plan", "gemm"]
 
@@ -51,6 +52,10 @@ SMALL = 8  # an axis of at most this many gets SMALL threads, one output each
 # (threads, outputs per thread) along an axis, tried in order until the grid fills the GPU
 LEVELS = ((16, 4), (16, 2), (16, 1), (SMALL, 1))
 MAX_GRID_Z = MAX_GRID_YZ
+# Launch bounds: threads a block's registers must leave room for on one SM (3 blocks of 256,
+# 37.5% occupancy).  Unbounded, ptxas gave the 64 x 64 tile 157 registers a thread (one block
+# per SM); bounded, 76-78 and no spills in either dtype (benchmarks/cuda_compile.py).
+RESIDENT_THREADS = 768
 
 Tile = namedtuple("Tile", "ty tx rm rn")
 Tile.__doc__ = "Threads (ty, tx) of a block and outputs (rm, rn) per thread."
@@ -103,7 +108,7 @@ def _kernel(t):
     a_panel = bm * BK
     b_panel = BK * bn
 
-    @cuda.jit
+    @bounded_jit(nthreads, RESIDENT_THREADS // nthreads)
     def gemm_kernel(a, b, c):
         sa = cuda.shared.array((bm, BK), a.dtype)
         sb = cuda.shared.array((BK, bn), b.dtype)

@@ -14,7 +14,8 @@ import numpy as np
 from numba import cuda
 
 __all__ = ["DEFAULT_SMS", "BLOCKS_PER_SM", "MAX_GRID_YZ", "NARROW_LIMIT", "sm_count",
-           "min_blocks", "threads_for", "blocks", "grid_1d", "index_type", "splitter"]
+           "min_blocks", "threads_for", "blocks", "grid_1d", "index_type", "splitter",
+           "bounded_jit"]
 
 DEFAULT_SMS = 132  # H100 / H200 SXM
 SIMULATOR_SMS = 1
@@ -101,3 +102,12 @@ def splitter(ix):
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return split
     return cuda.jit(device=True, inline="always")(split)
+
+
+def bounded_jit(threads: int, blocks_per_sm: int):
+    """``cuda.jit`` with launch bounds: blocks of at most ``threads``, of which
+    ``blocks_per_sm`` must fit on one SM (ptxas then caps the registers a thread gets).  The
+    simulator's ``jit`` takes no bounds (it has no registers): plain ``cuda.jit`` there."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return cuda.jit
+    return cuda.jit(launch_bounds=(threads, blocks_per_sm))
