@@ -24,7 +24,7 @@ from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cuda.gemm import launches as gemm_launches
 from convbench_kernels.cuda.gemm import plan
-from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
            "prepare_separable", "workspace_separable", "launches_separable"]
@@ -99,7 +99,7 @@ def _launcher(w, spec, m):
     pt, _, pl, _ = spec.pads
     kernel = _depthwise_kernel(np.dtype(spec.dtype),
                                index_type(spec.n * spec.c * m * spec.oh * spec.ow))
-    launch = kernel[_grid(spec, m)]
+    launch = launcher(kernel, *_grid(spec, m))
     args = (wt, m, spec.sh, spec.sw, pt, pl, spec.dh, spec.dw)
 
     def run(x, out):

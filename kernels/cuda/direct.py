@@ -36,7 +36,7 @@ import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
-from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 
 __all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
@@ -138,7 +138,7 @@ def prepare(w, spec):
     wt = cuda.to_device(_blocked_weights(w, spec, kb))
     pt, _, pl, _ = spec.pads
     (_, grid, block), = launches(spec)
-    launch = _kernel(kb, index_type(_items(spec)))[grid, block]
+    launch = launcher(_kernel(kb, index_type(_items(spec))), grid, block)
     args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl)
 
     def compute(x, out):

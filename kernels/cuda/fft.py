@@ -88,7 +88,14 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.launch import WARP, grid_1d, index_type, min_blocks, splitter
+from convbench_kernels.cuda.launch import (
+    WARP,
+    grid_1d,
+    index_type,
+    launcher,
+    min_blocks,
+    splitter,
+)
 
 __all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
            "fft_launches", "line_stride", "transform_size"]
@@ -259,7 +266,7 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     if shared:
         ld = line_stride(n, nm, smem)
         rows = _lines_per_block(nb, n, nm, smem)
-        kernel = _fft_shared_kernel(smem, ix)[launch["fft_shared"]]
+        kernel = launcher(_fft_shared_kernel(smem, ix), *launch["fft_shared"])
 
         def run(a):
             kernel(a, tw, log_n, inverse, rows, ld)
@@ -270,8 +277,8 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
         scratch = cuda.device_array(size, dtype=cdtype)
     tmp = scratch[:size].reshape(nb, n, nm)
     flat_tmp = scratch[:size]
-    stage = _fft_stage_kernel(ix)[launch["fft_stage"]] if log_n else None
-    copy = _copy[launch["copy"]] if "copy" in launch else None
+    stage = launcher(_fft_stage_kernel(ix), *launch["fft_stage"]) if log_n else None
+    copy = launcher(_copy, *launch["copy"]) if "copy" in launch else None
 
     def run(a):
         src, dst = a, tmp
@@ -532,7 +539,7 @@ def prepare(w, spec):
     ione = cdtype.type(1j)
     shapes = _elementwise_launches(spec)
     kernels = _conv_kernels(index_type(n * max(c2, k2) * p * q, n * spec.k * spec.oh * spec.ow))
-    gather, reduce, crop = (kernel[shapes[name]] for kernel, name
+    gather, reduce, crop = (launcher(kernel, *shapes[name]) for kernel, name
                             in zip(kernels, ("gather", "reduce", "crop"), strict=True))
     sh, sw = spec.sh, spec.sw
 

@@ -42,7 +42,7 @@ from functools import cache
 
 from numba import cuda
 
-from convbench_kernels.cuda.launch import MAX_GRID_YZ, bounded_jit, min_blocks
+from convbench_kernels.cuda.launch import MAX_GRID_YZ, bounded_jit, launcher, min_blocks
 
 __all__ = ["BK", "Tile", "tile", "launch_config", "launches", "plan", "gemm"]
 
@@ -203,7 +203,7 @@ def plan(a_shape, b_shape, c_shape, sms=None):
     if grid[1] > MAX_GRID_YZ:
         raise ValueError(f"gemm: M={m} needs {grid[1]} blocks along y, more than {MAX_GRID_YZ}")
     kernel = None if batch == 0 or m == 0 or n == 0 else _kernel(t)
-    launch = None if kernel is None else kernel[grid, block]
+    launch = None if kernel is None else launcher(kernel, grid, block)
 
     def run(A, B, C, stream=0):
         if launch is not None:

@@ -45,7 +45,7 @@ from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cuda.gemm import launches as gemm_launches
 from convbench_kernels.cuda.gemm import plan
-from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 
 __all__ = ["supports", "prepare", "workspace", "launches"]
 
@@ -180,7 +180,7 @@ def prepare(w, spec):
         shapes = _gemm_shapes(spec, m)
         unfold_kernel = _im2col_kernel(index_type(m * spec.c * r * s * npix))
         chunks.append((b0, m, cview, cview.reshape(shapes[1]),
-                       unfold_kernel[_unfold_grid(spec, m)], plan(*shapes)))
+                       launcher(unfold_kernel, *_unfold_grid(spec, m)), plan(*shapes)))
 
     def unfold(x, chunk):
         b0, _, cview, _, launch, _ = chunk

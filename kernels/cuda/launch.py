@@ -15,7 +15,7 @@ from numba import cuda
 
 __all__ = ["DEFAULT_SMS", "BLOCKS_PER_SM", "MAX_GRID_YZ", "NARROW_LIMIT", "sm_count",
            "min_blocks", "threads_for", "blocks", "grid_1d", "index_type", "splitter",
-           "bounded_jit"]
+           "bounded_jit", "launcher"]
 
 DEFAULT_SMS = 132  # H100 / H200 SXM
 SIMULATOR_SMS = 1
@@ -111,3 +111,16 @@ def bounded_jit(threads: int, blocks_per_sm: int):
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return cuda.jit
     return cuda.jit(launch_bounds=(threads, blocks_per_sm))
+
+
+def launcher(kernel, grid, block):
+    """``kernel`` configured for ``(grid, block)``, built once (in a ``prepare``) and called
+    for every launch.
+
+    numba-cuda's ``kernel[grid, block]`` is a launch configuration object of its own; the
+    simulator's configures the kernel object itself and returns it, so that two
+    configurations of one kernel built ahead would both launch with the last one.  There the
+    configuration is applied at each call instead."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return lambda *args: kernel[grid, block](*args)
+    return kernel[grid, block]

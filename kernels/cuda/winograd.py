@@ -38,7 +38,7 @@ from convbench_kernels.contract import winograd_3x3 as supports
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cuda.gemm import launches as gemm_launches
 from convbench_kernels.cuda.gemm import plan
-from convbench_kernels.cuda.launch import grid_1d, index_type, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
@@ -235,8 +235,8 @@ def prepare(w, spec, m=4):
     in_kernel, out_kernel = _transform_kernels(nt, dtype,
                                                index_type(max(spec.c, spec.k) * tiles))
     (_, g_in, b_in), _, (_, g_out, b_out) = launches(spec, m)
-    in_launch = in_kernel[g_in, b_in]
-    out_launch = out_kernel[g_out, b_out]
+    in_launch = launcher(in_kernel, g_in, b_in)
+    out_launch = launcher(out_kernel, g_out, b_out)
     mm = plan(*_gemm_shapes(spec, m))
 
     def input_transform(x, out):

@@ -104,8 +104,9 @@ def test_tiles_fill_the_machine_then_block_registers():
         assert (t.ty * t.rm + t.tx * t.rn) * cuda_gemm.BK * 8 <= 48 * 1024
 
 
-@pytest.mark.parametrize("level", cuda_gemm.LEVELS, ids=lambda lv: f"{lv[0]}x{lv[1]}")
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("level", "dtype"),
+                         list(zip(cuda_gemm.LEVELS, ["float32", "float64"] * 2, strict=True)),
+                         ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else v)
 def test_every_tile_matches_numpy(level, dtype, monkeypatch):
     """Each tile on odd sizes (partial tiles on both axes, a K tail) and a batch: here forced,
     where the machine would otherwise choose."""

@@ -19,8 +19,8 @@ from convbench_kernels.cuda import launch  # noqa: E402
 from tests.kernels.test_algorithms import relative_error, weights_and_reference  # noqa: E402
 
 # batch 2, odd sizes, padding: every split of every kernel has a remainder to get right
-SPEC = ConvSpec(n=2, c=3, h=4, w=5, k=3, r=3, padding=1)
-DEPTHWISE = ConvSpec(n=2, c=3, h=4, w=5, k=6, r=3, groups=3, padding=1, stride=2)
+SPEC = ConvSpec(n=2, c=3, h=3, w=5, k=2, r=3, padding=1)
+DEPTHWISE = ConvSpec(n=2, c=3, h=3, w=5, k=6, r=3, groups=3, padding=1, stride=2)
 
 
 def test_index_type_narrows_below_two_to_the_32():

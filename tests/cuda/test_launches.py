@@ -16,6 +16,9 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
     if not cuda.is_available():
         pytest.skip("needs a CUDA GPU or NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
 
+import numpy as np  # noqa: E402
+from numba import cuda  # noqa: E402
+
 from convbench import registry, sweep  # noqa: E402
 from convbench.spec import ConvSpec  # noqa: E402
 from convbench_kernels.cuda import depthwise, direct, fft, gemm, im2col, winograd  # noqa: E402
@@ -87,3 +90,22 @@ def test_prepare_plans_the_gemms_launches_lists(name, monkeypatch):
     algo.prepare(w, spec)
     listed = [(kernel, grid) for kernel, grid, _ in LAUNCHES[name](spec) if kernel == "gemm"]
     assert planned == listed and planned
+
+
+
+@cuda.jit
+def _fill(out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = i + 1
+
+
+def test_launchers_built_ahead_keep_their_own_shapes():
+    """Two launches of one kernel built before either runs (as prepare builds them) each
+    launch with their own grid: the simulator's ``kernel[grid, block]`` would alias them."""
+    small, large = cl.launcher(_fill, (1,), (4,)), cl.launcher(_fill, (3,), (4,))
+    a, b = cuda.to_device(np.zeros(12)), cuda.to_device(np.zeros(12))
+    small(a)
+    large(b)
+    assert a.copy_to_host().tolist() == [1, 2, 3, 4] + [0] * 8
+    assert b.copy_to_host().tolist() == list(range(1, 13))
