@@ -208,8 +208,11 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
                                 max_seconds=timing.max_seconds / 4, warmups=0,
                                 clock=clock).stats["median"]
                   for name, fn in getattr(compute, "phases", ())}
+        floor = device.launch_floor() if device.name == "cuda" else None
         if device.simulated:
             warnings.append("CUDA simulator: times say nothing about a GPU")
+        elif floor is not None:
+            warnings.extend(filter(None, [devices.launch_bound(st["median"], floor)]))
         if not accurate:
             warnings.append(f"inaccurate: {why}")
         return {
@@ -224,7 +227,8 @@ def run_case(spec: ConvSpec, algo: registry.Algorithm, problem: _Problem,
             "workspace_bytes": workspace,
             "phases_s": json.dumps(phases) if phases else "",
             "params": json.dumps(params, sort_keys=True) if params else "",
-            **({"h2d_s": h2d_s, "d2h_s": d2h_s} if device.name == "cuda" else {}),
+            **({"h2d_s": h2d_s, "d2h_s": d2h_s, "launch_floor_s": floor}
+               if device.name == "cuda" else {}),
             "warnings": "; ".join(warnings + t.warnings),
         }
     except Exception as exc:  # one algorithm's failure must not end the sweep
@@ -239,10 +243,10 @@ def time_problem(spec: ConvSpec, algos, timing: sweep.TimingConfig) -> list[dict
     what ``conv2d(..., algo="auto")`` measures on a miss."""
     places = _devices({a.device for a in algos})
     problem = _Problem(spec)
-    budget = int(MEMORY_FRACTION * machine.available_memory())
+    budgets = _budgets(places, None)
     threads = numba.get_num_threads()
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        return [{**run_case(spec, a, problem, timing, budget, places[a.device]),
+        return [{**run_case(spec, a, problem, timing, budgets[a.device], places[a.device]),
                  "threads": threads} for a in algos]
 
 
@@ -284,6 +288,18 @@ def _devices(names) -> dict:
         except ValueError as err:
             places[name] = str(err)
     return places
+
+
+def _budgets(places: dict, max_memory: int | None) -> dict:
+    """Workspace bytes one case may use on each device: ``max_memory`` when given, else
+    `MEMORY_FRACTION` of the memory free where its arrays live: a GPU's own memory
+    (`devices.Cuda.free_memory`), the host's for the CPU and the CUDA simulator."""
+    host = max_memory or int(MEMORY_FRACTION * machine.available_memory())
+    budgets = {}
+    for name, place in places.items():
+        free = None if max_memory or isinstance(place, str) else place.free_memory()
+        budgets[name] = host if free is None else int(MEMORY_FRACTION * free)
+    return budgets
 
 
 def _key(row_or_spec, algo_name=None, device=None) -> tuple:
@@ -403,19 +419,20 @@ def pending(run: Run, algos) -> list[tuple[ConvSpec, registry.Algorithm]]:
             if _key(spec, a.name, a.device) not in run.done]
 
 
-def case_rows(cases, timing: sweep.TimingConfig, budget: int, threads: int, roof,
+def case_rows(cases, timing: sweep.TimingConfig, budgets: dict, threads: int, roof,
               machine_id: str):
-    """Each case's row, in order, as soon as it exists: the measurement (`run_case`), the
-    threads and machine it ran on, and its place under the roofline.  Every run makes its
-    rows here, on this machine or on a cluster's worker; the run that journals them adds its
-    ``run_id``."""
+    """Each case's row, in order, as soon as it exists: the measurement (`run_case`, within
+    its device's workspace budget, `case_budgets`), the threads and machine it ran on, and
+    its place under the roofline.  Every run makes its rows here, on this machine or on a
+    cluster's worker; the run that journals them adds its ``run_id``."""
     places = _devices({a.device for _, a in cases})
     problem = None
     for spec, algo in cases:
         if problem is None or problem.spec != spec:  # only the current problem's inputs live
             problem = _Problem(spec)
         row = {"machine": machine_id, "threads": threads,
-               **run_case(spec, algo, problem, timing, budget, places[algo.device])}
+               **run_case(spec, algo, problem, timing, budgets[algo.device],
+                          places[algo.device])}
         row.update(roofline.row_columns(spec, row, _estimate(algo, spec, row), roof))
         yield row
 
@@ -433,10 +450,17 @@ def record(run: Run, row: dict, journal: store.Journal, progress=None) -> bool:
     return True
 
 
-def _run_cases(run: Run, cases, threads: int, budget: int, roof, machine_id: str,
+def case_budgets(cases, max_memory: int | None) -> dict:
+    """The workspace budget of each device the cases run on (`_budgets`)."""
+    return _budgets(_devices({a.device for _, a in cases}), max_memory)
+
+
+def _run_cases(run: Run, cases, threads: int, max_memory: int | None, roof, machine_id: str,
                journal: store.Journal, progress) -> None:
     """Run every (problem, algorithm) case in order, journaling each row as it exists."""
-    for row in case_rows(cases, run.config.timing, budget, threads, roof, machine_id):
+    budgets = case_budgets(cases, max_memory)
+    run.meta["memory_budgets"] = budgets
+    for row in case_rows(cases, run.config.timing, budgets, threads, roof, machine_id):
         record(run, row, journal, progress)
     run.meta["machine"]["numba_threading_layer"] = machine.threading_layer()
 
@@ -475,7 +499,8 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
         Numba threads for the whole run (default: Numba's default).  BLAS runs on one thread
         throughout (`BLAS_THREADS`).
     max_memory : int, optional
-        Bytes of workspace one case may use (default: half the memory available at the start).
+        Bytes of workspace one case may use (default: half the memory available at the start,
+        on the GPU for CUDA rows).
     progress : callable, optional
         Called with each row as it is saved.
     entries : registry entries, optional
@@ -515,7 +540,7 @@ def run_sweep(config="default", *, results_dir="results", run_id: str | None = N
             roof, machine_id = _start(run, algos, threads, budget, remeasure, retune)
             if on_start:
                 on_start(run.run_dir, len(cases))
-            _run_cases(run, cases, threads, budget, roof, machine_id, journal, progress)
+            _run_cases(run, cases, threads, max_memory, roof, machine_id, journal, progress)
         complete = True
     except KeyboardInterrupt:
         pass

@@ -28,8 +28,8 @@ except ImportError:  # not on Windows: journals are not locked there
 # memory_level) and ``roofline`` in meta.json.  3: ``params`` (the kernel parameters a row ran)
 # and ``tuning`` in meta.json.  4: ``machine`` (the machine a row ran on,
 # `convbench.cache.machine_id`) and ``machines`` in meta.json; ``direction`` (fwd, bwd_d,
-# bwd_w).  Older runs load with the newer columns missing, but for those with a value every
-# older row had (`OLD_VALUES`).
+# bwd_w); ``launch_floor_s`` (CUDA rows).  Older runs load with the newer columns missing, but
+# for those with a value every older row had (`OLD_VALUES`).
 SCHEMA_VERSION = 4
 JOURNAL = "journal.jsonl"
 ROWS = "rows.parquet"
@@ -54,8 +54,7 @@ COLUMNS = {
                     _FLOAT),
     "n_values": _INT, "loops": _INT, "values_s": "object", "gflops": _FLOAT,
     "workspace_bytes": _INT, "phases_s": _STR, "params": _STR, "simulated": _BOOL,
-    "h2d_s": _FLOAT,
-    "d2h_s": _FLOAT, "warnings": _STR,
+    "h2d_s": _FLOAT, "d2h_s": _FLOAT, "launch_floor_s": _FLOAT, "warnings": _STR,
     # The row under the machine's roofline (convbench.roofline.row_columns; since version 2).
     "bytes_moved": _INT, "intensity": _FLOAT, "peak_fraction": _FLOAT,
     "bandwidth_fraction": _FLOAT, "memory_level": _STR,

@@ -82,7 +82,6 @@ class Setup:
     """A timing process's settings and what it knows of its machine."""
 
     threads: int
-    budget: int
     machine_id: str
     roof: roofline.Roofline | None
     record: dict
@@ -109,8 +108,7 @@ def configure(threads: int | None = None, warm: bool = True) -> Setup:
     fingerprint = {**machine.fingerprint(), "numba_threading_layer": machine.threading_layer()}
     record = {**store.machine_record(fingerprint, roof.to_dict() if roof else None, threads),
               "tuning": chosen.to_dict()}
-    _SETUP = Setup(threads, int(runner.MEMORY_FRACTION * machine.available_memory()),
-                   cache.machine_id(threads), roof, record)
+    _SETUP = Setup(threads, cache.machine_id(threads), roof, record)
     return _SETUP
 
 
@@ -158,7 +156,8 @@ def run_batch(specs: list[ConvSpec], algos: list, timing: sweep.TimingConfig,
     numba.set_num_threads(setup.threads)  # Numba's thread count is per calling thread
     entries = [registry.get(*a) if isinstance(a, tuple) else a for a in algos]
     cases = [(spec, a) for spec in specs for a in entries]
-    rows = list(runner.case_rows(cases, timing, setup.budget, setup.threads, setup.roof,
+    budgets = runner.case_budgets(cases, None)  # each device's share of its free memory now
+    rows = list(runner.case_rows(cases, timing, budgets, setup.threads, setup.roof,
                                  setup.machine_id))
     return {"machine": setup.machine_id, "record": setup.record, "rows": rows}
 

@@ -10,11 +10,10 @@ dilation, float32 and float64.
     r * s taps are read straight from ``x`` with bounds checks, so padding costs no copy.
 `prepare_separable`
     Depthwise into a device intermediate (n, c*m, oh, ow), then the pointwise 1x1 as a GEMM
-    per image, (k, c*m) @ (c*m, oh*ow): one launch of `convbench_kernels.cuda.gemm.gemm`
+    per image, (k, c*m) @ (c*m, oh*ow): one launch of the GEMM (`convbench_kernels.cuda.gemm`)
     batched over the images, the pointwise weights shared by all of them.
 """
 
-import math
 from functools import cache
 
 import numpy as np
@@ -23,19 +22,23 @@ from numba import cuda
 from convbench_kernels.contract import depthwise as supports
 from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
-from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.cuda.gemm import launches as gemm_launches
+from convbench_kernels.cuda.gemm import plan
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 
-__all__ = ["supports", "prepare", "workspace", "supports_separable", "prepare_separable",
-           "workspace_separable"]
+__all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
+           "prepare_separable", "workspace_separable", "launches_separable"]
 
 #: Threads per block of the depthwise kernel.
 THREADS = 256
 
 
 @cache
-def _depthwise_kernel(dtype):
-    """The depthwise kernel for ``dtype`` (its accumulator stays in that dtype)."""
+def _depthwise_kernel(dtype, ix):
+    """The depthwise kernel for ``dtype`` (its accumulator stays in that dtype), splitting
+    its flat index in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     dt = np.dtype(dtype).type
+    split = splitter(ix)
 
     @cuda.jit
     def depthwise(x, wt, mult, sh, sw, pt, pl, dh, dw, out):
@@ -47,13 +50,10 @@ def _depthwise_kernel(dtype):
             return
         h, w = x.shape[2], x.shape[3]
         r, s = wt.shape[1], wt.shape[2]
-        ox = idx % ow
-        rest = idx // ow
-        oy = rest % oh
-        rest = rest // oh
-        o = rest % k
-        b = rest // k
-        ci = o // mult
+        rest, ox = split(idx, ow)
+        rest, oy = split(rest, oh)
+        b, o = split(rest, k)
+        ci, _ = split(o, mult)
         y0 = oy * sh - pt
         x0 = ox * sw - pl
         acc = dt(0)
@@ -69,14 +69,37 @@ def _depthwise_kernel(dtype):
     return depthwise
 
 
+def _grid(spec, m, sms=None):
+    return grid_1d(spec.n * spec.c * m * spec.oh * spec.ow, THREADS, sms)
+
+
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the one launch of a depthwise call on ``spec``."""
+    return [("depthwise", *_grid(spec, spec.k // spec.c, sms))]
+
+
+def _pointwise_shapes(spec, m):
+    """Shapes of the pointwise GEMM's A, B, C: (k, c*m) @ (n, c*m, oh*ow)."""
+    cm, plane = spec.c * m, spec.oh * spec.ow
+    return (spec.k, cm), (spec.n, cm, plane), (spec.n, spec.k, plane)
+
+
+def launches_separable(spec, multiplier=1, sms=None):
+    """``[(kernel, grid, block)]``: the launches of a separable call on ``spec`` (the standard
+    convolution it replaces) with channel ``multiplier``."""
+    return ([("depthwise", *_grid(spec, multiplier, sms))]
+            + gemm_launches(_pointwise_shapes(spec, multiplier)[2], sms))
+
+
 def _launcher(w, spec, m):
     """``run(x, out)`` launching the depthwise kernel with weights w (c*m, 1, r, s) of ``spec``
     (only its n, c, r, s, stride, padding, dilation, oh, ow and dtype are read)."""
     wt = cuda.to_device(np.ascontiguousarray(np.asarray(w, dtype=spec.dtype)
                                              .reshape(spec.c * m, spec.r, spec.s)))
     pt, _, pl, _ = spec.pads
-    total = spec.n * spec.c * m * spec.oh * spec.ow
-    launch = _depthwise_kernel(np.dtype(spec.dtype))[max(1, math.ceil(total / THREADS)), THREADS]
+    kernel = _depthwise_kernel(np.dtype(spec.dtype),
+                               index_type(spec.n * spec.c * m * spec.oh * spec.ow))
+    launch = launcher(kernel, *_grid(spec, m))
     args = (wt, m, spec.sh, spec.sw, pt, pl, spec.dh, spec.dw)
 
     def run(x, out):
@@ -109,7 +132,8 @@ def prepare(w, spec):
     Returns
     -------
     callable
-        ``compute(x, out)`` on device arrays; one launch of THREADS threads per block over
+        ``compute(x, out)`` on device arrays; one launch of THREADS threads per block (fewer
+        for a small layer: `convbench_kernels.cuda.launch.threads_for`) over
         the n*k*oh*ow output elements, default stream, no synchronization.
     """
     reason = supports(spec)
@@ -136,18 +160,19 @@ def prepare_separable(ws, spec):
         (n, c*m, oh, ow) is allocated here.
     """
     w_dw, w_pw, m = separable_weights(ws, spec)
-    n, c, k = spec.n, spec.c, spec.k
+    n, c = spec.n, spec.c
     depthwise = _launcher(w_dw, spec, m)
-    plane = spec.oh * spec.ow
+    shapes = _pointwise_shapes(spec, m)
     wp = cuda.to_device(np.ascontiguousarray(np.asarray(w_pw, dtype=spec.dtype)
-                                             .reshape(k, c * m)))
+                                             .reshape(shapes[0])))
     mid = cuda.device_array((n, c * m, spec.oh, spec.ow), dtype=spec.dtype)
-    mid3 = mid.reshape(n, c * m, plane)
+    mid3 = mid.reshape(shapes[1])
+    pointwise = plan(*shapes)  # wp (2-D) shared by every image
 
     def depthwise_stage(x, out):
         depthwise(x, mid)
 
     def pointwise_stage(x, out):
-        gemm(wp, mid3, out.reshape(n, k, plane))  # wp (2-D) shared by every image
+        pointwise(wp, mid3, out.reshape(shapes[2]))
 
     return with_phases(("depthwise", depthwise_stage), ("pointwise", pointwise_stage))

@@ -11,7 +11,8 @@ and column, so the input is read in place (no padded copy).
 Work items ``(b, g, channel block, pixel)`` are flattened with the pixel innermost:
 consecutive threads of a warp read consecutive (stride-``sw``) input pixels and write
 consecutive output pixels (coalesced), and share their channel block, so that their weight
-loads are one broadcast address.  1-D grid of ``THREADS`` threads per block, at most
+loads are one broadcast address.  1-D grid of ``THREADS`` threads per block (fewer, down to a
+warp, for a layer that would not give every SM 2 blocks), at most
 ``MAX_BLOCKS`` blocks, threads looping in grid strides over the rest.
 
 The weights are reordered once, on the host, to ``wt`` (groups, kblocks, cg, r, s, KB),
@@ -29,15 +30,15 @@ Each output is one sequential sum of ``cg*r*s`` products in the input dtype: ~1e
 in float32 and ~1e-16 in float64 against the float64 oracle.
 """
 
-import math
 from functools import cache
 
 import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 
-__all__ = ["supports", "prepare", "workspace", "channel_block"]
+__all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
 THREADS = 128  # threads per block
 MAX_BLOCKS = 1 << 16  # blocks at most (threads then loop in grid strides)
@@ -49,9 +50,11 @@ def channel_block(kg):
 
 
 @cache
-def _kernel(kb):
+def _kernel(kb, ix):
     """The direct kernel computing ``kb`` output channels per thread (a compile-time
-    constant, so that the accumulators stay in registers)."""
+    constant, so that the accumulators stay in registers), splitting its flat work index in
+    ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
+    split = splitter(ix)
 
     @cuda.jit
     def direct_kernel(x, wt, sh, sw, dh, dw, pt, pl, out):
@@ -62,14 +65,10 @@ def _kernel(kb):
         npix = oh * ow
         acc = cuda.local.array(kb, out.dtype)
         for item in range(cuda.grid(1), n * groups * kblocks * npix, cuda.gridsize(1)):
-            p = item % npix
-            rest = item // npix
-            blk = rest % kblocks
-            rest //= kblocks
-            g = rest % groups
-            b = rest // groups
-            y = p // ow
-            xo = p - y * ow
+            rest, p = split(item, npix)
+            rest, blk = split(rest, kblocks)
+            b, g = split(rest, groups)
+            y, xo = split(p, ow)
             iy0 = y * sh - pt
             ix0 = xo * sw - pl
             for kk in range(kb):
@@ -103,6 +102,16 @@ def _blocked_weights(w, spec, kb):
     return np.ascontiguousarray(wt)
 
 
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the one launch of a call on ``spec``."""
+    return [("direct", *grid_1d(_items(spec), THREADS, sms, MAX_BLOCKS))]
+
+
+def _items(spec):
+    """Work items: (image, group, channel block, output pixel)."""
+    return spec.n * spec.groups * -(-spec.kg // channel_block(spec.kg)) * spec.oh * spec.ow
+
+
 def workspace(spec):
     """Device bytes `prepare` allocates: the blocked, zero-padded weights."""
     kb = channel_block(spec.kg)
@@ -128,9 +137,8 @@ def prepare(w, spec):
     kb = channel_block(spec.kg)
     wt = cuda.to_device(_blocked_weights(w, spec, kb))
     pt, _, pl, _ = spec.pads
-    items = spec.n * spec.groups * wt.shape[1] * spec.oh * spec.ow
-    blocks = max(1, min(math.ceil(items / THREADS), MAX_BLOCKS))
-    launch = _kernel(kb)[blocks, THREADS]
+    (_, grid, block), = launches(spec)
+    launch = launcher(_kernel(kb, index_type(_items(spec))), grid, block)
     args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl)
 
     def compute(x, out):

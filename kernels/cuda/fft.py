@@ -19,11 +19,14 @@ Twiddles come from a table ``tw[j] = exp(-2 pi i j / N)``, j < N/2, made in floa
 rounded once; the inverse (unnormalised) uses their conjugates.
 
 * ``N <= SMEM`` (2048 complex64 / 1024 complex128 points, 32 KB of shared memory per block
-  for the two buffers): one launch per axis.  A block loads ``R = SMEM // N`` whole lines
-  into shared memory (rows: consecutive threads read consecutive points of a line;
-  columns: consecutive threads read the same point of consecutive lines, so global accesses
-  coalesce either way), runs every stage there with a ``syncthreads`` between stages (each
-  thread strides over the ``R N / 2`` butterflies), and writes the lines back.
+  for the two buffers): one launch per axis.  A block loads up to ``R = SMEM // N`` whole
+  lines (``SMEM // (N + 1)`` for columns; fewer when that would leave SMs idle, see
+  `_lines_per_block`) into shared memory (rows: consecutive threads read
+  consecutive points of a line; columns: consecutive threads read the same point of
+  consecutive lines, so global accesses coalesce either way; column lines sit ``N + 1``
+  points apart in shared memory, so that those threads hit distinct banks: `line_stride`),
+  runs every stage there with a ``syncthreads`` between stages (each thread strides over
+  the ``R N / 2`` butterflies), and writes the lines back.
 * longer lines: one launch per stage in global memory, one thread per butterfly,
   ping-ponging with a scratch buffer (and a copy back when log2 N is odd).
 
@@ -64,13 +67,13 @@ them by zero).
 
 Kernels and launches (TPB = 128 threads per block unless said)
 ---------------------------------------------------------------
-``_gather``   one thread per element of z (n, c2, P, Q), c2 = ceil(c/2): zero-padded pairs.
-``fft_shared`` / ``_fft_stage`` / ``_copy``   forward FFT of z, inverse FFT of o (above);
+``gather``    one thread per element of z (n, c2, P, Q), c2 = ceil(c/2): zero-padded pairs.
+``fft_shared`` / ``fft_stage`` / ``_copy``   forward FFT of z, inverse FFT of o (above);
               the shared kernel uses min(TPB, R*N/2) threads and ceil(lines/R) blocks.
-``_reduce``   one thread per (image, output pair, frequency), frequency fastest (coalesced
+``reduce``    one thread per (image, output pair, frequency), frequency fastest (coalesced
               reads of z and of the spectra u (k2, span, 2, P, Q)); sums the pair's span of
               channel pairs.
-``_crop``     one thread per output element.
+``crop``      one thread per output element.
 
 Error (max|out - ref| / max|ref|, normal random data, measured on the simulator, whose
 arithmetic is NumPy's in the same dtypes): float32 2e-8..2.2e-7, float64 2e-16..4e-16 on the
@@ -85,8 +88,17 @@ from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
 from convbench_kernels.contract import with_phases
+from convbench_kernels.cuda.launch import (
+    WARP,
+    grid_1d,
+    index_type,
+    launcher,
+    min_blocks,
+    splitter,
+)
 
-__all__ = ["supports", "prepare", "workspace", "plan_fft", "plan_fft2", "transform_size"]
+__all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
+           "fft_launches", "line_stride", "transform_size"]
 
 TPB = 128  # threads per block of the elementwise kernels and at most of the FFT kernel
 SMEM_BYTES = 16384  # bytes of one of the two shared-memory ping-pong buffers
@@ -109,12 +121,14 @@ def transform_size(size, pad_before, pad_after):
 
 # ----------------------------------------------------------------------------- FFT kernels
 @cache
-def _fft_shared_kernel(smem):
-    """The shared-memory Stockham kernel with two buffers of ``smem`` points (a constant)."""
+def _fft_shared_kernel(smem, ix):
+    """The shared-memory Stockham kernel with two buffers of ``smem`` points (a constant),
+    splitting line indices in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     size = 2 * smem  # a closure constant: numba needs a literal shape, not an expression
+    split = splitter(ix)
 
     @cuda.jit
-    def fft_shared(a, tw, log_n, inverse, rows_per_block):
+    def fft_shared(a, tw, log_n, inverse, rows_per_block, ld):
         buf = cuda.shared.array(size, a.dtype)  # [0, smem) and [smem, 2 smem)
         nb, n, nm = a.shape
         lines = nb * nm
@@ -122,16 +136,17 @@ def _fft_shared_kernel(smem):
         nl = min(rows_per_block, lines - first)
         tid = cuda.threadIdx.x
         nth = cuda.blockDim.x
-        for e in range(tid, nl * n, nth):
+        # while loops: a range() with a run-time step divides (64-bit) to count its trips
+        e = tid
+        while e < nl * n:
             if nm == 1:  # rows: a line is contiguous
                 li = e >> log_n
                 j = e & (n - 1)
             else:  # columns: neighbouring lines are neighbours in memory
-                j = e // nl
-                li = e - j * nl
-            line = first + li
-            b = line // nm
-            buf[li * n + j] = a[b, j, line - b * nm]
+                j, li = split(e, nl)
+            b, m = split(first + li, nm)
+            buf[li * ld + j] = a[b, j, m]
+            e += nth
         cuda.syncthreads()
         # sizes are powers of two: shifts and masks, not 64-bit divisions
         half = n >> 1
@@ -139,11 +154,12 @@ def _fft_shared_kernel(smem):
         for t in range(log_n):
             dst = smem - src
             s = 1 << t
-            for e in range(tid, nl * half, nth):
+            e = tid
+            while e < nl * half:
                 li = e >> (log_n - 1)
                 bf = e & (half - 1)
                 sp = (bf >> t) << t  # s p
-                base = (li << log_n) + (bf & (s - 1))  # line start + q
+                base = li * ld + (bf & (s - 1))  # line start + q
                 x0 = buf[src + base + sp]
                 x1 = buf[src + base + sp + half]  # s (p + m) = s p + N/2
                 w = tw[sp]
@@ -151,44 +167,52 @@ def _fft_shared_kernel(smem):
                     w = w.conjugate()
                 buf[dst + base + 2 * sp] = x0 + x1
                 buf[dst + base + 2 * sp + s] = (x0 - x1) * w
+                e += nth
             cuda.syncthreads()
             src = dst
-        for e in range(tid, nl * n, nth):
+        e = tid
+        while e < nl * n:
             if nm == 1:
                 li = e >> log_n
                 j = e & (n - 1)
             else:
-                j = e // nl
-                li = e - j * nl
-            line = first + li
-            b = line // nm
-            a[b, j, line - b * nm] = buf[src + li * n + j]
+                j, li = split(e, nl)
+            b, m = split(first + li, nm)
+            a[b, j, m] = buf[src + li * ld + j]
+            e += nth
 
     return fft_shared
 
 
-@cuda.jit
-def _fft_stage(src, dst, tw, s, inverse):
-    """One Stockham stage (stride ``s``) in global memory: one thread per butterfly."""
-    nb, n, nm = src.shape
-    half = n // 2
-    i = cuda.grid(1)
-    if i >= nb * half * nm:
-        return
-    t = i // nm
-    mm = i - t * nm  # line index along axis 2 fastest: coalesced for columns
-    b = t // half
-    bf = t - b * half
-    p = bf // s
-    q = bf - p * s
-    m = half // s
-    x0 = src[b, q + s * p, mm]
-    x1 = src[b, q + s * (p + m), mm]
-    w = tw[p * s]
-    if inverse:
-        w = w.conjugate()
-    dst[b, q + 2 * s * p, mm] = x0 + x1
-    dst[b, q + s * (2 * p + 1), mm] = (x0 - x1) * w
+@cache
+def _fft_stage_kernel(ix):
+    """The global-memory Stockham stage, splitting its flat index in ``ix``."""
+    split = splitter(ix)
+
+    @cuda.jit
+    def fft_stage(src, dst, tw, t, inverse):
+        """Stockham stage ``t`` (stride ``s = 2**t``) in global memory: one thread per
+        butterfly."""
+        nb, n, nm = src.shape
+        half = n >> 1
+        s = 1 << t
+        i = cuda.grid(1)
+        if i >= nb * half * nm:
+            return
+        line, mm = split(i, nm)  # line index along axis 2 fastest: coalesced for columns
+        b, bf = split(line, half)
+        p = bf >> t  # powers of two: shifts and masks
+        q = bf & (s - 1)
+        m = half >> t
+        x0 = src[b, q + s * p, mm]
+        x1 = src[b, q + s * (p + m), mm]
+        w = tw[p * s]
+        if inverse:
+            w = w.conjugate()
+        dst[b, q + 2 * s * p, mm] = x0 + x1
+        dst[b, q + s * (2 * p + 1), mm] = (x0 - x1) * w
+
+    return fft_stage
 
 
 @cuda.jit
@@ -196,10 +220,6 @@ def _copy(src, dst):
     i = cuda.grid(1)
     if i < dst.size:
         dst[i] = src[i]
-
-
-def _blocks(total):
-    return max(1, -(-total // TPB))
 
 
 def _twiddles(n, cdtype):
@@ -239,17 +259,17 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
     smem = _smem_points(cdtype)
     if shared is None:
         shared = n <= smem
-    lines = nb * nm
+    if shared and n > smem:
+        raise ValueError(f"FFT length {n} exceeds the shared-memory limit {smem}")
+    launch = {name: (grid, block) for name, grid, block in fft_launches(shape, cdtype, shared)}
+    ix = index_type(nb * n * nm)
     if shared:
-        if n > smem:
-            raise ValueError(f"FFT length {n} exceeds the shared-memory limit {smem}")
-        rows = max(1, min(smem // n, lines))
-        threads = min(TPB, max(1, rows * n // 2))
-        blocks = max(1, -(-lines // rows))
-        kernel = _fft_shared_kernel(smem)
+        ld = line_stride(n, nm, smem)
+        rows = _lines_per_block(nb, n, nm, smem)
+        kernel = launcher(_fft_shared_kernel(smem, ix), *launch["fft_shared"])
 
         def run(a):
-            kernel[blocks, threads](a, tw, log_n, inverse, rows)
+            kernel(a, tw, log_n, inverse, rows, ld)
 
         return run
     size = nb * n * nm
@@ -257,17 +277,58 @@ def plan_fft(shape, dtype, inverse=False, shared=None, scratch=None):
         scratch = cuda.device_array(size, dtype=cdtype)
     tmp = scratch[:size].reshape(nb, n, nm)
     flat_tmp = scratch[:size]
-    grid = _blocks(nb * max(n // 2, 1) * nm)
+    stage = launcher(_fft_stage_kernel(ix), *launch["fft_stage"]) if log_n else None
+    copy = launcher(_copy, *launch["copy"]) if "copy" in launch else None
 
     def run(a):
         src, dst = a, tmp
         for t in range(log_n):
-            _fft_stage[grid, TPB](src, dst, tw, 1 << t, inverse)
+            stage(src, dst, tw, t, inverse)
             src, dst = dst, src
-        if log_n % 2:
-            _copy[_blocks(size), TPB](flat_tmp, a.reshape(size))
+        if copy is not None:
+            copy(flat_tmp, a.reshape(size))
 
     return run
+
+
+def line_stride(n, nm, smem):
+    """Points between consecutive lines in the shared buffer: ``n + 1`` for columns.
+
+    A column pass loads and stores the same point of consecutive lines from consecutive
+    threads; with lines ``n`` apart (a power of two) those addresses share a bank: up to
+    16-way conflicts.  One point of padding puts consecutive lines in consecutive banks (a
+    complex64 point spans 2 banks, complex128 4, and the hardware serves 8-byte accesses by
+    half-warps and 16-byte ones by quarter-warps, which then touch distinct banks).  Rows
+    need none (consecutive threads read consecutive points), nor a line that fills the
+    buffer alone."""
+    return n + 1 if nm > 1 and n < smem else n
+
+
+def _lines_per_block(nb, n, nm, smem, sms=None):
+    """Lines the shared-memory kernel transforms per block: as many as fit, or fewer so that
+    the launch gives every SM 2 blocks (`convbench_kernels.cuda.launch.min_blocks`), but
+    never so few that a block has less than a warp of butterflies (``R N / 2 >= 32``)."""
+    lines = nb * nm
+    fit = smem // line_stride(n, nm, smem)
+    spread = max(lines // min_blocks(sms), -(-2 * WARP // n))
+    return max(1, min(fit, lines, spread))
+
+
+def fft_launches(shape, dtype, shared=None, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one `plan_fft` transform of ``shape``
+    (B, N, M) (``fft_stage`` once per stage, then ``copy`` when the stages are odd)."""
+    nb, n, nm = (int(v) for v in shape)
+    cdtype = _complex_dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(dtype)
+    smem = _smem_points(cdtype)
+    if shared is None:
+        shared = n <= smem
+    if shared:
+        rows = _lines_per_block(nb, n, nm, smem, sms)
+        threads = min(TPB, max(1, rows * n // 2))
+        return [("fft_shared", (-(-(nb * nm) // rows),), (threads,))]
+    log_n = n.bit_length() - 1
+    stages = [("fft_stage", *grid_1d(nb * max(n // 2, 1) * nm, TPB, sms))] * log_n
+    return stages + ([("copy", *grid_1d(nb * n * nm, TPB, sms))] if log_n % 2 else [])
 
 
 def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
@@ -285,73 +346,71 @@ def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
 
 
 # ----------------------------------------------------------------------------- conv kernels
-@cuda.jit
-def _gather(x, z, czero, ione):
-    """z[b, j] = x[b, 2j] + i x[b, 2j+1] at [0, h) x [0, w), zero elsewhere."""
-    nb, c, h, w = x.shape
-    _, c2, p, q = z.shape
-    i = cuda.grid(1)
-    if i >= nb * c2 * p * q:
-        return
-    col = i % q
-    t = i // q
-    row = t % p
-    t //= p
-    j = t % c2
-    b = t // c2
-    v = czero
-    if row < h and col < w:
-        v = x[b, 2 * j, row, col] + czero
-        if 2 * j + 1 < c:
-            v += x[b, 2 * j + 1, row, col] * ione
-    z[b, j, row, col] = v
+@cache
+def _conv_kernels(ix):
+    """``(gather, reduce, crop)``, splitting their flat indices in ``ix``
+    (`convbench_kernels.cuda.launch.index_type`)."""
+    split = splitter(ix)
 
+    @cuda.jit
+    def gather(x, z, czero, ione):
+        """z[b, j] = x[b, 2j] + i x[b, 2j+1] at [0, h) x [0, w), zero elsewhere."""
+        nb, c, h, w = x.shape
+        _, c2, p, q = z.shape
+        i = cuda.grid(1)
+        if i >= nb * c2 * p * q:
+            return
+        t, col = split(i, q)
+        t, row = split(t, p)
+        b, j = split(t, c2)
+        v = czero
+        if row < h and col < w:
+            v = x[b, 2 * j, row, col] + czero
+            if 2 * j + 1 < c:
+                v += x[b, 2 * j + 1, row, col] * ione
+        z[b, j, row, col] = v
 
-@cuda.jit
-def _reduce(z, u, o, pair0, spans, czero):
-    """o[b, kp, f] = sum_j u[kp, j, 0, f] z[b, p0 + j, f] + u[kp, j, 1, f] conj z[b, p0 + j, -f].
+    @cuda.jit
+    def reduce(z, u, o, pair0, spans, czero):
+        """o[b, kp, f] = sum_j u[kp, j, 0, f] z[b, p0 + j, f]
+        + u[kp, j, 1, f] conj z[b, p0 + j, -f].
 
-    z (n, c2, P, Q); u (k2, span, 2, P, Q); o (n, k2, P, Q); pair0, spans (k2,) int64.
-    """
-    nb, k2, p, q = o.shape
-    i = cuda.grid(1)
-    if i >= nb * k2 * p * q:
-        return
-    f2 = i % q
-    t = i // q
-    f1 = t % p
-    t //= p
-    kp = t % k2
-    b = t // k2
-    m1 = (p - f1) & (p - 1)  # -f (P, Q powers of two)
-    m2 = (q - f2) & (q - 1)
-    p0 = pair0[kp]
-    acc = czero
-    for j in range(spans[kp]):
-        acc += u[kp, j, 0, f1, f2] * z[b, p0 + j, f1, f2]
-        acc += u[kp, j, 1, f1, f2] * z[b, p0 + j, m1, m2].conjugate()
-    o[b, kp, f1, f2] = acc
+        z (n, c2, P, Q); u (k2, span, 2, P, Q); o (n, k2, P, Q); pair0, spans (k2,) int64.
+        """
+        nb, k2, p, q = o.shape
+        i = cuda.grid(1)
+        if i >= nb * k2 * p * q:
+            return
+        t, f2 = split(i, q)
+        t, f1 = split(t, p)
+        b, kp = split(t, k2)
+        m1 = (p - f1) & (p - 1)  # -f (P, Q powers of two)
+        m2 = (q - f2) & (q - 1)
+        p0 = pair0[kp]
+        acc = czero
+        for j in range(spans[kp]):
+            acc += u[kp, j, 0, f1, f2] * z[b, p0 + j, f1, f2]
+            acc += u[kp, j, 1, f1, f2] * z[b, p0 + j, m1, m2].conjugate()
+        o[b, kp, f1, f2] = acc
 
+    @cuda.jit
+    def crop(o, out, sh, sw, pt, pl):
+        """out[b, k, i, j] = (real if k even else imag) o[b, k // 2, (i sh - pt) mod P, ...]."""
+        nb, k, oh, ow = out.shape
+        p, q = o.shape[2], o.shape[3]
+        i = cuda.grid(1)
+        if i >= nb * k * oh * ow:
+            return
+        t, c = split(i, ow)
+        t, r = split(t, oh)
+        b, kk = split(t, k)
+        v = o[b, kk >> 1, (r * sh - pt) & (p - 1), (c * sw - pl) & (q - 1)]
+        if kk & 1 == 0:
+            out[b, kk, r, c] = v.real
+        else:
+            out[b, kk, r, c] = v.imag
 
-@cuda.jit
-def _crop(o, out, sh, sw, pt, pl):
-    """out[b, k, i, j] = (real if k even else imag) o[b, k // 2, (i sh - pt) mod P, ...]."""
-    nb, k, oh, ow = out.shape
-    p, q = o.shape[2], o.shape[3]
-    i = cuda.grid(1)
-    if i >= nb * k * oh * ow:
-        return
-    c = i % ow
-    t = i // ow
-    r = t % oh
-    t //= oh
-    kk = t % k
-    b = t // k
-    v = o[b, kk // 2, (r * sh - pt) & (p - 1), (c * sw - pl) & (q - 1)]
-    if kk % 2 == 0:
-        out[b, kk, r, c] = v.real
-    else:
-        out[b, kk, r, c] = v.imag
+    return gather, reduce, crop
 
 
 # ----------------------------------------------------------------------------- host side
@@ -417,6 +476,30 @@ def workspace(spec):
     return cdtype.itemsize * (planes + spectra + scratch + twiddles) + 16 * k2
 
 
+def _elementwise_launches(spec, sms=None):
+    """``{kernel: (grid, block)}`` of the gather, reduction and crop: one thread an element."""
+    p, q, k2, _, _ = _geometry(spec)
+    c2 = -(-spec.c // 2)
+    return {"gather": grid_1d(spec.n * c2 * p * q, TPB, sms),
+            "reduce": grid_1d(spec.n * k2 * p * q, TPB, sms),
+            "crop": grid_1d(spec.n * spec.k * spec.oh * spec.ow, TPB, sms)}
+
+
+def launches(spec, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one call on ``spec``, in order."""
+    p, q, k2, _, _ = _geometry(spec)
+    c2 = -(-spec.c // 2)
+    cdtype = _complex_dtype(spec.dtype)
+    el = _elementwise_launches(spec, sms)
+
+    def fft2(planes):
+        return (fft_launches((planes * p, q, 1), cdtype, sms=sms)
+                + fft_launches((planes, p, q), cdtype, sms=sms))
+
+    return ([("gather", *el["gather"])] + fft2(spec.n * c2) + [("reduce", *el["reduce"])]
+            + fft2(spec.n * k2) + [("crop", *el["crop"])])
+
+
 def prepare(w, spec):
     """Transform the filters once and allocate every device buffer.
 
@@ -454,23 +537,24 @@ def prepare(w, spec):
     inv_cols = plan_fft(o_cols.shape, cdtype, inverse=True, scratch=scratch)
     czero = cdtype.type(0)
     ione = cdtype.type(1j)
-    g_gather = _blocks(z.size)
-    g_reduce = _blocks(o.size)
-    g_crop = _blocks(n * spec.k * spec.oh * spec.ow)
+    shapes = _elementwise_launches(spec)
+    kernels = _conv_kernels(index_type(n * max(c2, k2) * p * q, n * spec.k * spec.oh * spec.ow))
+    gather, reduce, crop = (launcher(kernel, *shapes[name]) for kernel, name
+                            in zip(kernels, ("gather", "reduce", "crop"), strict=True))
     sh, sw = spec.sh, spec.sw
 
     def input_transform(x, out):
-        _gather[g_gather, TPB](x, z, czero, ione)
+        gather(x, z, czero, ione)
         fwd_rows(z_rows)
         fwd_cols(z_cols)
 
     def multiply(x, out):
-        _reduce[g_reduce, TPB](z, d_u, o, d_pair0, d_spans, czero)
+        reduce(z, d_u, o, d_pair0, d_spans, czero)
 
     def output_transform(x, out):
         inv_rows(o_rows)
         inv_cols(o_cols)
-        _crop[g_crop, TPB](o, out, sh, sw, pt, pl)
+        crop(o, out, sh, sw, pt, pl)
 
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))

@@ -25,10 +25,10 @@ The transform matrices are passed to the kernels as device arrays of the dtype (
 once in `prepare`).  Kernels are compiled per (nt, dtype) (`_transform_kernels`): the
 local arrays need compile-time shapes and dtype, and every sum stays in the input dtype.
 
-The GEMM is `convbench_kernels.cuda.gemm.gemm`, one launch batched over the ne * groups planes.
+The GEMM is `convbench_kernels.cuda.gemm`'s, one launch batched over the ne * groups planes,
+planned in `prepare`.
 """
 
-import math
 from functools import cache, partial
 
 import numpy as np
@@ -36,11 +36,13 @@ from numba import cuda
 
 from convbench_kernels.contract import winograd_3x3 as supports
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cuda.gemm import gemm
+from convbench_kernels.cuda.gemm import launches as gemm_launches
+from convbench_kernels.cuda.gemm import plan
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 from convbench_kernels.winograd_math import winograd_matrices
 
 __all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
-           "workspace_f23", "workspace_f43"]
+           "workspace_f23", "workspace_f43", "launches", "launches_f23", "launches_f43"]
 
 #: Threads per block of the transform kernels (36 + 24 local values per thread at F(4, 3)).
 TRANSFORM_THREADS = 128
@@ -56,9 +58,11 @@ def _scalar_type(dtype):
 
 
 @cache
-def _transform_kernels(nt, dtype):
-    """(input transform, output transform) kernels for tiles of nt = m + 2 and ``dtype``."""
+def _transform_kernels(nt, dtype, ix):
+    """(input transform, output transform) kernels for tiles of nt = m + 2 and ``dtype``,
+    splitting flat indices in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     dt = _scalar_type(dtype)
+    split = splitter(ix)
     NT = nt
     MO = nt - 2
 
@@ -83,13 +87,11 @@ def _transform_kernels(nt, dtype):
         tiles = V.shape[3]
         if i >= c * tiles:
             return
-        ch = i // tiles
-        t = i % tiles
-        tpi = th * tw
-        b = t // tpi
-        rem = t % tpi
-        y0 = (rem // tw) * MO - pt
-        x0 = (rem % tw) * MO - pl
+        ch, t = split(i, tiles)
+        b, rem = split(t, th * tw)
+        ty, tx = split(rem, tw)
+        y0 = ty * MO - pt
+        x0 = tx * MO - pl
         d = cuda.local.array((NT, NT), dt)
         for a in range(NT):
             yy = y0 + a
@@ -102,8 +104,7 @@ def _transform_kernels(nt, dtype):
         e = cuda.local.array((NT, NT), dt)
         times_t(BT, d, e, NT, NT, NT)  # (BT d)^T
         times_t(BT, e, d, NT, NT, NT)  # BT d BT^T, back into d
-        g = ch // cg
-        cl = ch % cg
+        g, cl = split(ch, cg)
         for r in range(NT):
             for q in range(NT):
                 V[r * NT + q, g, cl, t] = d[r, q]
@@ -118,15 +119,12 @@ def _transform_kernels(nt, dtype):
         tiles = M.shape[3]
         if i >= k * tiles:
             return
-        ko = i // tiles
-        t = i % tiles
-        g = ko // kg
-        kl = ko % kg
-        tpi = th * tw
-        b = t // tpi
-        rem = t % tpi
-        y0 = (rem // tw) * MO
-        x0 = (rem % tw) * MO
+        ko, t = split(i, tiles)
+        g, kl = split(ko, kg)
+        b, rem = split(t, th * tw)
+        ty, tx = split(rem, tw)
+        y0 = ty * MO
+        x0 = tx * MO
         mt = cuda.local.array((NT, NT), dt)
         for r in range(NT):
             for q in range(NT):
@@ -152,6 +150,31 @@ def filter_transform(w, spec, G):
     U = np.einsum("ea,gkcab,fb->efgkc", G, wg, G)  # (nt, nt, groups, kg, cg)
     return np.ascontiguousarray(U.reshape(nt * nt, spec.groups, spec.kg, spec.cg),
                                 dtype=spec.dtype)
+
+
+def _tiles(spec, m):
+    """Output tiles over all images, and per image along each axis."""
+    th, tw = -(-spec.oh // m), -(-spec.ow // m)
+    return spec.n * th * tw, th, tw
+
+
+def _gemm_shapes(spec, m):
+    """Shapes of the GEMM's U, V, M: ne * groups planes of (kg, cg) @ (cg, tiles)."""
+    planes, tiles = (m + 2) ** 2 * spec.groups, _tiles(spec, m)[0]
+    return (planes, spec.kg, spec.cg), (planes, spec.cg, tiles), (planes, spec.kg, tiles)
+
+
+def launches(spec, m=4, sms=None):
+    """``[(kernel, grid, block)]``: the launches of one call on ``spec`` with tiles of ``m``
+    (``sms``: SMs the GEMM fills, default the device's)."""
+    tiles = _tiles(spec, m)[0]
+    return ([("input_transform", *grid_1d(spec.c * tiles, TRANSFORM_THREADS, sms))]
+            + gemm_launches(_gemm_shapes(spec, m)[2], sms)
+            + [("output_transform", *grid_1d(spec.k * tiles, TRANSFORM_THREADS, sms))])
+
+
+launches_f23 = partial(launches, m=2)
+launches_f43 = partial(launches, m=4)
 
 
 def workspace(spec, m=4):
@@ -183,9 +206,10 @@ def prepare(w, spec, m=4):
         phases "input transform", "multiply", "output transform".  Launches on the default
         stream, no synchronization.
 
-    Launch configurations: the transforms run TRANSFORM_THREADS threads per block over
-    c * tiles (input) and k * tiles (output) threads; the GEMM as `convbench_kernels.cuda.gemm`
-    picks.
+    Launch configurations (`launches`, built here once): the transforms run
+    TRANSFORM_THREADS threads per block (fewer for a small layer:
+    `convbench_kernels.cuda.launch.threads_for`) over c * tiles (input) and k * tiles (output)
+    threads; the GEMM as `convbench_kernels.cuda.gemm` picks.
     """
     reason = supports(spec)
     if reason is not None:
@@ -196,8 +220,7 @@ def prepare(w, spec, m=4):
     ne = nt * nt
     groups, cg, kg = spec.groups, spec.cg, spec.kg
     pt, _, pl, _ = spec.pads
-    th, tw = -(-spec.oh // m), -(-spec.ow // m)
-    tiles = spec.n * th * tw
+    tiles, th, tw = _tiles(spec, m)
 
     U = cuda.to_device(filter_transform(w, spec, G))
     V = cuda.device_array((ne, groups, cg, tiles), dtype=dtype)
@@ -209,16 +232,18 @@ def prepare(w, spec, m=4):
     V3 = V.reshape(ne * groups, cg, tiles)
     M3 = M.reshape(ne * groups, kg, tiles)
 
-    in_kernel, out_kernel = _transform_kernels(nt, dtype)
-    nthr = TRANSFORM_THREADS
-    in_launch = in_kernel[math.ceil(spec.c * tiles / nthr), nthr]
-    out_launch = out_kernel[math.ceil(spec.k * tiles / nthr), nthr]
+    in_kernel, out_kernel = _transform_kernels(nt, dtype,
+                                               index_type(max(spec.c, spec.k) * tiles))
+    (_, g_in, b_in), _, (_, g_out, b_out) = launches(spec, m)
+    in_launch = launcher(in_kernel, g_in, b_in)
+    out_launch = launcher(out_kernel, g_out, b_out)
+    mm = plan(*_gemm_shapes(spec, m))
 
     def input_transform(x, out):
         in_launch(x, d_BT, pt, pl, th, tw, V)
 
     def multiply(x, out):
-        gemm(U3, V3, M3)
+        mm(U3, V3, M3)
 
     def output_transform(x, out):
         out_launch(M, d_AT, th, tw, out)

@@ -27,6 +27,7 @@ from convbench_kernels.cuda import fft
 from convbench_kernels.reference import reference_conv2d
 from tests.cases import CASES, random_arrays
 
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 TOL = {"float32": 1e-5, "float64": 1e-12, "complex64": 1e-5, "complex128": 1e-12}
 SIZES = [1, 2, 4, 8, 16, 32]
 
@@ -85,6 +86,25 @@ def test_fft_partial_blocks(dtype, monkeypatch):
     for shape in ((5, 8, 2), (7, 4, 1), (3, 16, 3), (2, 32, 1), (1, 64, 3)):
         a = _crand(shape, dtype, 3)
         assert _rel_err(_fft_lines(a, False, None), np.fft.fft(a, axis=1)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize(("itemsize", "lanes"), [(8, 16), (16, 8)], ids=["c64", "c128"])
+@pytest.mark.parametrize("n", [2, 8, 16, 32, 64])
+def test_column_lines_hit_distinct_banks(n, itemsize, lanes):
+    """The lanes served together (a half-warp of 8-byte points, a quarter-warp of 16-byte
+    ones) load point j of consecutive lines: with the padded line stride their 4-byte banks
+    (32 of them) are all distinct; with lines n apart they would collide."""
+    smem = fft.SMEM_BYTES // itemsize
+    words = itemsize // 4
+
+    def banks(ld):
+        return [(li * ld * words + j) % 32 for li in range(lanes) for j in range(words)]
+
+    ld = fft.line_stride(n, 3, smem)
+    assert len(set(banks(ld))) == lanes * words
+    assert fft.line_stride(n, 1, smem) == n  # rows: consecutive points already
+    if n >= 16:
+        assert len(set(banks(n))) < lanes * words
 
 
 def test_fft_rejects_other_lengths():
@@ -166,6 +186,14 @@ def test_supports_is_the_cpu_rule():
     assert fft.supports is convbench_kernels.cpu.fft.supports
 
 
+def _check_workspace(spec, held):
+    bound = fft.workspace(spec)
+    assert held <= bound + 64 * 1024, (held, bound)
+    assert bound <= 2 * held + 64 * 1024, (held, bound)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="tracemalloc sees host memory only; on a GPU "
+                    "test_workspace_bounds_device_allocations measures the device's")
 @pytest.mark.parametrize("name", ["tail channels", "float64"])
 def test_workspace_bounds_allocations(name):
     """workspace(spec) bounds what prepare keeps allocated (simulator device arrays are
@@ -180,13 +208,34 @@ def test_workspace_bounds_allocations(name):
     finally:
         tracemalloc.stop()
     assert compute is not None
-    bound = fft.workspace(spec)
-    assert held <= bound + 64 * 1024, (held, bound)
-    assert bound <= 2 * held + 64 * 1024, (held, bound)
+    _check_workspace(spec, held)
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator has no device memory: its device arrays "
+                    "are NumPy arrays (test_workspace_bounds_allocations traces them)")
+@pytest.mark.parametrize("name", ["tail channels", "float64"])
+def test_workspace_bounds_device_allocations(name, monkeypatch):
+    """workspace(spec) bounds the device memory prepare requests (every device allocation
+    goes through the context's ``memalloc``)."""
+    from numba.cuda.cudadrv import driver
+
+    spec = CASES[name]
+    _, w = random_arrays(spec)
+    sizes = []
+    memalloc = driver.Context.memalloc
+
+    def counted(self, bytesize):
+        sizes.append(bytesize)
+        return memalloc(self, bytesize)
+
+    monkeypatch.setattr(driver.Context, "memalloc", counted)
+    assert fft.prepare(w, spec) is not None
+    _check_workspace(spec, sum(sizes))
 
 
 _PTX_SCRIPT = r"""
 import re, sys
+import numpy as np
 from numba import cuda, types as T
 try:
     cuda.compile_ptx(lambda a: None, (T.float32[::1],), cc=(7, 5))
@@ -194,30 +243,37 @@ except Exception as e:  # no NVVM / NVRTC libraries: nothing to check here
     print(e)
     sys.exit(77)
 from convbench_kernels.cuda import fft as F
-for ft, ct in ((T.float32, T.complex64), (T.float64, T.complex128)):
-    a3, a4, a5 = ct[:, :, ::1], ct[:, :, :, ::1], ct[:, :, :, :, ::1]
-    smem = F.SMEM_BYTES // (ct.bitwidth // 8)
-    kernels = {
-        "fft_shared": (F._fft_shared_kernel(smem), (a3, ct[::1], T.int64, T.boolean, T.int64)),
-        "fft_stage": (F._fft_stage, (a3, a3, ct[::1], T.int64, T.boolean)),
-        "copy": (F._copy, (ct[::1], ct[::1])),
-        "gather": (F._gather, (ft[:, :, :, ::1], a4, ct, ct)),
-        "reduce": (F._reduce, (a4, a5, a4, T.int64[::1], T.int64[::1], ct)),
-        "crop": (F._crop, (a4, ft[:, :, :, ::1], T.int64, T.int64, T.int64, T.int64)),
-    }
-    for name, (kernel, sig) in kernels.items():
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
-        ops = [ln for ln in ptx.splitlines()
-               if re.match(r"\s*(add|sub|mul|fma|neg|div|ld|st|cvt)\S*\.f64", ln)]
-        if ft == T.float32 and ops:
-            sys.exit(f"{name} float32 computes in float64: {ops[:3]}")
+for ix in (np.uint32, np.int64):
+    gather, reduce, crop = F._conv_kernels(ix)
+    for ft, ct in ((T.float32, T.complex64), (T.float64, T.complex128)):
+        a3, a4, a5 = ct[:, :, ::1], ct[:, :, :, ::1], ct[:, :, :, :, ::1]
+        smem = F.SMEM_BYTES // (ct.bitwidth // 8)
+        kernels = {
+            "fft_shared": (F._fft_shared_kernel(smem, ix),
+                           (a3, ct[::1], T.int64, T.boolean, T.int64, T.int64)),
+            "fft_stage": (F._fft_stage_kernel(ix), (a3, a3, ct[::1], T.int64, T.boolean)),
+            "copy": (F._copy, (ct[::1], ct[::1])),
+            "gather": (gather, (ft[:, :, :, ::1], a4, ct, ct)),
+            "reduce": (reduce, (a4, a5, a4, T.int64[::1], T.int64[::1], ct)),
+            "crop": (crop, (a4, ft[:, :, :, ::1], T.int64, T.int64, T.int64, T.int64)),
+        }
+        for name, (kernel, sig) in kernels.items():
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
+            ops = [ln for ln in ptx.splitlines()
+                   if re.match(r"\s*(add|sub|mul|fma|neg|div|ld|st|cvt)\S*\.f64", ln)]
+            if ft == T.float32 and ops:
+                sys.exit(f"{name} float32 computes in float64: {ops[:3]}")
+            wide = [ln for ln in ptx.splitlines() if re.match(r"\s*(div|rem)\.[su]64", ln)]
+            if ix is np.uint32 and wide:
+                sys.exit(f"{name} splits 32-bit indices in 64 bits: {wide[:3]}")
 print("ok")
 """
 
 
 def test_kernels_compile_for_the_gpu(tmp_path):
-    """Every kernel compiles to PTX (sm_75) in both dtypes, the float32 ones without a
-    float64 operation: what the simulator cannot show (it runs Python, not Numba's CUDA
+    """Every kernel compiles to PTX (sm_75) in both dtypes and both index types, the float32
+    ones without a float64 operation, the 32-bit index ones without a 64-bit division: what
+    the simulator cannot show (it runs Python, not Numba's CUDA
     compiler).  Needs the NVVM and NVRTC libraries, not a GPU; skipped without them."""
     import subprocess
     import sys

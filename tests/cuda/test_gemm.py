@@ -85,9 +85,38 @@ def test_strided_views():
     _check(d_c.copy_to_host(), np.matmul(a[::2], b[1::2]), dtype)
 
 
-def test_launch_config():
-    assert cuda_gemm.launch_config(64, 3136, 2) == ((196, 4, 2), (16, 16))
-    assert cuda_gemm.launch_config(4, 3136, 1) == ((392, 1, 1), (8, 8))
+def test_tiles_fill_the_machine_then_block_registers():
+    """Outputs per thread are as many as still give 2 blocks per SM; small axes get 8
+    threads, one output each.  Block and shared-memory sizes stay within every GPU's limits."""
+    T = cuda_gemm.Tile
+    assert cuda_gemm.launch_config(64, 3136, 1, sms=132) == ((196, 4, 1), (16, 16),
+                                                             T(16, 16, 1, 1))
+    assert cuda_gemm.launch_config(512, 49, 1, sms=132) == ((7, 64, 1), (8, 8), T(8, 8, 1, 1))
+    assert cuda_gemm.launch_config(256, 3136, 1, sms=132)[2] == T(16, 16, 2, 2)
+    assert cuda_gemm.launch_config(256, 3136, 32, sms=132) == ((49, 4, 32), (16, 16),
+                                                               T(16, 16, 4, 4))
+    assert cuda_gemm.launch_config(4, 3136, 1, sms=2)[2] == T(8, 16, 1, 4)
+    assert cuda_gemm.launch_config(4, 5, 1)[2] == T(8, 8, 1, 1)
+    for m, n, batch in ((1, 1, 1), (64, 3136, 32), (2048, 49, 1), (5, 70000, 3)):
+        grid, block, t = cuda_gemm.launch_config(m, n, batch)
+        assert block[0] * block[1] <= 1024 and grid[1] <= 65535 and grid[2] <= 65535
+        assert grid[0] * t.tx * t.rn >= n and grid[1] * t.ty * t.rm >= m
+        assert (t.ty * t.rm + t.tx * t.rn) * cuda_gemm.BK * 8 <= 48 * 1024
+
+
+@pytest.mark.parametrize(("level", "dtype"),
+                         list(zip(cuda_gemm.LEVELS, ["float32", "float64"] * 2, strict=True)),
+                         ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else v)
+def test_every_tile_matches_numpy(level, dtype, monkeypatch):
+    """Each tile on odd sizes (partial tiles on both axes, a K tail) and a batch: here forced,
+    where the machine would otherwise choose."""
+    monkeypatch.setattr(cuda_gemm, "LEVELS", (level,))
+    a, b = _rand((2, 19, 21), dtype, 10), _rand((2, 21, 23), dtype, 11)
+    run = cuda_gemm.plan(a.shape, b.shape, (2, 19, 23))
+    assert (run.tile.ty, run.tile.rm) == (run.tile.tx, run.tile.rn) == level
+    d_c = cuda.to_device(np.full((2, 19, 23), np.nan, dtype=dtype))
+    run(cuda.to_device(a), cuda.to_device(b), d_c)
+    _check(d_c.copy_to_host(), np.matmul(a.astype(np.float64), b.astype(np.float64)), dtype)
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,18 @@ def test_api_takes_and_returns_numpy_arrays():
     x, w, ref = weights_and_reference(registry.get("winograd_f43", "cuda"), spec)
     got = convbench.conv2d(x, w, padding="same", algo="winograd_f43", device="cuda")
     assert isinstance(got, np.ndarray) and relative_error(got, ref) < 2e-4
+
+
+def test_cuda_rows_record_the_launch_floor():
+    """A CUDA row carries its device's empty-kernel launch time (measured once per device)
+    beside the copies' times."""
+    from convbench import runner, sweep
+
+    spec = CASES["1x1 image, 3x3 same"]
+    dev = devices.get("cuda")
+    timing = sweep.TimingConfig(min_time=1e-4, values=1, max_seconds=0.5, warmups=0)
+    row = runner.run_case(spec, registry.get("direct", "cuda"), runner._Problem(spec), timing,
+                          1 << 30, dev)
+    assert row["status"] == "ok" and row["simulated"], row
+    assert row["launch_floor_s"] > 0 and row["launch_floor_s"] == dev.launch_floor()
+    assert row["h2d_s"] >= 0 and row["d2h_s"] >= 0
