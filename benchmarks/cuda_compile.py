@@ -35,7 +35,16 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 from numba import types as T  # noqa: E402
 
-from convbench_kernels.cuda import depthwise, direct, fft, gemm, im2col, winograd  # noqa: E402
+from convbench_kernels.cuda import (  # noqa: E402
+    depthwise,
+    direct,
+    fft,
+    gemm,
+    im2col,
+    strided,
+    weight_grad,
+    winograd,
+)
 
 # Per-SM limits of the compute capabilities checked (CUDA C Programming Guide, "Technical
 # Specifications per Compute Capability"): registers, threads, resident blocks, shared memory
@@ -86,6 +95,14 @@ def catalogue(dtype):
             ("fft", "reduce", reduce, (a4, _arr(ct, 5), a4, _arr(i, 1), _arr(i, 1), ct),
              fft.TPB),
             ("fft", "crop", crop, (a4, _arr(ft, 4), i, i, i, i), fft.TPB)]
+    # the gradients: the input's phase moves, the weights' direct kernel
+    copy, zero = strided._kernels(False)
+    a4f = _arr(ft, 4)
+    out += [("bwd_d", "strided copy", copy, (a4f, *(i,) * 4, a4f, *(i,) * 7),
+             strided.THREADS),
+            ("bwd_d", "strided zero", zero, (a4f, *(i,) * 7), strided.THREADS),
+            ("bwd_w", "weight_grad", weight_grad._kernel(np.dtype(dtype)),
+             (a4f, a4f, *(i,) * 7, a4f), weight_grad.THREADS)]
     return out
 
 
