@@ -163,6 +163,16 @@ def _gemms(wmat, col, dst, kblocks):
         np.dot(wmat[g, k0:k1], col[g * kcol:(g + 1) * kcol], dst[g * kg + k0:g * kg + k1])
 
 
+@njit(cache=True, inline="always")
+def _block_rows(item, nblk, rows_blk, oh, ow):
+    """``(image, first row, end row, pixels)`` of work item ``item``: image ``item // nblk``,
+    its block ``item % nblk`` of ``rows_blk`` output rows."""
+    b, blk = item // nblk, item % nblk
+    y0 = blk * rows_blk
+    y1 = min(y0 + rows_blk, oh)
+    return b, y0, y1, (y1 - y0) * ow
+
+
 @njit(parallel=True, cache=True)
 def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_buf, out):
     """Pack and multiply every (image, block of output rows), one block per thread at a time.
@@ -181,10 +191,7 @@ def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_b
     threads = col_buf.shape[0]
     for t in prange(threads):
         for item in range(t, items, threads):
-            b, blk = item // nblk, item % nblk
-            y0 = blk * rows_blk
-            y1 = min(y0 + rows_blk, oh)
-            pb = (y1 - y0) * ow
+            b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             tmp = tmp_buf[t, : k * pb].reshape(k, pb)
             _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)
@@ -332,10 +339,7 @@ def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, c
     for t in prange(threads):
         partial[t] = 0
         for item in range(t, items, threads):
-            b, blk = item // nblk, item % nblk
-            y0 = blk * rows_blk
-            y1 = min(y0 + rows_blk, oh)
-            pb = (y1 - y0) * ow
+            b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             dyb = dy_buf[t, : k * pb].reshape(k, pb)
             _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)

@@ -21,6 +21,15 @@ def _kernels(wide: bool):
     """``(copy, zero)`` with indices in 64-bit (``wide``) or 32-bit integers."""
     it = int64 if wide else int32
 
+    @cuda.jit(device=True, inline=True)
+    def split(idx, chans, rows, cols):
+        """``(image, channel, row, column)`` of flat element ``idx`` (columns fastest)."""
+        j = idx % it(cols)
+        rest = idx // it(cols)
+        i = rest % it(rows)
+        rest = rest // it(rows)
+        return rest // it(chans), rest % it(chans), i, j
+
     @cuda.jit
     def copy(src, src_r0, src_c0, src_sr, src_sc, dst, dst_r0, dst_c0, dst_sr, dst_sc,
              rows, cols, total):
@@ -29,13 +38,7 @@ def _kernels(wide: bool):
         idx = it(cuda.grid(1))
         if idx >= total:
             return
-        j = idx % it(cols)
-        rest = idx // it(cols)
-        i = rest % it(rows)
-        rest = rest // it(rows)
-        chans = it(dst.shape[1])
-        c = rest % chans
-        b = rest // chans
+        b, c, i, j = split(idx, dst.shape[1], rows, cols)
         dst[b, c, dst_r0 + dst_sr * i, dst_c0 + dst_sc * j] = \
             src[b, c, src_r0 + src_sr * i, src_c0 + src_sc * j]
 
@@ -45,13 +48,7 @@ def _kernels(wide: bool):
         idx = it(cuda.grid(1))
         if idx >= total:
             return
-        j = idx % it(cols)
-        rest = idx // it(cols)
-        i = rest % it(rows)
-        rest = rest // it(rows)
-        chans = it(dst.shape[1])
-        c = rest % chans
-        b = rest // chans
+        b, c, i, j = split(idx, dst.shape[1], rows, cols)
         dst[b, c, r0 + sr * i, c0 + sc * j] = 0
 
     return copy, zero
