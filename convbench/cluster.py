@@ -136,10 +136,8 @@ def _lost_rows(specs, algos, err) -> list[dict]:
 
 
 class _Window:
-    """The tasks in flight: twice as many as the timing workers can run at once, plus one, so
-    that a freed worker starts its next task without waiting for this client's round trip
-    (one spare in all left 1.29-1.35x a local run's time on 200 tiny tasks, one spare a slot
-    1.21-1.25x).
+    """The tasks in flight: as many as the timing workers can run at once, plus one ready to
+    start when a worker frees (a worker then starts it without waiting for this client).
 
     Submitting every task at once would assign them all to the workers there are now: a
     worker that joins later would get none, and a worker that dies would count a failure
@@ -156,14 +154,13 @@ class _Window:
         self._capacity, self._read = 1, -1.0
 
     def capacity(self) -> int:
-        """Twice the tasks the timing workers can run at once (their ``node`` resources),
-        plus one."""
+        """Tasks the timing workers can run at once (their ``node`` resources), plus one."""
         if time.monotonic() - self._read >= 1.0:
             workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
             self._capacity = max(int(sum(w.get("resources", {}).get(worker.RESOURCE, 0)
                                          for w in workers)), 1)
             self._read = time.monotonic()
-        return 2 * self._capacity + 1
+        return self._capacity + 1
 
     def fill(self) -> None:
         while len(self.tasks) < self.capacity():
