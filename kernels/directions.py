@@ -139,12 +139,6 @@ class Phase:
     problem: object
     strides: tuple[int, int]  # of the backward problem: the step between a phase's rows
 
-    def dx_view(self, dx):
-        """Where the phase lands in ``dx`` (a strided view)."""
-        sh, sw = self.strides
-        return dx[:, :, self.rows.start:self.rows.start + sh * self.rows.count:sh,
-                  self.cols.start:self.cols.start + sw * self.cols.count:sw]
-
 
 def data_phases(spec) -> list[Phase]:
     """The phases of ``spec``'s gradient of the input (non-empty in count), each with its
