@@ -34,6 +34,7 @@ from convbench_kernels.cpu import (
     depthwise,
     direct,
     fft,
+    fft_tiled,
     im2col,
     target,
     winograd,
@@ -145,6 +146,10 @@ REGISTRY: tuple[Algorithm, ...] = (
               doc="Real 2-D FFTs (rocket-fft), filter spectra prepared, per-frequency "
                   "channel sums.",
               **_every_direction(fft.supports, fft.prepare, fft.workspace)),
+    Algorithm("fft_tiled", "fft", "cpu", tolerance={"float32": 1e-4, "float64": 1e-11},
+              doc="Overlap-save over 8x8, 16x16 or 32x32 tiles, transforms and per-frequency "
+                  "channel sums all GEMMs; stride 1.",
+              **_every_direction(fft_tiled.supports, fft_tiled.prepare, fft_tiled.workspace)),
     Algorithm("winograd_f23", "winograd", "cpu", tolerance={"float32": 5e-5, "float64": 1e-11},
               doc="Winograd F(2x2,3x3): 16 GEMMs over channels; 3x3, stride 1, dilation 1; "
                   "weight gradient F(3x3,2x2).",
@@ -351,8 +356,8 @@ def get(name: str, device: str = "cpu") -> Algorithm:
 
 # The CPU families whose shapes are tuned per machine (`convbench.tuning`): each module offers
 # ``defaults(target)``, ``space(target)`` and ``prepare(w, spec, params)``.
-TUNABLE = {"direct": direct, "im2col": im2col, "fft": fft, "winograd": winograd,
-           "depthwise": depthwise}
+TUNABLE = {"direct": direct, "im2col": im2col, "fft": fft, "fft_tiled": fft_tiled,
+           "winograd": winograd, "depthwise": depthwise}
 
 
 def tunable_families() -> dict:

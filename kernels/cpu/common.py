@@ -132,3 +132,24 @@ def pooled_empty(shape, dtype):
     lease = _Lease(base, -base.__array_interface__["data"][0] % 64, count * dtype.itemsize,
                    reused)
     return np.asarray(lease).view(dtype).reshape(shape)
+
+
+def carve(dtype, *shapes):
+    """Empty arrays of ``shapes``, views of one workspace from `common.pooled_empty`.
+
+    Allocated afresh in every `prepare`, Winograd's U, V, M and padded input would be
+    page-faulted in on every call, since glibc returns such blocks to the OS when they are freed (every
+    block over 32 MB, and smaller ones when they sit at the top of the heap): 875 faults a
+    call on 64 -> 64 @56, costing nearly as much as the compute itself, and far more for
+    the 38 MB U of 512 -> 512 @7.
+    The pool hands a workspace to a new layer only once no view of it is left, so never to a
+    second layer while the first can still run.
+    """
+    align = 64  # bytes: every array starts on a cache line (so does the block)
+    sizes = [-(-math.prod(sh) * dtype.itemsize // align) * align for sh in shapes]
+    block = pooled_empty(sum(sizes), np.uint8)
+    arrays, off = [], 0
+    for sh, size in zip(shapes, sizes, strict=True):
+        arrays.append(block[off:off + math.prod(sh) * dtype.itemsize].view(dtype).reshape(sh))
+        off += size
+    return arrays

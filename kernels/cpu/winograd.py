@@ -36,7 +36,7 @@ tile) positions of M, two passes of unit-stride linear combinations into a per-t
 scratch, then the valid part of each tile is written into ``out``.
 
 Every array above is a view of one workspace per layer, taken from a small pool
-(`_carve`, `convbench_kernels.cpu.common.pooled_empty`): a workspace freed by one layer is reused by
+(`convbench_kernels.cpu.common.carve`): a workspace freed by one layer is reused by
 the next of a similar size, so calls do not page-fault fresh buffers in, and a workspace is
 never given to a second layer while the first can still run.
 
@@ -71,7 +71,7 @@ import numpy as np
 from numba import njit, prange
 
 from convbench_kernels.contract import winograd_3x3, with_phases
-from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
+from convbench_kernels.cpu.common import carve, single_threaded_blas
 from convbench_kernels.cpu.target import Target, current, resolve
 from convbench_kernels.winograd_math import winograd_matrices
 
@@ -493,27 +493,6 @@ def _slots(n, th, tw, pitch):
     return slot
 
 
-def _carve(dtype, *shapes):
-    """Empty arrays of ``shapes``, views of one workspace from `common.pooled_empty`.
-
-    Allocated afresh in every `prepare`, U, V, M and the padded input would be page-faulted
-    in on every call, since glibc returns such blocks to the OS when they are freed (every
-    block over 32 MB, and smaller ones when they sit at the top of the heap): 875 faults a
-    call on 64 -> 64 @56, costing nearly as much as the compute itself, and far more for
-    the 38 MB U of 512 -> 512 @7.
-    The pool hands a workspace to a new layer only once no view of it is left, so never to a
-    second layer while the first can still run.
-    """
-    align = 64  # bytes: every array starts on a cache line (so does the block)
-    sizes = [-(-math.prod(sh) * dtype.itemsize // align) * align for sh in shapes]
-    block = pooled_empty(sum(sizes), np.uint8)
-    arrays, off = [], 0
-    for sh, size in zip(shapes, sizes, strict=True):
-        arrays.append(block[off:off + math.prod(sh) * dtype.itemsize].view(dtype).reshape(sh))
-        off += size
-    return arrays
-
-
 def _layout(spec, m, p):
     """Tile counts and the shapes of every workspace array of `prepare`.
 
@@ -591,16 +570,16 @@ def prepare(w, spec, params=None, m=4):
     p = _params(params)
     th, tw, P, vp, skinny, shapes = _layout(spec, m, p)
     slots = shapes["V"][3]
-    V, M, Q, scratch, fscratch = _carve(
+    V, M, Q, scratch, fscratch = carve(
         dtype, *(shapes[k] for k in ("V", "M", "Q", "scratch", "fscratch")))
     fscratch = fscratch.view(np.float64).reshape(threads, 12, cg)
     wf = np.ascontiguousarray(w).reshape(groups, kg, cg * 9)
     if skinny:
-        Vt, uscratch = _carve(dtype, shapes["Vt"], shapes["uscratch"])
+        Vt, uscratch = carve(dtype, shapes["Vt"], shapes["uscratch"])
         slot = _slots(spec.n, th, tw, vp)
         M[...] = 0  # the spare slots, never written, are transformed and dropped
     else:
-        (U,) = _carve(dtype, shapes["U"])
+        (U,) = carve(dtype, shapes["U"])
         _filter_transform(wf, G, fscratch, U)
     out_jobs = _jobs(groups, kg, slots, p["span"])
     BTd = np.ascontiguousarray(BT, dtype=dtype)

@@ -1,0 +1,93 @@
+"""The tiled FFT's transforms against numpy.fft, every tile size through the named cases, and
+its tile choice."""
+
+import numpy as np
+import pytest
+
+from convbench import registry
+from convbench.spec import ConvSpec
+from convbench_kernels.cpu import fft_tiled
+from tests.cases import CASES, random_arrays
+from tests.kernels.test_algorithms import reference, relative_error
+
+TOLERANCE = registry.get("fft_tiled").tolerance
+
+
+@pytest.mark.parametrize("t", fft_tiled.TILES)
+def test_forward_transform_is_rfft2_of_each_tile(t):
+    """`_forward` writes, per tile and channel, numpy's rfft2 of the patch the tile reads
+    (padding as zeros), in float64 to rounding."""
+    spec = ConvSpec(n=2, c=5, h=t + 3, w=t + 1, k=1, r=3, padding=(1, 2, 0, 1),
+                    dtype="float64")
+    rng = np.random.default_rng(t)
+    x = rng.standard_normal(spec.input_shape)
+    mh = mw = t - 2
+    nth, ntw = -(-spec.oh // mh), -(-spec.ow // mw)
+    h = t // 2 + 1
+    rows, cols, _, _ = fft_tiled._dft(t, mh, mw, np.dtype(np.float64))
+    xs = np.empty((1, t * h, spec.n * nth * ntw, 2 * spec.c))
+    scratch = np.empty((2, 4 * (t * t + 4 * t * 2 * h)))
+    fft_tiled._forward(x, 1, 0, mh, mw, nth, ntw, 4, rows, cols, scratch, xs)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 2 + t), (0, 1 + t)))
+    got = (xs[..., 0::2] + 1j * xs[..., 1::2]).reshape(t, h, spec.n, nth, ntw, spec.c)
+    for b in range(spec.n):
+        for i in range(nth):
+            for j in range(ntw):
+                patch = xp[b, :, i * mh:i * mh + t, j * mw:j * mw + t]
+                want = np.fft.rfft2(patch)  # (c, t, h)
+                err = np.abs(got[:, :, b, i, j, :].transpose(2, 0, 1) - want).max()
+                assert err < 1e-12 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("t", fft_tiled.TILES)
+def test_inverse_matrices_invert_the_forward_ones(t):
+    """The inverse's two GEMMs (valid outputs only, 1/T^2 folded in) give numpy's irfft2."""
+    mh, mw = t - 2, t - 4
+    h = t // 2 + 1
+    _, _, icols, irows = fft_tiled._dft(t, mh, mw, np.dtype(np.float64))
+    rng = np.random.default_rng(t)
+    plane = rng.standard_normal((t, t))
+    spec = np.fft.rfft2(plane)  # (t, h)
+    a = icols @ np.stack([spec.real, spec.imag], axis=-1).reshape(t, 2 * h)  # (2 mh, 2h)
+    re = a[:mh, 0::2] - a[mh:, 1::2]
+    im = a[:mh, 1::2] + a[mh:, 0::2]
+    half = np.stack([re, im], axis=-1).reshape(mh, 2 * h)
+    np.testing.assert_allclose(half @ irows, plane[:mh, :mw], atol=1e-13)
+
+
+@pytest.mark.parametrize("t", fft_tiled.TILES)
+@pytest.mark.parametrize("case", [c for c in sorted(CASES)
+                                  if fft_tiled.supports(CASES[c]) is None])
+def test_every_tile_size_matches_the_reference(case, t):
+    spec = CASES[case]
+    re, se = fft_tiled._extent(spec)
+    if max(re, se) > t // 2:
+        with pytest.raises(ValueError, match="fft_tiled tile must be one of"):
+            fft_tiled.prepare(np.zeros(spec.weight_shape, spec.dtype), spec, {"tile": t})
+        return
+    x, w = random_arrays(spec)
+    out = np.full(spec.output_shape, np.nan, spec.dtype)
+    compute = fft_tiled.prepare(w, spec, {"tile": t})
+    compute(x, out)
+    assert compute.plan["tile"] == t
+    err = relative_error(out, reference(spec, x, w))
+    assert np.isfinite(out).all() and err <= TOLERANCE[spec.dtype], err
+
+
+def test_supports_names_what_it_needs():
+    assert "stride 1" in fft_tiled.supports(ConvSpec(c=2, h=8, k=2, r=3, stride=2))
+    assert "at most 16" in fft_tiled.supports(ConvSpec(c=2, h=40, k=2, r=17))
+    assert "got 17x17" in fft_tiled.supports(ConvSpec(c=2, h=40, k=2, r=5, dilation=4))
+    assert fft_tiled.supports(ConvSpec(c=2, h=40, k=2, r=5, dilation=3)) is None
+    assert fft_tiled.supports(ConvSpec(c=2, h=9, k=2, r=3, groups=2, dilation=2)) is None
+
+
+def test_tile_choice_fits_the_filter_and_follows_the_spectra_cost():
+    """The model takes a tile the filter fits in; a higher byte cost of the filter spectra
+    never chooses a larger tile (larger tiles have more frequencies per filter)."""
+    for r in (1, 3, 5, 9):
+        for h, c in ((7, 512), (14, 256), (56, 64), (112, 32)):
+            spec = ConvSpec(c=c, h=h, k=c, r=r, padding="same")
+            sizes = [fft_tiled.choose_tile(spec, {"byte_cost": b}) for b in (0.0, 4.0, 64.0)]
+            assert all(r <= t // 2 for t in sizes)
+            assert sizes == sorted(sizes, reverse=True)
