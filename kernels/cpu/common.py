@@ -138,8 +138,9 @@ def carve(dtype, *shapes):
     """Empty arrays of ``shapes``, views of one workspace from `common.pooled_empty`.
 
     Allocated afresh in every `prepare`, Winograd's U, V, M and padded input would be
-    page-faulted in on every call, since glibc returns such blocks to the OS when they are freed (every
-    block over 32 MB, and smaller ones when they sit at the top of the heap): 875 faults a
+    page-faulted in on every call, since glibc returns such blocks to the OS when they are
+    freed (every block over 32 MB, and smaller ones when they sit at the top of the heap): 875
+    faults a
     call on 64 -> 64 @56, costing nearly as much as the compute itself, and far more for
     the 38 MB U of 512 -> 512 @7.
     The pool hands a workspace to a new layer only once no view of it is left, so never to a
