@@ -33,8 +33,8 @@ PRESETS = {
     "mobilenet": (28, 40),   # stem + 9 distinct blocks x (dw, pw, std); 1 + 13 x 3
     "grid": (134, 134),
     "unet": (23, 23),        # 2 x 5 down, 4 x (up-conv + 2), the final 1x1
-    "dcgan": (5, 5),
-    "nnpack-table": (15, 16),  # NNPACK's table: 4 AlexNet, 7 VGG-A (conv5 x2), 4 OverFeat      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
+    "dcgan": (5, 5),      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
+    "nnpack-table": (15, 16),  # NNPACK's table: 4 AlexNet, 7 VGG-A (conv5 x2), 4 OverFeat
 }
 
 GRID = {"c": [8], "h": [16], "k": [8], "filter": [1, 3]}
