@@ -721,8 +721,8 @@ def accuracy_speed(df: pd.DataFrame, path) -> Path | None:
     with _figure(figsize=(WIDTH - 2.4, 6.0)) as fig:
         ax = fig.subplots()
         ax.axvline(1.0, color="0.5", linewidth=1.2, linestyle=(0, (4, 3)), zorder=1)
-        ax.text(1.0, 0.98, " as fast as direct", transform=ax.get_xaxis_transform(),
-                ha="left", va="top", fontsize=10, color="0.35")
+        ax.text(1.0, 0.02, "as fast as direct ", transform=ax.get_xaxis_transform(),
+                rotation=90, ha="right", va="bottom", fontsize=10, color="0.35")
         group_handles: dict[str, Line2D] = {}
         for i, (key, g) in enumerate(groups):
             marker = GROUP_MARKERS[i % len(GROUP_MARKERS)]

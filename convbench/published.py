@@ -20,8 +20,6 @@ IM2COL, FFT8, FFT16, WINOGRAD = ("im2col + sgemm", "FFT-8x8", "FFT-16x16",
                                  "Winograd F(6x6,3x3)")
 NNPACK_ALGORITHMS = (IM2COL, FFT8, FFT16, WINOGRAD)
 NNPACK_FAMILIES = {IM2COL: "gemm", FFT8: "fft", FFT16: "fft", WINOGRAD: "winograd"}
-NNPACK_SOURCE = ("NNPACK README (github.com/Maratyszcza/NNPACK): forward propagation on a "
-                 "Core i7 6700K, Caffe's im2col + sgemm against NNPACK")
 
 
 def _ms(im2col, fft8, fft16, winograd) -> dict[str, float | None]:

@@ -22,7 +22,7 @@ import jinja2
 import pandas as pd
 from matplotlib.colors import to_hex
 
-from . import analysis, baselines, phases, plots, published, roofline, store
+from . import analysis, baselines, phases, plots, roofline, store
 
 TEMPLATE = "report.html.j2"
 REPORT = "report.html"
@@ -113,7 +113,7 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "training": _training_rows(analysis.training_step(df), shape),
         "baseline": _baseline_table(vs_base),
         "frontier": _frontier_rows(frontier, shape),
-        "nnpack": {"rows": _nnpack_rows(nnpack, shape), "source": published.NNPACK_SOURCE},
+        "nnpack": _nnpack_rows(nnpack, shape),
         "model": winner_model(df),
         "rows": _all_rows(df, shape),
         "accuracy": accuracy(df),
