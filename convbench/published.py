@@ -1,9 +1,11 @@
 """Other libraries' published results, as data, for the report to compare a run against.
 
 `NNPACK`: the forward-propagation table of NNPACK's README (github.com/Maratyszcza/NNPACK,
-README.md, "Features"): milliseconds per layer on an Intel Core i7 6700K, BVLC Caffe's
-im2col + sgemm against NNPACK's FFT-8x8, FFT-16x16 and Winograd F(6x6,3x3), on the Caffe
-protobufs of soumith's convnet-benchmarks (AlexNet and OverFeat at batch 128, VGG-A at 64).
+README.md, "Features", in its earlier revisions, e.g. commit 04e61f9c; the current README
+no longer has it): milliseconds per layer on an Intel Core i7 6700K, BVLC Caffe's im2col +
+sgemm (master of March 24, 2016) against NNPACK's FFT-8x8, FFT-16x16 and Winograd
+F(6x6,3x3), on the Caffe protobufs of soumith's convnet-benchmarks (AlexNet and OverFeat at
+batch 128, VGG-A at 64: the protobufs' batches; the README does not state them).
 ``None`` where the table says N/A (Winograd F(6x6,3x3) computes 3x3 filters only).  The keys
 are the layer names of the ``nnpack-table`` preset (convbench/presets/nnpack-table.toml),
 which holds the layers' shapes.
