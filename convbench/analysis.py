@@ -80,8 +80,9 @@ WINNER_COLUMNS = ["problem", "name", "count", "winner", "device", "median_s", "q
                   *PROBLEM_FIELDS, "dh", "dw", "padding", "stride", "oh", "ow", "flops"]
 CROSSOVER_COLUMNS = ["axis", "axis_label", "lo", "hi", "before", "after", "context",
                      *IDENTITY, "ratio_lo", "ratio_hi", "winner_changed", "sentence"]
-RATIO_COLUMNS = ["problem", "name", "algorithm", "device", "label", "operator", "accurate",
-                 "median_s", "baseline", "baseline_s", "ratio", *PROBLEM_FIELDS]
+RATIO_COLUMNS = ["problem", "name", "algorithm", "family", "device", "label", "operator",
+                 "accurate", "max_rel_err", "median_s", "baseline", "baseline_s", "ratio",
+                 *PROBLEM_FIELDS]
 LAYER_COLUMNS = ["network", "name", "problem", "count", "winner", "median_s", "total_s",
                  "ties", "n_ranked", *PROBLEM_FIELDS]
 TOTAL_COLUMNS = ["network", "algorithm", "total_s", "vs_best_per_layer", "n_layers",
@@ -431,8 +432,9 @@ def ratios(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per ``ok`` row (inaccurate and separable rows included: see ``accurate`` and
-        ``operator``): ``problem, name, algorithm, device, label, operator, accurate,
-        median_s``, ``baseline`` (the label asked for), ``baseline_s`` and ``ratio`` =
+        ``operator``): ``problem, name, algorithm, family, device, label, operator, accurate,
+        max_rel_err, median_s``, ``baseline`` (the label asked for), ``baseline_s`` and
+        ``ratio`` =
         ``median_s / baseline_s`` (NaN where the baseline has no ``ok`` row on the problem),
         and the problem fields.
     """
@@ -724,42 +726,37 @@ def accuracy_speed(df: pd.DataFrame) -> pd.DataFrame:
     lie on the accuracy-speed frontier.
 
     Only `ranked` results count, on both sides: an algorithm's result and ``direct``'s on
-    the same problem (``problem, name``) and device.  Results of the `FAST_FAMILIES` whose
-    problem has no such ``direct`` time, or no error, are left out.  A problem measured under
-    several layer names is one point.
+    the same problem and device (`ratios` against ``direct`` on that device).  Results of the
+    `FAST_FAMILIES` whose problem has no such ``direct`` time, or no error, are left out.  A
+    problem measured under several layer names is one point.
 
     Returns
     -------
     pandas.DataFrame
-        One row per fast result (`FRONTIER_COLUMNS`), in run order: ``problem, name,
-        label, algorithm, family``, the `FRONTIER_GROUP` fields, the problem's other
+        One row per fast result (`FRONTIER_COLUMNS`), in run order per device: ``problem,
+        name, label, algorithm, family``, the `FRONTIER_GROUP` fields, the problem's other
         fields, ``median_s``, ``direct_s`` (direct's median on the problem), ``speedup``
         (``direct_s / median_s``), ``error`` (``max_rel_err``: max|out - ref| / max|ref|)
         and ``on_frontier``: no other result of its group has an error as low and a
         speed-up as high, one of them strictly (equal points are both on it).
     """
-    r = ranked(df)
-    if r.empty or "max_rel_err" not in r:
+    rows = ranked(df)
+    if rows.empty or "max_rel_err" not in rows:
         return _no_points()
-    r = r.assign(label=_labels(r)).drop_duplicates(subset=["problem", "label"])
-    key = ["problem", "name", "device"]
-    direct = (r[r["algorithm"] == "direct"].drop_duplicates(subset=key)
-              .set_index(key)["median_s"])
-    fast = r[r["family"].isin(FAST_FAMILIES) & r["max_rel_err"].notna()]
-    if fast.empty or direct.empty:
-        return _no_points()
-    direct_s = direct.reindex(pd.MultiIndex.from_frame(fast[key])).to_numpy(dtype=float)
-    fast = fast.assign(direct_s=direct_s, error=fast["max_rel_err"].astype(float))
-    fast = fast[fast["direct_s"].notna()]
+    rows = rows.drop_duplicates(subset=["problem", "algorithm", "device"])
+    vs = pd.concat([ratios(g, label("direct", device))
+                    for device, g in rows.groupby("device", sort=False)], ignore_index=True)
+    fast = vs[vs["family"].isin(FAST_FAMILIES) & vs["max_rel_err"].notna()
+              & vs["ratio"].notna()]
     if fast.empty:
         return _no_points()
-    fast = fast.assign(speedup=fast["direct_s"] / fast["median_s"].astype(float),
-                       on_frontier=False)
+    fast = fast.assign(direct_s=fast["baseline_s"].astype(float),
+                       speedup=1.0 / fast["ratio"].astype(float),
+                       error=fast["max_rel_err"].astype(float), on_frontier=False)
     for _, g in fast.groupby(list(FRONTIER_GROUP), sort=False, dropna=False):
         fast.loc[g.index, "on_frontier"] = _undominated(g["error"].to_numpy(dtype=float),
                                                         g["speedup"].to_numpy(dtype=float))
-    out = fast[FRONTIER_COLUMNS].reset_index(drop=True)
-    return out.astype({"on_frontier": bool})
+    return fast[FRONTIER_COLUMNS].reset_index(drop=True).astype({"on_frontier": bool})
 
 
 def _no_points() -> pd.DataFrame:
