@@ -429,7 +429,7 @@ def _frontier_finding(pts: pd.DataFrame) -> dict:
         for lab, f in sorted(front.groupby("label"), key=lambda kv: kv[1]["speedup"].median()):
             err, speed = f["error"].astype(float), f["speedup"].astype(float)
             where = "" if len(f) == 1 else f", {len(f)} problems"
-            steps.append(f"{lab} (error {_sci_span(err)}, {_times_span(speed)}{where})")
+            steps.append(f"{lab} (error {_span(err, fmt=sci)}, {_span(speed)}{where})")
         group = analysis.frontier_group_text(dict(zip(analysis.FRONTIER_GROUP, key,
                                                       strict=True)))
         items.append(f"{group[:1].upper()}{group[1:]}: " + " \u2192 ".join(steps) + ".")
@@ -439,19 +439,10 @@ def _frontier_finding(pts: pd.DataFrame) -> dict:
             "both faster and more accurate), from the most accurate to the fastest:"}
 
 
-def _sci_span(values: pd.Series) -> str:
-    lo, hi = float(values.min()), float(values.max())
-    return sci(lo) if sci(lo) == sci(hi) else f"{sci(lo)}\u2013{sci(hi)}"
-
-
-def _times_span(values: pd.Series) -> str:
-    lo, hi = float(values.min()), float(values.max())
-    return times(lo) if times(lo) == times(hi) else f"{times(lo)}\u2013{times(hi)}"
-
-
-def _span(values: pd.Series, percent: bool = False) -> str:
-    """``0.06×–42× (median 1.3×)``, or one value when they all agree within 5 %."""
-    fmt = (lambda v: f"{100 * v:.3g}%") if percent else times
+def _span(values: pd.Series, percent: bool = False, fmt=None) -> str:
+    """``0.06×–42× (median 1.3×)``, or one value when they all agree within 5 %; numbers as
+    ``fmt`` gives them (default: `times`, or a percentage with ``percent``)."""
+    fmt = fmt or ((lambda v: f"{100 * v:.3g}%") if percent else times)
     lo, hi = float(values.min()), float(values.max())
     if math.isclose(lo, hi, rel_tol=0.05):
         return fmt((lo + hi) / 2)
