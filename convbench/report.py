@@ -395,24 +395,24 @@ def _separable_finding(sep: pd.DataFrame) -> dict:
 
 def _nnpack_finding(t: pd.DataFrame) -> dict:
     """convbench's winning family against NNPACK's published one, layer by layer."""
-    ranked = t[t["winner"] != ""]
-    if ranked.empty:
+    judged = t[t["winner"] != ""]
+    if judged.empty:
         return {"kind": "", "items": [], "text":
                 f"None of the {len(t)} layers of NNPACK's table in this run has an accurate "
                 "CPU result: there is no winner to compare with NNPACK's."}
-    agree = ranked[ranked["agree"].astype(bool)]
+    agree = judged[judged["agree"].astype(bool)]
     parts = []
     if len(agree):
         counts = agree["family"].value_counts()
         parts.append("agreeing: " + ", ".join(f"{f} on {n}" for f, n in counts.items()))
-    differ = ranked[~ranked["agree"].astype(bool)]
+    differ = judged[~judged["agree"].astype(bool)]
     for (mine, theirs), g in differ.groupby(["family", "published_family"], sort=False):
         note = " (no counterpart in NNPACK's table)" if not bool(g["counterpart"].iloc[0]) \
             else ""
         parts.append(f"convbench's {mine}{note} where NNPACK's {theirs} wins: {len(g)} "
                      f"layer{'s' if len(g) != 1 else ''}")
-    text = (f"convbench's winner agrees with NNPACK's on {len(agree)} of {len(ranked)} "
-            f"layer{'s' if len(ranked) != 1 else ''} of NNPACK's published table, compared "
+    text = (f"convbench's winner agrees with NNPACK's on {len(agree)} of {len(judged)} "
+            f"layer{'s' if len(judged) != 1 else ''} of NNPACK's published table, compared "
             f"by family ({'; '.join(parts)}); see Against NNPACK.")
     return {"kind": "", "items": [], "text": text}
 
