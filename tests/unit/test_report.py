@@ -536,3 +536,20 @@ def test_new_sections_only_when_relevant(written, tmp_path):
     assert '<section id="frontier">' not in plain and "accuracy-speed" not in plain.lower()
     assert not (out.parent / "accuracy_speed.png").exists()
     assert plots.accuracy_speed(rows, tmp_path / "x.png") is None
+
+
+def test_nnpack_layers_without_a_result_have_no_verdict(tmp_path):
+    rows = nnpack_rows()
+    rows.loc[rows["name"] == "nnpack:vgg-a-conv1", "accurate"] = False
+    html = report.write_report(make_run(tmp_path / "results", rows=rows),
+                               tmp_path / "out").read_text(encoding="utf-8")
+    found = text(section(html, "findings"))
+    assert "agrees with NNPACK's on 2 of 2 layers" in found  # vgg-a-conv1 is not counted
+    table = section(html, "nnpack")
+    row = re.search(r"<tr><td>nnpack:vgg-a-conv1</td>.*?</tr>", table, re.S).group(0)
+    assert "none" in row and ">yes<" not in row and ">no<" not in row
+    rows["status"] = "error"
+    html = report.write_report(make_run(tmp_path / "again", rows=rows),
+                               tmp_path / "out2").read_text(encoding="utf-8")
+    assert ("None of the 3 layers of NNPACK's table in this run has an accurate CPU result"
+            in text(section(html, "findings")))
