@@ -10,7 +10,11 @@ Every function takes the rows of a run (`store.COLUMNS`) and returns a new DataF
 - `baseline_ratios`: per layer, each algorithm's time over a baseline library's (torch), a
   table with the best convbench algorithm and a geometric-mean line;
 - `network_summary`: per layer winners and network totals, best per layer vs one algorithm;
-- `separable_savings`: MobileNet's depthwise-separable factorisation: parameters, FLOPs, time.
+- `separable_savings`: MobileNet's depthwise-separable factorisation: parameters, FLOPs, time;
+- `accuracy_speed`: the fast algorithms' speed-up over direct against their error, and the
+  Pareto frontier of each filter size and stride;
+- `nnpack_comparison`: per layer of NNPACK's published table, convbench's winning family
+  against NNPACK's.
 
 Vocabulary.  An algorithm is named by its *label*: the registry name on the CPU
 (``"direct"``), ``name@device`` elsewhere (``"direct@cuda"``).  Two times are *tied* when
@@ -24,11 +28,15 @@ from __future__ import annotations
 import math
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
+
+from . import published
 
 __all__ = ["ranked", "counted", "simulated", "label", "noise", "tied", "winners", "winners_table",
            "crossovers", "swept_pairs", "ratios", "baseline_ratios", "baseline_ratio_algorithms",
            "baselines", "network_summary", "separable_savings", "training_step",
+           "accuracy_speed", "frontier_group_text", "nnpack_comparison",
            "algorithm_of", "shape_label", "context_text",
            "AXES", "CONTEXT", "DEFAULT_AXES", "IDENTITY", "PROBLEM_FIELDS", "NOISE_FLOOR",
            "NOT_A_LAYER", "BEST_PER_LAYER"]
@@ -72,8 +80,9 @@ WINNER_COLUMNS = ["problem", "name", "count", "winner", "device", "median_s", "q
                   *PROBLEM_FIELDS, "dh", "dw", "padding", "stride", "oh", "ow", "flops"]
 CROSSOVER_COLUMNS = ["axis", "axis_label", "lo", "hi", "before", "after", "context",
                      *IDENTITY, "ratio_lo", "ratio_hi", "winner_changed", "sentence"]
-RATIO_COLUMNS = ["problem", "name", "algorithm", "device", "label", "operator", "accurate",
-                 "median_s", "baseline", "baseline_s", "ratio", *PROBLEM_FIELDS]
+RATIO_COLUMNS = ["problem", "name", "algorithm", "family", "device", "label", "operator",
+                 "accurate", "max_rel_err", "median_s", "baseline", "baseline_s", "ratio",
+                 *PROBLEM_FIELDS]
 LAYER_COLUMNS = ["network", "name", "problem", "count", "winner", "median_s", "total_s",
                  "ties", "n_ranked", *PROBLEM_FIELDS]
 TOTAL_COLUMNS = ["network", "algorithm", "total_s", "vs_best_per_layer", "n_layers",
@@ -423,8 +432,9 @@ def ratios(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per ``ok`` row (inaccurate and separable rows included: see ``accurate`` and
-        ``operator``): ``problem, name, algorithm, device, label, operator, accurate,
-        median_s``, ``baseline`` (the label asked for), ``baseline_s`` and ``ratio`` =
+        ``operator``): ``problem, name, algorithm, family, device, label, operator, accurate,
+        max_rel_err, median_s``, ``baseline`` (the label asked for), ``baseline_s`` and
+        ``ratio`` =
         ``median_s / baseline_s`` (NaN where the baseline has no ``ok`` row on the problem),
         and the problem fields.
     """
@@ -692,3 +702,137 @@ def separable_savings(df: pd.DataFrame) -> pd.DataFrame:
             "separable_gflops": sep_flops / sep_s / 1e9 if sep_s > 0 else math.nan,
         })
     return pd.DataFrame(out, columns=SEPARABLE_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy against speed
+
+# The families that trade accuracy for speed: every ``fft*`` and ``winograd_*`` entry
+# (winograd_f23, winograd_f43, winograd_f63 where it is registered).
+FAST_FAMILIES = ("fft", "winograd")
+# A frontier is drawn per group of problems that share the filter size and stride (and the
+# device, dtype and direction, whose errors and speeds are not comparable across): the
+# transforms' error grows with the tile and the filter, their speed-up with the filter, so
+# that each filter size and stride has its own trade-off; channels and image size move a
+# point along it.
+FRONTIER_GROUP = ("device", "dtype", "direction", "r", "s", "sh", "sw")
+FRONTIER_COLUMNS = ["problem", "name", "label", "algorithm", "family", *FRONTIER_GROUP,
+                    "c", "k", "h", "w", "n", "groups", "median_s", "direct_s", "speedup",
+                    "error", "on_frontier"]
+
+
+def accuracy_speed(df: pd.DataFrame) -> pd.DataFrame:
+    """Each fast algorithm's speed-up over ``direct`` against its error, and which results
+    lie on the accuracy-speed frontier.
+
+    Only `ranked` results count, on both sides: an algorithm's result and ``direct``'s on
+    the same problem and device (`ratios` against ``direct`` on that device).  Results of the
+    `FAST_FAMILIES` whose problem has no such ``direct`` time, or no error, are left out.  A
+    problem measured under several layer names is one point.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fast result (`FRONTIER_COLUMNS`), in run order per device: ``problem,
+        name, label, algorithm, family``, the `FRONTIER_GROUP` fields, the problem's other
+        fields, ``median_s``, ``direct_s`` (direct's median on the problem), ``speedup``
+        (``direct_s / median_s``), ``error`` (``max_rel_err``: max|out - ref| / max|ref|)
+        and ``on_frontier``: no other result of its group has an error as low and a
+        speed-up as high, one of them strictly (equal points are both on it).
+    """
+    rows = ranked(df)
+    if rows.empty or "max_rel_err" not in rows:
+        return _no_points()
+    rows = rows.drop_duplicates(subset=["problem", "algorithm", "device"])
+    vs = pd.concat([ratios(g, label("direct", device))
+                    for device, g in rows.groupby("device", sort=False)], ignore_index=True)
+    fast = vs[vs["family"].isin(FAST_FAMILIES) & vs["max_rel_err"].notna()
+              & vs["ratio"].notna()]
+    if fast.empty:
+        return _no_points()
+    fast = fast.assign(direct_s=fast["baseline_s"].astype(float),
+                       speedup=1.0 / fast["ratio"].astype(float),
+                       error=fast["max_rel_err"].astype(float), on_frontier=False)
+    for _, g in fast.groupby(list(FRONTIER_GROUP), sort=False, dropna=False):
+        fast.loc[g.index, "on_frontier"] = _undominated(g["error"].to_numpy(dtype=float),
+                                                        g["speedup"].to_numpy(dtype=float))
+    return fast[FRONTIER_COLUMNS].reset_index(drop=True).astype({"on_frontier": bool})
+
+
+def _no_points() -> pd.DataFrame:
+    return pd.DataFrame(columns=FRONTIER_COLUMNS).astype({"on_frontier": bool})
+
+
+def _undominated(error: np.ndarray, speedup: np.ndarray) -> np.ndarray:
+    """Which points no other point dominates (error <= and speed-up >=, one strictly)."""
+    le = error[None, :] <= error[:, None]        # [i, j]: j's error at most i's
+    ge = speedup[None, :] >= speedup[:, None]
+    strict = (error[None, :] < error[:, None]) | (speedup[None, :] > speedup[:, None])
+    return ~(le & ge & strict).any(axis=1)
+
+
+def frontier_group_text(group: dict) -> str:
+    """A `FRONTIER_GROUP` in words: "3x3, stride 1" (then the dtype, direction and device
+    when they are not float32, forward and the CPU)."""
+    parts = [f"{group['r']}x{group['s']}"]
+    sh, sw = group["sh"], group["sw"]
+    parts.append(f"stride {sh}" if sh == sw else f"stride {sh}x{sw}")
+    if group["dtype"] != "float32":
+        parts.append(group["dtype"])
+    if group["direction"] not in ("fwd", None) and not pd.isna(group["direction"]):
+        parts.append(DIRECTION_WORDS[group["direction"]])
+    if group["device"] not in ("cpu", None) and not pd.isna(group["device"]):
+        parts.append(f"on {group['device']}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Against NNPACK's published table
+
+NNPACK_COLUMNS = ["layer", "table_name", "problem", "n", "winner", "family",
+                  "published_winner", "published_family", "published_ms", "counterpart",
+                  "agree"]
+
+
+def nnpack_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """Per layer of NNPACK's README table that the run measured (a forward problem named as in
+    the ``nnpack-table`` preset, `convbench.published.NNPACK`), convbench's winner on the CPU
+    against NNPACK's published one, compared by family (`convbench.published.NNPACK_FAMILIES`:
+    gemm, fft, winograd).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per such layer, in run order (`NNPACK_COLUMNS`): ``layer`` (the preset's
+        name), ``table_name`` (the README's), ``problem``, ``n`` (this run's batch),
+        ``winner`` (its `winners` label, "" when no CPU algorithm ranked) and its
+        ``family``; ``published_winner`` (NNPACK's fastest algorithm), ``published_family``
+        and ``published_ms``; ``counterpart``: whether the winner's family is in NNPACK's
+        table (``direct`` is not); ``agree``: the families are equal (NA when nothing
+        ranked).
+    """
+    if df.empty or "name" not in df:
+        return pd.DataFrame(columns=NNPACK_COLUMNS)
+    mine = df[df["name"].isin(list(published.NNPACK)) & (df["direction"] == "fwd")]
+    if "device" in mine:
+        mine = mine[mine["device"] == "cpu"]
+    if mine.empty:
+        return pd.DataFrame(columns=NNPACK_COLUMNS)
+    win = winners(mine).set_index(["problem", "name"])
+    families = dict(zip(mine["algorithm"], mine["family"], strict=True))
+    nnpack_families = set(published.NNPACK_FAMILIES.values())
+    out = []
+    for _, row in mine.drop_duplicates(subset=["problem", "name"]).iterrows():
+        table_name, ms = published.NNPACK[row["name"]]
+        theirs = published.nnpack_winner(row["name"])
+        key = (row["problem"], row["name"])
+        winner = win.loc[key, "winner"] if key in win.index else ""
+        family = families.get(algorithm_of(winner), "") if winner else ""
+        same = published.NNPACK_FAMILIES[theirs]
+        out.append({"layer": row["name"], "table_name": table_name, "problem": row["problem"],
+                    "n": row["n"], "winner": winner, "family": family,
+                    "published_winner": theirs, "published_family": same,
+                    "published_ms": float(ms[theirs]),
+                    "counterpart": family in nnpack_families if winner else pd.NA,
+                    "agree": family == same if winner else pd.NA})
+    return pd.DataFrame(out, columns=NNPACK_COLUMNS)

@@ -62,9 +62,11 @@ def _list(args) -> int:
               "never ranked;\nopt-in: run only when named (--algo NAME or algorithms = [...])")
     print()
     print("presets (convbench run sweep --preset NAME):")
-    for name in sweep.preset_names():
+    names = sweep.preset_names()
+    width = max(map(len, names))
+    for name in names:
         cfg = sweep.preset(name)
-        print(f"  {name:<10} {len(cfg.problems):>4} problems  {cfg.description}")
+        print(f"  {name:<{width}} {len(cfg.problems):>4} problems  {cfg.description}")
     return 0
 
 

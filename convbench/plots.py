@@ -700,6 +700,67 @@ def roofline(df: pd.DataFrame, path, roof=None) -> Path | None:
         return _save(fig, path)
 
 
+# Markers told apart without colour (colour is the algorithm's): one per frontier group.
+GROUP_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def accuracy_speed(df: pd.DataFrame, path) -> Path | None:
+    """The fast algorithms' error against their speed-up over direct, log-log
+    (`convbench.analysis.accuracy_speed`): one point per result, in its algorithm's colour
+    and its group's marker (filter size and stride, `convbench.analysis.FRONTIER_GROUP`);
+    each group's frontier points filled and joined by a line, the dominated ones hollow.  An
+    exact result (error 0) is drawn at `MIN_ERR`.  None when no fast result has a direct time
+    on its problem."""
+    pts = analysis.accuracy_speed(df) if _has_rows(df) else pd.DataFrame()
+    if pts.empty:
+        return None
+    colour = colors(pts["algorithm"])
+    pts = pts.assign(y=pts["error"].astype(float).clip(lower=MIN_ERR),
+                     x=pts["speedup"].astype(float))
+    groups = list(pts.groupby(list(analysis.FRONTIER_GROUP), sort=True, dropna=False))
+    with _figure(figsize=(WIDTH - 2.4, 6.0)) as fig:
+        ax = fig.subplots()
+        ax.axvline(1.0, color="0.5", linewidth=1.2, linestyle=(0, (4, 3)), zorder=1)
+        ax.text(1.0, 0.02, "as fast as direct ", transform=ax.get_xaxis_transform(),
+                rotation=90, ha="right", va="bottom", fontsize=10, color="0.35")
+        group_handles: dict[str, Line2D] = {}
+        for i, (key, g) in enumerate(groups):
+            marker = GROUP_MARKERS[i % len(GROUP_MARKERS)]
+            name = analysis.frontier_group_text(
+                dict(zip(analysis.FRONTIER_GROUP, key, strict=True)))
+            front = g[g["on_frontier"]].sort_values(["x", "y"])
+            ax.plot(front["x"], front["y"], color="0.25", linewidth=1.3, zorder=2)
+            for algo, gg in g.groupby("algorithm", sort=False):
+                on = gg[gg["on_frontier"]]
+                off = gg[~gg["on_frontier"]]
+                ax.scatter(on["x"], on["y"], marker=marker, s=55, color=colour[algo],
+                           edgecolors="0.2", linewidths=0.8, zorder=4)
+                ax.scatter(off["x"], off["y"], marker=marker, s=45, facecolors="white",
+                           edgecolors=colour[algo], linewidths=1.4, zorder=3)
+            group_handles[name] = Line2D([], [], marker=marker, color="0.25", linewidth=1.3,
+                                         markerfacecolor="0.6", markersize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.xaxis)
+        ax.set_xlabel("speed-up over direct on the same problem (log scale; right is faster)")
+        ax.set_ylabel("max|error| / max|reference| (log scale; lower is more accurate)")
+        ax.set_title("What does each fast algorithm's speed cost in accuracy?  Filled points "
+                     "joined by a line: the frontier of each filter size and stride",
+                     loc="left", fontsize=12)
+        algos = [Line2D([], [], marker="o", linestyle="none", color=colour[a], markersize=7,
+                        label=analysis.label(a, None))
+                 for a in algorithm_order(pts["algorithm"])]
+        hollow = Line2D([], [], marker="o", linestyle="none", color="0.4",
+                        markerfacecolor="white", markersize=7, label="dominated (hollow)")
+        first = ax.legend(handles=[*algos, hollow], loc="upper left",
+                          bbox_to_anchor=(1.01, 1.0), frameon=False, title="algorithm")
+        ax.add_artist(first)
+        ax.legend(group_handles.values(), group_handles.keys(), loc="lower left",
+                  bbox_to_anchor=(1.01, 0.0), frameon=False, title="filter, stride")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
 # The roofline chart needs the run's roofline (meta.json) besides the rows: `write_charts`
 # draws it, after the GFLOP/s chart, when it is given one.
 ROOFLINE_CHART = ("roofline.png", roofline,
@@ -721,6 +782,10 @@ CHARTS = (
      "fastest."),
     ("error_vs_filter.png", error_vs_filter,
      "Worst relative error at each filter size; dashed lines are the tolerances."),
+    ("accuracy_speed.png", accuracy_speed,
+     "Accuracy against speed: each FFT and Winograd result's error against its speed-up over "
+     "direct on the same problem; filled points joined by a line are the frontier of their "
+     "filter size and stride (no other result there is both faster and more accurate)."),
     ("phases.png", phases,
      "Each phase's share of an algorithm's time (transforms against the multiply), timed "
      "phase by phase."),

@@ -85,6 +85,8 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
     layers, totals = analysis.network_summary(df)
     sep = analysis.separable_savings(df)
     vs_base = analysis.baseline_ratios(df)
+    frontier = analysis.accuracy_speed(df)
+    nnpack = analysis.nnpack_comparison(df)
     counts = df["status"].value_counts()
     shape = shapes(df)
     return {
@@ -98,7 +100,8 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "complete": bool(meta.get("complete", True)),
         "status_counts": ", ".join(f"{n} {s}" for s, n in counts.items()),
         "n_rows": len(df),
-        "findings": findings(df, meta, win, xo, layers, totals, sep, vs_base),
+        "findings": findings(df, meta, win, xo, layers, totals, sep, vs_base, frontier,
+                             nnpack),
         "charts": [{"data": data_uri(p), "file": Path(p).name, "caption": caption}
                    for p, caption in charts],
         "colours": palette,
@@ -109,6 +112,8 @@ def context(df: pd.DataFrame, meta: dict, charts=(), run_dir=None) -> dict:
         "separable": _separable_rows(sep, shape),
         "training": _training_rows(analysis.training_step(df), shape),
         "baseline": _baseline_table(vs_base),
+        "frontier": _frontier_rows(frontier, shape),
+        "nnpack": _nnpack_rows(nnpack, shape),
         "model": winner_model(df),
         "rows": _all_rows(df, shape),
         "accuracy": accuracy(df),
@@ -201,7 +206,7 @@ def problem_name(row) -> str:
 # ---------------------------------------------------------------------------------------------
 # Findings: the answers, in sentences
 
-def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
+def findings(df, meta, win, xo, layers, totals, sep, vs_base, frontier, nnpack) -> list[dict]:
     """The summary at the top: a list of ``{"text", "items", "kind"}``."""
     out = []
     ran = df[df["status"] == "ok"]
@@ -224,9 +229,13 @@ def findings(df, meta, win, xo, layers, totals, sep, vs_base) -> list[dict]:
     out += _phase_findings(df, xo)
     out += _network_findings(totals, layers)
     out += _baseline_findings(vs_base)
+    if not nnpack.empty:
+        out.append(_nnpack_finding(nnpack))
     if not sep.empty:
         out.append(_separable_finding(sep))
     out.append(_accuracy_finding(ran))
+    if frontier["on_frontier"].any():
+        out.append(_frontier_finding(frontier))
     # The timer's own warnings (convbench.timing.measure): a spread too wide, too few values,
     # a value too short to time.
     flagged = ran["warnings"].fillna("").str.contains("unstable|budget|resolution", regex=True)
@@ -384,9 +393,56 @@ def _separable_finding(sep: pd.DataFrame) -> dict:
     return {"kind": "", "text": text + ".", "items": []}
 
 
-def _span(values: pd.Series, percent: bool = False) -> str:
-    """``0.06×–42× (median 1.3×)``, or one value when they all agree within 5 %."""
-    fmt = (lambda v: f"{100 * v:.3g}%") if percent else times
+def _nnpack_finding(t: pd.DataFrame) -> dict:
+    """convbench's winning family against NNPACK's published one, layer by layer."""
+    judged = t[t["winner"] != ""]
+    if judged.empty:
+        return {"kind": "", "items": [], "text":
+                f"None of the {len(t)} layers of NNPACK's table in this run has an accurate "
+                "CPU result: there is no winner to compare with NNPACK's."}
+    agree = judged[judged["agree"].astype(bool)]
+    parts = []
+    if len(agree):
+        counts = agree["family"].value_counts()
+        parts.append("agreeing: " + ", ".join(f"{f} on {n}" for f, n in counts.items()))
+    differ = judged[~judged["agree"].astype(bool)]
+    for (mine, theirs), g in differ.groupby(["family", "published_family"], sort=False):
+        note = " (no counterpart in NNPACK's table)" if not bool(g["counterpart"].iloc[0]) \
+            else ""
+        parts.append(f"convbench's {mine}{note} where NNPACK's {theirs} wins: {len(g)} "
+                     f"layer{'s' if len(g) != 1 else ''}")
+    text = (f"convbench's winner agrees with NNPACK's on {len(agree)} of {len(judged)} "
+            f"layer{'s' if len(judged) != 1 else ''} of NNPACK's published table, compared "
+            f"by family ({'; '.join(parts)}); see Against NNPACK.")
+    return {"kind": "", "items": [], "text": text}
+
+
+def _frontier_finding(pts: pd.DataFrame) -> dict:
+    """Per filter size and stride, the algorithms on the accuracy-speed frontier, from the
+    most accurate to the fastest."""
+    items = []
+    for key, g in pts.groupby(list(analysis.FRONTIER_GROUP), sort=True, dropna=False):
+        front = g[g["on_frontier"]]
+        if front.empty:
+            continue
+        steps = []
+        for lab, f in sorted(front.groupby("label"), key=lambda kv: kv[1]["speedup"].median()):
+            err, speed = f["error"].astype(float), f["speedup"].astype(float)
+            where = "" if len(f) == 1 else f", {len(f)} problems"
+            steps.append(f"{lab} (error {_span(err, fmt=sci)}, {_span(speed)}{where})")
+        group = analysis.frontier_group_text(dict(zip(analysis.FRONTIER_GROUP, key,
+                                                      strict=True)))
+        items.append(f"{group[:1].upper()}{group[1:]}: " + " \u2192 ".join(steps) + ".")
+    return {"kind": "", "items": items, "text":
+            "The accuracy-speed frontier of the FFT and Winograd algorithms (speed-up over "
+            "direct against error; no other result of the same filter size and stride is "
+            "both faster and more accurate), from the most accurate to the fastest:"}
+
+
+def _span(values: pd.Series, percent: bool = False, fmt=None) -> str:
+    """``0.06×–42× (median 1.3×)``, or one value when they all agree within 5 %; numbers as
+    ``fmt`` gives them (default: `times`, or a percentage with ``percent``)."""
+    fmt = fmt or ((lambda v: f"{100 * v:.3g}%") if percent else times)
     lo, hi = float(values.min()), float(values.max())
     if math.isclose(lo, hi, rel_tol=0.05):
         return fmt((lo + hi) / 2)
@@ -500,6 +556,33 @@ def _baseline_table(t: pd.DataFrame) -> dict:
     return {"name": baselines.title("torch"), "rows": rows,
             "algos": [{"name": baselines.title(a), "algo": analysis.algorithm_of(a)}
                       for a in algos]}
+
+
+def _frontier_rows(pts: pd.DataFrame, shape: dict) -> list[dict]:
+    """The frontier points of `analysis.accuracy_speed`, by group, fastest last."""
+    front = pts[pts["on_frontier"]]
+    out = []
+    for key, g in front.groupby(list(analysis.FRONTIER_GROUP), sort=True, dropna=False):
+        group = analysis.frontier_group_text(dict(zip(analysis.FRONTIER_GROUP, key,
+                                                      strict=True)))
+        out += [{"group": group, "problem": problem_name(p), "shape": shape[p["problem"]],
+                 "label": p["label"], "algo": p["algorithm"], "err": sci(p["error"]),
+                 "speedup": times(p["speedup"]), "direct": ms(p["direct_s"]),
+                 "ms": ms(p["median_s"])}
+                for _, p in g.sort_values(["speedup", "error"]).iterrows()]
+    return out
+
+
+def _nnpack_rows(t: pd.DataFrame, shape: dict) -> list[dict]:
+    return [{"layer": r["layer"], "table_name": r["table_name"], "shape": shape[r["problem"]],
+             "n": _int(r["n"]), "winner": r["winner"] or "none",
+             "algo": analysis.algorithm_of(r["winner"]) if r["winner"] else "",
+             "family": r["family"], "published": r["published_winner"],
+             "published_family": r["published_family"], "published_ms": f"{r['published_ms']:g}",
+             "agree": "" if pd.isna(r["agree"]) else ("yes" if r["agree"] else "no"),
+             "note": "" if pd.isna(r["counterpart"]) or r["counterpart"]
+             else "no counterpart in NNPACK"}
+            for _, r in t.iterrows()]
 
 
 # Fewer problems than this teach a tree nothing worth reading: the section is left out.

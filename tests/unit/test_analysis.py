@@ -322,3 +322,105 @@ def test_training_step_sums_each_directions_best_against_the_baselines_three():
     assert s["step_s"] == pytest.approx(1.0 + 2.5 + 4.0)
     assert s["baseline_step_s"] == pytest.approx(1.5 + 2.0 + 6.0)
     assert s["vs_baseline"] == pytest.approx(7.5 / 9.5)
+
+
+# -- accuracy against speed -------------------------------------------------------------------
+
+FAMILY = {"winograd_f23": "winograd", "winograd_f43": "winograd", "winograd_f63": "winograd",
+          "im2col": "gemm"}
+
+
+def fast(algo, t, err, **problem):
+    """A row of ``algo`` with its registry family and error ``err``."""
+    return {**row(algo, t, **problem), "family": FAMILY.get(algo, algo), "max_rel_err": err}
+
+
+def test_accuracy_speed_marks_the_frontier_of_each_group():
+    df = frame(
+        fast("direct", 4.0, 1e-7), fast("fft", 2.0, 3e-6), fast("winograd_f23", 1.0, 1e-6),
+        fast("winograd_f43", 0.5, 5e-6), fast("im2col", 0.1, 1e-7),  # gemm: not a fast family
+        # a second 3x3 problem, of the same group: its points are dominated by the first's
+        fast("direct", 8.0, 1e-7, c=64), fast("fft", 8.0, 2e-6, c=64),
+        fast("winograd_f23", 4.0, 1e-6, c=64),
+        # 5x5: its own group, where fft is alone on the frontier
+        fast("direct", 6.0, 1e-7, r=5), fast("fft", 2.0, 2e-6, r=5))
+    pts = analysis.accuracy_speed(df)
+    assert list(pts.columns) == analysis.FRONTIER_COLUMNS
+    assert set(pts["family"]) == {"fft", "winograd"}
+    got = {(p["label"], p["c"], p["r"]): (p["speedup"], p["on_frontier"])
+           for _, p in pts.iterrows()}
+    assert got == {("fft", 32, 3): (pytest.approx(2.0), False),  # f23: 4x at 1e-6
+                   ("winograd_f23", 32, 3): (pytest.approx(4.0), True),
+                   ("winograd_f43", 32, 3): (pytest.approx(8.0), True),
+                   ("fft", 64, 3): (pytest.approx(1.0), False),
+                   ("winograd_f23", 64, 3): (pytest.approx(2.0), False),  # f23 at c=32: 4x
+                   ("fft", 32, 5): (pytest.approx(3.0), True)}
+    assert pts.loc[pts["label"] == "winograd_f43", "error"].item() == 5e-6
+
+
+def test_accuracy_speed_keeps_equal_points_and_leaves_out_rows_without_direct():
+    df = frame(
+        fast("direct", 4.0, 1e-7), fast("fft", 2.0, 1e-6), fast("winograd_f23", 2.0, 1e-6),
+        fast("winograd_f43", 2.0, 2e-6),        # as fast, less accurate: dominated
+        fast("fft", 1.0, 1e-6, k=16),           # no direct on its problem
+        fast("direct", 1.0, 1e-7, k=8, accurate=False), fast("fft", 0.5, 1e-6, k=8),  # nor here
+        fast("direct", 1.0, 1e-7, stride=2), fast("fft", 0.5, 1e-6, stride=2, accurate=False))
+    pts = analysis.accuracy_speed(df)
+    assert set(pts["k"]) == {32} and set(pts["sh"]) == {1}
+    on = dict(zip(pts["label"], pts["on_frontier"], strict=True))
+    assert on == {"fft": True, "winograd_f23": True, "winograd_f43": False}
+
+
+def test_accuracy_speed_compares_each_device_with_its_own_direct():
+    df = frame(fast("direct", 4.0, 1e-7), fast("fft", 2.0, 1e-6),
+               fast("direct", 1.0, 1e-7, device="cuda"), fast("fft", 2.0, 1e-6, device="cuda"))
+    pts = analysis.accuracy_speed(df).set_index("label")
+    assert pts.loc["fft", "speedup"] == pytest.approx(2.0)
+    assert pts.loc["fft@cuda", "speedup"] == pytest.approx(0.5)
+    assert pts["on_frontier"].all()  # one point per group (the device is part of it)
+    assert analysis.accuracy_speed(frame(fast("fft", 1.0, 1e-6))).empty
+
+
+def test_frontier_group_text():
+    group = {"device": "cpu", "dtype": "float32", "direction": "fwd", "r": 3, "s": 3,
+             "sh": 1, "sw": 1}
+    assert analysis.frontier_group_text(group) == "3x3, stride 1"
+    assert analysis.frontier_group_text({**group, "sw": 2, "dtype": "float64",
+                                         "device": "cuda"}) == "3x3, stride 1x2, float64, on cuda"
+
+
+# -- against NNPACK's published table ---------------------------------------------------------
+
+def nnpack_layer(layer, times, **extra):
+    """Rows of the preset's ``layer`` (at batch 1): ``times = {algorithm: seconds}``."""
+    from convbench import sweep
+    spec = next(p for p in sweep.preset("nnpack-table").problems if p.name == layer)
+    return [{**row(a, t, **{f: getattr(spec, f) for f in ("c", "h", "k", "r", "padding")},
+                   **extra),
+             "name": layer, "family": FAMILY.get(a, a)} for a, t in times.items()]
+
+
+def test_nnpack_comparison_counts_agreement_by_family():
+    rows = (nnpack_layer("nnpack:alexnet-conv3", {"direct": 3.0, "fft": 1.0,   # fft, as NNPACK
+                                                  "winograd_f43": 2.0})
+            + nnpack_layer("nnpack:overfeat-conv3", {"fft": 1.0, "winograd_f23": 2.0})
+            + nnpack_layer("nnpack:vgg-a-conv1", {"im2col": 1.0, "fft": 2.0})   # gemm, as NNPACK
+            + nnpack_layer("nnpack:vgg-a-conv2", {"direct": 1.0, "fft": 2.0})
+            + nnpack_layer("nnpack:vgg-a-conv5", {"direct": 1.0, "fft": 2.0}, status="error")
+            + nnpack_layer("nnpack:alexnet-conv5", {"fft": 0.1}, direction="bwd_d")
+            + [row("fft", 1.0, name="other:conv3")])
+    t = analysis.nnpack_comparison(frame(*rows))
+    assert list(t.columns) == analysis.NNPACK_COLUMNS
+    got = {r["table_name"]: (r["winner"], r["family"], r["published_family"], r["agree"])
+           for _, r in t.iterrows()}
+    assert got == {
+        "AlexNet:conv3": ("fft", "fft", "fft", True),
+        "OverFeat:conv3": ("fft", "fft", "winograd", False),  # NNPACK: F(6x6,3x3)
+        "VGG-A:conv1": ("im2col", "gemm", "gemm", True),
+        "VGG-A:conv2": ("direct", "direct", "fft", False),
+        "VGG-A:conv5": ("", "", "fft", pd.NA)}                # nothing ran: no verdict
+    assert t["agree"].dropna().astype(bool).sum() == 2 and t["agree"].notna().sum() == 4
+    counterpart = dict(zip(t["table_name"], t["counterpart"], strict=True))
+    assert counterpart["VGG-A:conv2"] is False and counterpart["OverFeat:conv3"] is True
+    assert t.set_index("table_name").loc["VGG-A:conv1", "published_ms"] == 255
+    assert analysis.nnpack_comparison(frame(row("fft", 1.0, name="net:x"))).empty

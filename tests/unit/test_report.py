@@ -465,3 +465,91 @@ def test_simulated_cuda_rows_are_flagged_and_never_win(tmp_path):
     findings = section(html, "findings")
     assert "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)" in findings
     assert "@cuda" not in findings  # a simulated time never wins
+
+
+# ---------------------------------------------------------------------------------------------
+# Against NNPACK's table; accuracy against speed
+
+# (ms, error) per algorithm on three layers of the nnpack-table preset: fft wins AlexNet
+# conv3 (as in NNPACK's table), winograd_f43 OverFeat conv3 (as in NNPACK's) and direct
+# VGG-A conv1 (NNPACK: im2col + sgemm).
+NNPACK_TIMES = {
+    "nnpack:alexnet-conv3": {"direct": (4.0, 1e-7), "fft": (1.0, 2e-6),
+                             "winograd_f23": (1.5, 5e-7), "winograd_f43": (1.2, 4e-6)},
+    "nnpack:overfeat-conv3": {"direct": (4.0, 1e-7), "fft": (2.0, 2e-6),
+                              "winograd_f23": (1.6, 5e-7), "winograd_f43": (1.0, 4e-6)},
+    "nnpack:vgg-a-conv1": {"direct": (1.0, 1e-7), "im2col": (1.5, 1e-7), "fft": (3.0, 2e-6)},
+}
+
+
+def nnpack_rows() -> pd.DataFrame:
+    layers = {p.name: p.with_(n=1) for p in sweep.preset("nnpack-table").problems}
+    return store.rows_frame([_row(layers[name], algo, t * MS, max_rel_err=err)
+                             for name, times in NNPACK_TIMES.items()
+                             for algo, (t, err) in times.items()])
+
+
+@pytest.fixture(scope="module")
+def nnpack_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nnpack")
+    path = report.write_report(make_run(root / "results", rows=nnpack_rows()), root / "out")
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_nnpack_section_compares_winning_families(nnpack_report):
+    _, html = nnpack_report
+    assert parse(html).problems == []
+    found = text(section(html, "findings"))
+    assert ("convbench's winner agrees with NNPACK's on 2 of 3 layers of NNPACK's published "
+            "table, compared by family (agreeing: fft on 1, winograd on 1; convbench's direct "
+            "(no counterpart in NNPACK's table) where NNPACK's gemm wins: 1 layer)") in found
+    table = text(section(html, "nnpack"))
+    for needle in ("AlexNet:conv3", "OverFeat:conv3", "VGG-A:conv1", "FFT-16x16",
+                   "Winograd F(6x6,3x3)", "im2col + sgemm", "no counterpart in NNPACK"):
+        assert needle in table
+    assert html.index('<section id="nnpack">') < html.index('<section id="rows">')
+
+
+def test_frontier_section_finding_and_chart(nnpack_report):
+    path, html = nnpack_report
+    assert (path.parent / "accuracy_speed.png").read_bytes().startswith(PNG)
+    assert "accuracy_speed.png" in section(html, "charts")
+    found = text(section(html, "findings"))
+    # 3x3, both layers in one group: f23 at 5e-7 (2.67x; its 2.5x is dominated by it), fft
+    # at 2e-6 (4x; its 2x is dominated by f23), f43's 4x at 4e-6 by fft's 4x at 2e-6
+    assert ("3x3, stride 1: winograd_f23 (error 5.00e-07, 2.67×) → fft (error 2.00e-06, "
+            "4.00×).") in found
+    frontier = text(section(html, "frontier"))
+    assert frontier.count("winograd_f23") == 1 and "winograd_f43" not in frontier
+    assert "AlexNet" not in frontier and "nnpack:alexnet-conv3" in frontier
+
+
+def test_new_sections_only_when_relevant(written, tmp_path):
+    _, path, html = written
+    assert '<section id="nnpack">' not in html and "NNPACK" not in html
+    # the synthetic filter sweep has fft and direct: a frontier, and its chart
+    assert '<section id="frontier">' in html and (path.parent / "accuracy_speed.png").exists()
+    rows = synthetic_rows()
+    rows = rows[~rows["family"].isin(analysis.FAST_FAMILIES)].reset_index(drop=True)
+    out = report.write_report(make_run(tmp_path / "results", rows=rows), tmp_path / "out")
+    plain = out.read_text(encoding="utf-8")
+    assert '<section id="frontier">' not in plain and "accuracy-speed" not in plain.lower()
+    assert not (out.parent / "accuracy_speed.png").exists()
+    assert plots.accuracy_speed(rows, tmp_path / "x.png") is None
+
+
+def test_nnpack_layers_without_a_result_have_no_verdict(tmp_path):
+    rows = nnpack_rows()
+    rows.loc[rows["name"] == "nnpack:vgg-a-conv1", "accurate"] = False
+    html = report.write_report(make_run(tmp_path / "results", rows=rows),
+                               tmp_path / "out").read_text(encoding="utf-8")
+    found = text(section(html, "findings"))
+    assert "agrees with NNPACK's on 2 of 2 layers" in found  # vgg-a-conv1 is not counted
+    table = section(html, "nnpack")
+    row = re.search(r"<tr><td>nnpack:vgg-a-conv1</td>.*?</tr>", table, re.S).group(0)
+    assert "none" in row and ">yes<" not in row and ">no<" not in row
+    rows["status"] = "error"
+    html = report.write_report(make_run(tmp_path / "again", rows=rows),
+                               tmp_path / "out2").read_text(encoding="utf-8")
+    assert ("None of the 3 layers of NNPACK's table in this run has an accurate CPU result"
+            in text(section(html, "findings")))

@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from convbench import registry
+from convbench import published, registry
 from convbench.spec import ConvSpec
 from convbench.sweep import (
     DEVICES,
@@ -34,6 +34,7 @@ PRESETS = {
     "grid": (134, 134),
     "unet": (23, 23),        # 2 x 5 down, 4 x (up-conv + 2), the final 1x1
     "dcgan": (5, 5),      # 3 x 2 channels x 3 sizes x 3 filters x 2 strides + 18 dw + 8 stems
+    "nnpack-table": (15, 16),  # NNPACK's table: 4 AlexNet, 7 VGG-A (conv5 x2), 4 OverFeat
 }
 
 GRID = {"c": [8], "h": [16], "k": [8], "filter": [1, 3]}
@@ -291,6 +292,41 @@ def test_alexnet_vgg_googlenet_spot_checks():
     assert g["googlenet:inception_3a/5x5"] == ConvSpec(c=16, h=28, k=32, r=5, padding=2)
     # the four branches concatenate to inception (3a)'s 256 output channels
     assert sum(p.k for p in g.values() if "reduce" not in p.name) == 256
+
+
+def test_nnpack_table_matches_convnet_benchmarks_at_batch_16():
+    layers = by_name("nnpack-table")
+    assert set(layers) == set(published.NNPACK)
+    assert all(p.n == 16 and p.dtype == "float32" and p.direction == "fwd" and p.groups == 1
+               for p in layers.values())
+    # convnet-benchmarks' protobufs: (c, k, r, input size, output size)
+    expected = {"alexnet-conv2": (64, 192, 5, 27, 27), "alexnet-conv5": (256, 256, 3, 13, 13),
+                "vgg-a-conv1": (3, 64, 3, 224, 224), "vgg-a-conv2": (64, 128, 3, 112, 112),
+                "vgg-a-conv5": (512, 512, 3, 14, 14), "overfeat-conv2": (96, 256, 5, 28, 24),
+                "overfeat-conv5": (1024, 1024, 3, 12, 12)}
+    for name, want in expected.items():
+        p = layers[f"nnpack:{name}"]
+        assert (p.c, p.k, p.r, p.h, p.oh) == want, name
+    assert layers["nnpack:vgg-a-conv5"].count == 2  # conv5.1 and conv5.2
+    # each layer reads what the one before it writes (AlexNet and OverFeat pool in between)
+    for a, b in (("alexnet-conv3", "alexnet-conv4"), ("alexnet-conv4", "alexnet-conv5"),
+                 ("vgg-a-conv3.1", "vgg-a-conv3.2"), ("overfeat-conv3", "overfeat-conv4")):
+        pa, pb = layers[f"nnpack:{a}"], layers[f"nnpack:{b}"]
+        assert (pa.k, pa.oh) == (pb.c, pb.h), (a, b)
+
+
+def test_nnpack_published_winners_are_the_tables_fastest():
+    # the bold entries of NNPACK's README table
+    assert published.nnpack_winner("nnpack:vgg-a-conv1") == published.IM2COL
+    assert published.nnpack_winner("nnpack:overfeat-conv3") == published.WINOGRAD
+    assert published.nnpack_winner("nnpack:alexnet-conv2") == published.FFT16
+    for _, ms in published.NNPACK.values():
+        assert set(ms) == set(published.NNPACK_ALGORITHMS)
+        assert ms[published.IM2COL] and ms[published.FFT8] and ms[published.FFT16]
+    # Winograd F(6x6,3x3) is N/A exactly on the 5x5 layers
+    fives = {n for n, p in by_name("nnpack-table").items() if p.r == 5}
+    assert fives == {n for n, (_, ms) in published.NNPACK.items()
+                     if ms[published.WINOGRAD] is None}
 
 
 def test_unknown_preset_lists_the_names():
