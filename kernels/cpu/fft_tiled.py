@@ -8,30 +8,45 @@ and Winograd convolutions on modern CPUs", ICS 2019).  Each output tile of m x m
 ``m = T - (r_eff - 1)``, is the valid part of the circular cross-correlation of a T x T
 input tile with the (dilated) filter: ``Z = X conj(W)`` frequency by frequency, where a
 tile's spectrum has ``F = T (T/2 + 1)`` frequencies (real input).  Per frequency and group
-the sum over input channels is one complex GEMM, ``Y[f] (tiles x k) = X[f] (tiles x c) @
-W[f] (c x k)``, on BLAS (``cgemm``, one per Numba thread).
+the sum over input channels is one complex GEMM, ``Y[f] (k x tiles) = W[f] (k x c) @ X[f]
+(c x tiles)``, on BLAS (``cgemm``, one per Numba thread).
 
 The transforms are not FFT calls: at these sizes a transform is a pair of small dense DFTs
-(rows, then columns), and run over a block of channels at once each is one GEMM with
-thousands of rows: the row pass ``(T L, T) @ (T, 2H)`` (H = T/2 + 1 frequencies, re/im
-interleaved), the column pass ``(2T, T) @ (T, 2 H L)`` (cosine and sine halves stacked), L
-the channel block.  Its flops (about 28 k a 16 x 16 tile) are a tenth of the channel GEMM's
-on ResNet-50 and VGG layers and run at BLAS speed, where a general FFT library pays a fixed
+(rows, then columns), and run over a block of planes at once each is one GEMM: the row pass
+``(T L, T) @ (T, 2H)`` (H = T/2 + 1 frequencies, re/im interleaved), the column pass ``(2T,
+T) @ (T, 2 H L)`` (cosine and sine halves stacked), L the planes of a job (up to 8 tiles x
+channels).  Their flops (about 28 k a 16 x 16 plane) are a tenth of the channel GEMM's on
+ResNet-50 and VGG layers and run at BLAS speed, where a general FFT library pays a fixed
 cost per small plane.  The inverse keeps only the m valid rows and columns: its column pass
 is ``(2m, T)`` and its row pass (complex to real) ``(2H, m)``, with ``1 / T^2`` folded in.
 
+The tile size (`choose_tile`) minimises a flop count: the channel GEMM's, the transforms',
+and the filter spectra's bytes at ``byte_cost`` flops each (``F c k`` complex numbers,
+written in `prepare` and streamed through the GEMMs once a call).  Large tiles need fewer
+multiplies per output (16 x 16: 144 complex products per 196 outputs of a 3 x 3 filter;
+8 x 8: 40 per 36) but more spectra: at batch 1 on 512 -> 512 @7 the 16 x 16 spectra of a
+3 x 3 layer are 302 MB, which is why the whole-image `fft` stays the family's choice on
+deep, small layers.
+
 Layout (``nt`` tiles = images x tile rows x tile columns, ``H = T//2 + 1``, ``F = T H``)
 -------------------------------------------------------------------------------
-``X`` (groups, F, nt, ccg) complex
-    Input spectra, written by `_forward`: per job (tile, group, channel block) the T x T x L
-    patch is gathered (padding read as zeros, never materialised), transformed by the two
-    GEMMs and scattered frequency by frequency as runs of L channels.
-``W`` (groups, F, ccg, kg) complex
-    Conjugated filter spectra, computed in float64 in `prepare` and rounded once.
-``Y`` (groups, F, nt, kg) complex
+``X`` (groups, F, ccg, nt) complex
+    Input spectra, written by `_forward`: per job (block of 8 tiles, group, channel block)
+    the T x T patches are gathered (padding read as zeros, never materialised), transformed
+    by the two GEMMs and scattered frequency by frequency as runs of 8 tiles.
+``W`` (groups, F, kg, ccg) complex
+    Conjugated filter spectra, computed in float64 in `prepare` (`_spectra`) and rounded once.
+``Y`` (groups, F, kg, nt) complex
     `_multiply`: one ``cgemm`` per (group, frequency).
-Output: `_inverse` per job (tile, group, output-channel block): gather, two GEMMs, crop into
-``out`` (partial tiles at the right and bottom edges write their valid part).
+Output: `_inverse` per job (tile block, group, output-channel block): gather, two GEMMs,
+crop into ``out`` (partial tiles at the right and bottom edges write their valid part).
+
+Speed and error
+---------------
+Measured figures (per phase, against `fft` and Winograd F(4, 3)) are in
+docs/kernel-measurements.md; `benchmarks/speed.py --preset nnpack-table` compares them on any
+machine.  Error (max|out - ref| / max|ref| against the float64 oracle, normal data): 1-3e-7
+in float32 on the kernel test cases, every tile size; ~1e-15 in float64.
 
 Supported problems
 ------------------
