@@ -30,11 +30,11 @@ the last one instead of page-faulting a fresh block.
 Work item = (image, group, pixel block of ``tile = nv * lanes`` flattened pixels,
 output-channel block of kb), flattened into one ``prange`` so that batch 1 fills both cores;
 channel blocks are innermost, so that a thread's consecutive items reuse one input tile from
-L1.  Each item accumulates a (kb, tile) tile in a stack array (see ``_stack_tile``), over
-channels then taps, one micro-kernel step (`_fma_tile`) per (channel, tap): nv vector loads of
+L1.  Each item accumulates a (kb, tile) tile in a stack array (see ``stack_tile``), over
+channels then taps, one micro-kernel step (`fma_tile`) per (channel, tap): nv vector loads of
 input feed kb * nv fused multiply-adds whose kb weights are broadcasts; the tile then goes from
 registers to ``out`` by masked vector stores, one per vector and output row it meets (see
-``_store_lanes``).  An unpadded 1x1 stride-1 layer skips the copy and reads the input in place,
+``store_lanes``).  An unpadded 1x1 stride-1 layer skips the copy and reads the input in place,
 its last pixel tile moved back so as not to read past the array.
 
 Indices into the flat workspace, input and output are unsigned (``numba.uint64``): Numba
@@ -67,14 +67,12 @@ import functools
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, prange
 from numba import uint64 as U
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from convbench_kernels.contract import every_problem, with_phases
 from convbench_kernels.cpu.common import pooled_empty
+from convbench_kernels.cpu.microkernel import fma_tile, stack_tile, store_lanes
 from convbench_kernels.cpu.target import Target, current, resolve, token
 
 
@@ -82,7 +80,7 @@ def defaults(target: Target) -> dict:
     """The register tile for ``target``: ``kb`` output channels x ``nv`` vectors of pixels.
 
     Three vectors a row and three quarters of the register file as accumulators, the rest
-    for the row's input vectors and a weight broadcast (`_fma_tile`): 8 x 3 with 32 vector
+    for the row's input vectors and a weight broadcast (`fma_tile`): 8 x 3 with 32 vector
     registers (AVX-512, NEON), 4 x 3 with 16 (AVX2).  Measured on ResNet-50's 3x3 and 1x1
     layers, both were the best or within 5 % of the best tile of `space`
     (docs/kernel-measurements.md).
@@ -149,129 +147,6 @@ def _params(spec, given=None) -> tuple[dict, int]:
     if nv > 1 and computed(nv - 1) <= (1 - SMALLER_TILE_SAVES) * computed(nv):
         nv -= 1
     return {**p, "nv": nv}, nv * vl
-
-
-@intrinsic
-def _stack_tile(typingctx, like, rows, vecs, lanes):
-    """A (rows, vecs * lanes) C array of ``like``'s dtype on the stack, uninitialized; the
-    three sizes are `convbench_kernels.cpu.target.token` lengths (compile-time constants).
-
-    A heap array (np.empty) would keep the accumulators in memory: LLVM cannot prove that it
-    does not alias the input, so every FMA would load and store its accumulator.  A stack
-    array (an ``alloca``) provably aliases nothing, and LLVM promotes it to registers.
-    """
-    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
-        return None
-    dt = like.dtype
-    nrows, cols = len(rows), len(vecs) * len(lanes)
-    retty = types.Array(dt, 2, "C")
-
-    def codegen(context, builder, signature, args):
-        ptr = cgutils.alloca_once(builder, context.get_data_type(dt), size=nrows * cols)
-        itemsize = context.get_abi_sizeof(context.get_data_type(dt))
-        intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
-        ary = context.make_array(retty)(context, builder)
-        context.populate_array(ary, data=ptr, shape=[intp(nrows), intp(cols)],
-                               strides=[intp(cols * itemsize), intp(itemsize)],
-                               itemsize=intp(itemsize), meminfo=None)
-        return ary._getvalue()
-
-    return retty(like, rows, vecs, lanes), codegen
-
-
-@intrinsic
-def _fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
-    """``acc[r, :] += wf[wi + r * ws] * xf[xi : xi + cols]`` for every row r of the tile, as a
-    micro-kernel step written in vectors: the ``len(vecs)`` input vectors are loaded once,
-    then each row's weight is broadcast into one register and multiplied into that row's
-    accumulators (fused multiply-adds).
-
-    Registers live at once: ``rows * vecs`` accumulators, ``vecs`` inputs and one broadcast,
-    the count `space` bounds by the register file.  Written out rather than left to LLVM's
-    vectorizers, whose order of loads and broadcasts (and so the registers a tile needs)
-    varies with the target: the same scalar loop nest spilled 6 x 2 tiles on AVX2.
-    """
-    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
-        return None
-    dt = acc.dtype
-    kb, nv, vl = len(rows), len(vecs), len(lanes)
-    cols = nv * vl
-
-    def codegen(context, builder, sig, args):
-        acca, xfa, xio, wfa, wio, wso = args[:6]
-        fty = context.get_data_type(dt)
-        vty = ir.VectorType(fty, vl)
-        align = dt.bitwidth // 8
-
-        def data(i, value):
-            return context.make_array(sig.args[i])(context, builder, value).data
-
-        tile, xptr, wptr = data(0, acca), cgutils.gep(builder, data(1, xfa), xio), data(3, wfa)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
-        xv = [builder.load(builder.bitcast(cgutils.gep(builder, xptr, v * vl),
-                                           vty.as_pointer()), align=align) for v in range(nv)]
-        undef = ir.Constant(vty, ir.Undefined)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
-        for r in range(kb):
-            woff = builder.add(wio, builder.mul(wso, ir.Constant(wso.type, r)))
-            w = builder.load(cgutils.gep(builder, wptr, woff), align=align)
-            wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(
-                ir.IntType(32), 0)), undef, zeros)
-            for v in range(nv):
-                aptr = builder.bitcast(cgutils.gep(builder, tile, r * cols + v * vl),
-                                       vty.as_pointer())
-                builder.store(builder.call(fma, [wv, xv[v], builder.load(aptr, align=align)]),
-                              aptr, align=align)
-        return context.get_dummy_value()
-
-    return (types.void(acc, xf, types.uint64, wf, types.int64, types.int64, rows, vecs,
-                       lanes), codegen)
-
-
-@intrinsic
-def _store_lanes(typingctx, dst, di, src, si, lo, hi, lanes):
-    """Store lanes ``lo <= l < hi`` of the vector ``src.flat[si:si + VL]`` at ``dst.flat[di + l]``
-    (VL: the length of the ``lanes`` token), by a masked store: lanes outside the range touch
-    no memory.
-
-    With ``si`` a compile-time constant and ``src`` a `_stack_tile`, LLVM keeps the vector in
-    its register: the tile is never written to the stack.
-    """
-    if not isinstance(lanes, types.BaseTuple):
-        return None
-    dt = dst.dtype
-    vl = len(lanes)
-
-    def codegen(context, builder, sig, args):
-        dsta, dio, srca, sio, lov, hiv, _ = args
-        vty = ir.VectorType(context.get_data_type(dt), vl)
-        i64 = ir.IntType(64)
-        dptr = cgutils.gep(builder, context.make_array(sig.args[0])(context, builder, dsta).data,
-                           dio)
-        sptr = cgutils.gep(builder, context.make_array(sig.args[2])(context, builder, srca).data,
-                           sio)
-        v = builder.load(builder.bitcast(sptr, vty.as_pointer()), align=dt.bitwidth // 8)
-        lanes = ir.Constant(ir.VectorType(i64, vl), [ir.Constant(i64, i) for i in range(vl)])
-
-        def splat(x):
-            undef = ir.Constant(ir.VectorType(i64, vl), ir.Undefined)
-            x = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
-            return builder.shuffle_vector(x, undef, zeros)
-
-        mask = builder.and_(builder.icmp_signed(">=", lanes, splat(lov)),
-                            builder.icmp_signed("<", lanes, splat(hiv)))
-        name = f"llvm.masked.store.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}.p0"
-        fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mask.type])
-        store = cgutils.get_or_insert_function(builder.module, fnty, name)
-        builder.call(store, [v, builder.bitcast(dptr, vty.as_pointer()),
-                             ir.Constant(ir.IntType(32), dt.bitwidth // 8), mask])
-        return context.get_dummy_value()
-
-    return (types.void(dst, types.int64, src, types.int64, types.int64, types.int64, lanes),
-            codegen)
 
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
@@ -419,7 +294,7 @@ def _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, rows, vecs, lanes)
             # output-channel blocks innermost: they all reuse one input tile from L1
             # (measured 5-25% faster than pixel blocks innermost on the ResNet-50 layers)
             for kb in range(kgi * kper, min(kgi * kper + kper, kblocks)):
-                acc = _stack_tile(xq, rows, vecs, lanes)  # (KB, tile)
+                acc = stack_tile(xq, rows, vecs, lanes)  # (KB, tile)
                 # the loops below take their trip count from acc.shape, a compile-time
                 # constant, so that LLVM unrolls them fully and keeps acc in registers (taking
                 # it from xq.itemsize, a run-time field, and indexing xc[toff[t] + p0 + j] ran
@@ -435,7 +310,7 @@ def _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, rows, vecs, lanes)
                     for t in range(taps):
                         # unsigned indices: no wraparound select (a signed index that might
                         # be negative gets one, which turns the vector load into a gather)
-                        _fma_tile(acc, xf, xc + U(toff[t]), wf, wblock + ci * taps + t,
+                        fma_tile(acc, xf, xc + U(toff[t]), wf, wblock + ci * taps + t,
                                   cg * taps, rows, vecs, lanes)
                 if ch < nchunks - 1:
                     for kk in range(KB):
@@ -461,7 +336,7 @@ def _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, rows, vecs, lanes)
                             if kk < kcount:
                                 ob = base + kk * oh * ow
                                 for v in range(len(vecs)):  # unrolled: constant offsets
-                                    _store_lanes(of, ob + v * vl, acc, kk * cols + v * vl,
+                                    store_lanes(of, ob + v * vl, acc, kk * cols + v * vl,
                                                  j - v * vl, j + valid - v * vl, lanes)
                     j += seg
                     y += 1

@@ -9,7 +9,11 @@ and Winograd convolutions on modern CPUs", ICS 2019).  Each output tile of m x m
 input tile with the (dilated) filter: ``Z = X conj(W)`` frequency by frequency, where a
 tile's spectrum has ``F = T (T/2 + 1)`` frequencies (real input).  Per frequency and group
 the sum over input channels is one complex GEMM, ``Y[f] (k x tiles) = W[f] (k x c) @ X[f]
-(c x tiles)``, on BLAS (``cgemm``, one per Numba thread).
+(c x tiles)`` (`_cgemm`): a register tile of output channels x tiles accumulates real and
+imaginary parts over all input channels, four fused multiply-adds per complex product, with
+the filter spectra packed in `prepare` in the order the micro-kernel reads them (NNPACK's
+"tuple GEMM": nothing is packed per call, where BLAS' cgemm repacks the filter spectra of
+every frequency on every call and ran 1.4-1.6x slower on VGG's and AlexNet's deep layers).
 
 The transforms are not FFT calls: at these sizes a transform is a pair of small dense DFTs
 (rows, then columns), and run over a block of planes at once each is one GEMM: the row pass
@@ -30,14 +34,16 @@ deep, small layers.
 
 Layout (``nt`` tiles = images x tile rows x tile columns, ``H = T//2 + 1``, ``F = T H``)
 -------------------------------------------------------------------------------
-``X`` (groups, F, ccg, nt) complex
-    Input spectra, written by `_forward`: per job (block of 8 tiles, group, channel block)
+``X`` (groups, F, 2, ccg, ntp) real and imaginary planes
+    Input spectra, written by `_forward`: per job (block of 16 tiles, group, channel block)
     the T x T patches are gathered (padding read as zeros, never materialised), transformed
-    by the two GEMMs and scattered frequency by frequency as runs of 8 tiles.
-``W`` (groups, F, kg, ccg) complex
-    Conjugated filter spectra, computed in float64 in `prepare` (`_spectra`) and rounded once.
-``Y`` (groups, F, kg, nt) complex
-    `_multiply`: one ``cgemm`` per (group, frequency).
+    by the two GEMMs and scattered frequency by frequency as runs of 16 tiles.  ``ntp``: the
+    tiles rounded up to the register tile's columns (the padding columns stay zero).
+``W`` (groups, F, nkb, ccg, 2 kb)
+    Conjugated filter spectra packed by blocks of ``kb`` output channels (`_filter_spectra`),
+    computed in float64 in `prepare` (`_spectra`) and rounded once.
+``Y`` (groups, F, 2, kgp, ntp)
+    `_cgemm`'s result, read by the inverse.
 Output: `_inverse` per job (tile block, group, output-channel block): gather, two GEMMs,
 crop into ``out`` (partial tiles at the right and bottom edges write their valid part).
 
@@ -66,12 +72,13 @@ from numba import njit, prange
 
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cpu.common import carve, single_threaded_blas
-from convbench_kernels.cpu.target import Target, current, resolve
+from convbench_kernels.cpu.microkernel import cfma_tile, stack_tile
+from convbench_kernels.cpu.target import Target, current, resolve, token
 
 TILES = (8, 16, 32)
-# Tiles a transform job takes at once: its spectra leave as runs of 8 tiles, a cache line of
-# complex64 (the GEMMs' column axis).
-TILE_BLOCK = 8
+# Tiles a transform job takes at once: its spectra leave as runs of 16 tiles, a cache line of
+# float32 (the GEMMs' column axis).
+TILE_BLOCK = 16
 
 
 def defaults(target: Target) -> dict:
@@ -119,11 +126,13 @@ def _tiles(spec, t):
 
 def _cost(spec, t, byte_cost):
     """Relative cost of tile size ``t``, in flops: the channel GEMM's (8 a complex
-    multiply-add), the transforms' (both GEMMs of each input and output plane), and the filter
-    spectra's bytes (written, then streamed through the GEMMs) at ``byte_cost`` flops each."""
+    multiply-add, over the tiles rounded up to the register tile's columns), the transforms'
+    (both GEMMs of each input and output plane), and the filter spectra's bytes (written, then
+    streamed through the GEMMs) at ``byte_cost`` flops each."""
     _, _, nt = _tiles(spec, t)
+    _, nv, vl = register_tile(nt, spec.itemsize)
     h = t // 2 + 1
-    gemm = 8.0 * t * h * nt * spec.cg * spec.k
+    gemm = 8.0 * t * h * -(-nt // (nv * vl)) * nv * vl * spec.cg * spec.k
     transforms = 2.0 * nt * (spec.c + spec.k) * (t * t * 2 * h + 2 * t * t * 2 * h)
     spectra = 2.0 * t * h * spec.cg * spec.k * spec.itemsize * 2
     return gemm + transforms + byte_cost * spectra
@@ -183,16 +192,16 @@ def _job(job, nb, groups, tb):
 
 @njit(parallel=True, cache=True)
 def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs):
-    """Input spectra ``xs`` (groups, F, ccg, 2 nt) (complex as re/im pairs) of every tile.
+    """Input spectra ``xs`` (groups, F, 2, ccg, ntp >= nt) (real, imaginary planes) of every tile.
 
     One job is (block of ``tb`` tiles, group, block of ``lc`` channels): its ``tb lc`` planes
     (plane ``l tb + tt``) are gathered, transformed by the two GEMMs and scattered, each
-    frequency and channel as a run of ``tb`` tiles (a cache line of complex64 at 8).  Each
+    frequency and channel as a run of ``tb`` tiles (a cache line of float32 at 16).  Each
     thread owns ``scratch[thread]`` and a contiguous run of jobs.
     """
     n, c, h, w = x.shape
-    groups, f, ccg, nt2 = xs.shape
-    nt = nt2 // 2
+    groups, f, _, ccg, _ = xs.shape
+    nt = nth * ntw * n
     t2 = rows.shape[0]
     hh = rows.shape[1] // 2
     ntb, nb = -(-nt // tb), -(-ccg // lc)
@@ -232,33 +241,23 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs):
             for u in range(t2):
                 for v in range(hh):
                     for ll in range(ncc):
-                        dst = xs[g, u * hh + v, c0 + ll]
+                        dre = xs[g, u * hh + v, 0, c0 + ll]
+                        dim = xs[g, u * hh + v, 1, c0 + ll]
                         for tt in range(ntt):
                             k = (ll * ntt + tt) * 2 * hh + 2 * v
-                            dst[2 * (t0 + tt)] = cp[u, k] + cp[t2 + u, k + 1]
-                            dst[2 * (t0 + tt) + 1] = cp[u, k + 1] - cp[t2 + u, k]
-
-
-@njit(parallel=True, cache=True)
-def _multiply(ws, xs, ys):
-    """``ys[g, f] = ws[g, f] @ xs[g, f]`` (output channels x tiles): one complex GEMM per
-    (group, frequency), each on one BLAS thread (see
-    `convbench_kernels.cpu.common.single_threaded_blas`).  Tiles are the GEMMs' columns: with
-    few of them (a batch of small images) OpenBLAS' cgemm ran 1.3x faster this way round than
-    with tiles as rows (64 tiles, 512 -> 512 channels)."""
-    groups, f = xs.shape[0], xs.shape[1]
-    for job in prange(groups * f):
-        g, fi = job // f, job % f
-        np.dot(ws[g, fi], xs[g, fi], ys[g, fi])
+                            dre[t0 + tt] = cp[u, k] + cp[t2 + u, k + 1]
+                            dim[t0 + tt] = cp[u, k + 1] - cp[t2 + u, k]
 
 
 @njit(parallel=True, cache=True)
 def _inverse(ys, nth, ntw, tb, lk, icols, irows, scratch, out):
     """Inverse transform of every (tile block, group, output-channel block) job and crop into
-    ``out``.  ys (groups, F, kg, 2 nt) re/im pairs; ``icols`` (2 mh, T), ``irows`` (2H, mw)."""
+    ``out``.  ys (groups, F, 2, kgp, ntp) real and imaginary planes; ``icols`` (2 mh, T),
+    ``irows`` (2H, mw)."""
     n, k, oh, ow = out.shape
-    groups, f, kg, nt2 = ys.shape
-    nt = nt2 // 2
+    groups = ys.shape[0]
+    kg = k // groups
+    nt = nth * ntw * n
     mh2, t2 = icols.shape
     mh = mh2 // 2
     hh2, mw = irows.shape
@@ -278,11 +277,12 @@ def _inverse(ys, nth, ntw, tb, lk, icols, irows, scratch, out):
             for u in range(t2):
                 for v in range(hh):
                     for ll in range(nkk):
-                        src = ys[g, u * hh + v, k0 + ll]
+                        sre = ys[g, u * hh + v, 0, k0 + ll]
+                        sim = ys[g, u * hh + v, 1, k0 + ll]
                         for tt in range(ntt):
                             q = (ll * ntt + tt) * 2 * hh + 2 * v
-                            spec[u, q] = src[2 * (t0 + tt)]
-                            spec[u, q + 1] = src[2 * (t0 + tt) + 1]
+                            spec[u, q] = sre[t0 + tt]
+                            spec[u, q + 1] = sim[t0 + tt]
             cp = sc[t2 * n1:t2 * n1 + 2 * mh * n1].reshape(2 * mh, n1)
             np.dot(icols, spec, cp)
             half = sc[t2 * n1 + 2 * mh * n1:t2 * n1 + 3 * mh * n1].reshape(mh, n1)
@@ -303,6 +303,45 @@ def _inverse(ys, nth, ntw, tb, lk, icols, irows, scratch, out):
                         plane[i0 + y, j0:j0 + nj] = res[y, ll * ntt + tt, :nj]
 
 
+# ----------------------------------------------------------------------------- complex GEMM
+@njit(parallel=True, cache=True)
+def _cgemm(wp, xs, ys, rows, vecs, lanes):
+    """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in registers.
+
+    wp (groups, F, nkb, cg, 2 kb): the filter spectra packed in `prepare` by blocks of ``kb =
+    len(rows)`` output channels, per input channel the block's real parts then imaginary
+    parts (the broadcasts of `cfma_tile`, in the order it reads them).
+    xs (groups, F, 2, cg, ntp), ys (groups, F, 2, kgp, ntp): real and imaginary planes, tiles
+    innermost, ``ntp`` a multiple of the tile's ``cols`` (padding columns are zero) and
+    ``kgp`` of ``kb``.  A (kb, cols) tile of output channels x tiles accumulates over all
+    input channels in registers, then is stored once.
+    """
+    groups, f, nkb, cg, _ = wp.shape
+    ntp = xs.shape[4]
+    kb = len(rows)
+    cols = len(vecs) * len(lanes)
+    for job in prange(groups * f):
+        g, fi = job // f, job % f
+        xf = xs[g, fi].reshape(-1)
+        wf = wp[g, fi].reshape(-1)
+        y = ys[g, fi]
+        for b in range(nkb):
+            for t0 in range(0, ntp, cols):
+                accr = stack_tile(xf, rows, vecs, lanes)
+                acci = stack_tile(xf, rows, vecs, lanes)
+                for r in range(accr.shape[0]):
+                    for j in range(accr.shape[1]):
+                        accr[r, j] = 0
+                        acci[r, j] = 0
+                for c in range(cg):
+                    cfma_tile(accr, acci, xf, c * ntp + t0, (cg + c) * ntp + t0, wf,
+                               (b * cg + c) * 2 * kb, rows, vecs, lanes)
+                for r in range(accr.shape[0]):
+                    for j in range(accr.shape[1]):
+                        y[0, b * kb + r, t0 + j] = accr[r, j]
+                        y[1, b * kb + r, t0 + j] = acci[r, j]
+
+
 # ----------------------------------------------------------------------------- entry point
 def _geometry(spec, params=None):
     """Tile size, outputs per tile, tile counts and the workspace shapes (dtype elements)."""
@@ -317,41 +356,64 @@ def _geometry(spec, params=None):
     tb = min(TILE_BLOCK, nt)
     lc, lk = (max(1, min(p["block"] // tb, ch)) for ch in (spec.cg, spec.kg))
     block = tb * max(lc, lk)  # planes per job
+    kb, nv, vl = register_tile(nt, spec.itemsize)
+    ntp = -(-nt // (nv * vl)) * nv * vl
+    nkb = -(-spec.kg // kb)
     threads = numba.config.NUMBA_NUM_THREADS
-    shapes = {"xs": (spec.groups, f, spec.cg, 2 * nt), "ys": (spec.groups, f, spec.kg, 2 * nt),
+    shapes = {"xs": (spec.groups, f, 2, spec.cg, ntp), "ys": (spec.groups, f, 2, nkb * kb, ntp),
               # forward: patch, row pass, column pass; inverse: spectra, column pass, half
               "scratch": (threads, block * (t * t + 4 * t * 2 * h))}
-    return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, shapes=shapes,
-                params=p)
+    return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt,
+                tile=(kb, nv, vl), shapes=shapes, params=p)
 
 
-def _filter_spectra(w, spec, t):
-    """``W[g, f, k, c] = conj(DFT_t(w[g k, c]))`` of the dilated taps, complex, computed in
-    float64 from the taps alone and rounded once (`_spectra`)."""
+def register_tile(nt, itemsize) -> tuple[int, int, int]:
+    """``(kb, nv, vl)``: `_cgemm`'s tile of ``kb`` output channels x ``nv`` vectors of ``vl``
+    tiles.  Two vectors a row unless one wastes less than three quarters as many padding
+    columns; ``kb`` as many rows as the register file holds beside the inputs and three
+    broadcasts (`cfma_tile`): 6 x 2 or 13 x 1 with 32 registers, 2 x 2 or 5 x 1 with 16.
+    Measured on 144 frequencies of 512 -> 512 channels: 64 tiles 293 GFLOP/s at 13 x 1 and
+    268 at 6 x 2, 256 tiles 202 and 260, against 180-218 for OpenBLAS' cgemm."""
+    target = current()
+    vl = target.lanes(itemsize)
+    regs = target.vector_registers
+
+    def waste(nv):
+        return -(-nt // (nv * vl)) * nv * vl - nt
+
+    nv = 1 if waste(1) < 0.75 * waste(2) else 2
+    return max((regs - 2 * nv - 3) // (2 * nv), 1), nv, vl
+
+
+def _filter_spectra(w, spec, t, kb):
+    """``conj(DFT_t(w[g k, c]))`` of the dilated taps, packed for `_cgemm` in blocks of
+    ``kb`` output channels: (groups, F, nkb, cg, 2 kb) (real parts, then imaginary), channels
+    past ``kg`` zero.  Computed in float64 from the taps alone and rounded once (`_spectra`)."""
     h = t // 2 + 1
-    cdtype = np.complex64 if np.dtype(spec.dtype) == np.float32 else np.complex128
-    out = np.empty((spec.groups, t * h, spec.kg, spec.cg), cdtype)
+    nkb = -(-spec.kg // kb)
+    out = np.empty((spec.groups, t * h, nkb, spec.cg, 2 * kb), spec.dtype)
+    out[:, :, -1] = 0
     tau = 2 * np.pi / t
     ev = tau * (np.outer(np.arange(spec.s) * spec.dw, np.arange(h)) % t)  # (s, h) angles
     eu = tau * (np.outer(np.arange(t), np.arange(spec.r) * spec.dh) % t)  # (t, r)
     wt = w.transpose(0, 2, 3, 1).reshape(spec.groups, spec.kg, spec.r, spec.s, spec.cg)
     _spectra(np.ascontiguousarray(wt, dtype=np.float64), np.cos(ev), np.sin(ev), np.cos(eu),
-             np.sin(eu),
-             out.view(np.dtype(spec.dtype)).reshape(spec.groups, t * h, spec.kg, 2 * spec.cg))
+             np.sin(eu), out)
     return out
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _spectra(wt, cv, sv, cu, su, out):
-    """The conjugated spectra of every filter into ``out`` (groups, F, kg, 2 cg), float64 sums.
+    """The conjugated spectra of every filter into ``out`` (groups, F, nkb, cg, 2 kb) (see
+    `_filter_spectra`), float64 sums.
 
     ``wt`` (groups, kg, r, s, cg) float64: the taps with input channels innermost.
     ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}`` (angles ``cv + i sv`` of
     (s, H), ``cu + i su`` of (T, r)): per (group, output channel) job a row pass over the
-    taps, then a column pass, every innermost loop over input channels (the unit stride of
-    ``out``).
+    taps, then a column pass, every innermost loop over input channels.
     """
     groups, kg, r, s, cg = wt.shape
+    kb = out.shape[4] // 2
     hh = cv.shape[1]
     t2 = cu.shape[0]
     for job in prange(groups * kg):
@@ -373,10 +435,10 @@ def _spectra(wt, cv, sv, cu, su, out):
                     for c in range(cg):
                         acc[0, c] += ca * row[a, v, 0, c] - sa * row[a, v, 1, c]
                         acc[1, c] += ca * row[a, v, 1, c] + sa * row[a, v, 0, c]
-                dst = out[g, u * hh + v, k]
+                dst = out[g, u * hh + v, k // kb]
                 for c in range(cg):
-                    dst[2 * c] = acc[0, c]
-                    dst[2 * c + 1] = acc[1, c]
+                    dst[c, k % kb] = acc[0, c]
+                    dst[c, kb + k % kb] = acc[1, c]
 
 
 def workspace(spec, params=None):
@@ -384,8 +446,10 @@ def workspace(spec, params=None):
     built from, the input and output spectra, and each thread's transform scratch."""
     geo = _geometry(spec, params)
     t, h = geo["t"], geo["t"] // 2 + 1
+    kb = geo["tile"][0]
     b = spec.itemsize
-    spectra = 2 * b * t * h * spec.cg * spec.k + 16 * spec.k * spec.cg * spec.r * spec.s
+    spectra = (2 * b * t * h * spec.groups * -(-spec.kg // kb) * kb * spec.cg
+               + 16 * spec.k * spec.cg * spec.r * spec.s)
     return spectra + sum(math.prod(sh) * b + 128 for sh in geo["shapes"].values())
 
 
@@ -400,10 +464,11 @@ def prepare(w, spec, params=None):
     dtype = np.dtype(spec.dtype)
     t, mh, mw, tb, lc, lk = (geo[k] for k in ("t", "mh", "mw", "tb", "lc", "lk"))
     rows, cols, icols, irows = _dft(t, mh, mw, dtype)
-    ws = _filter_spectra(w, spec, t)
+    kb, nv, vl = geo["tile"]
+    tokens = (token(kb), token(nv), token(vl))
+    wp = _filter_spectra(w, spec, t, kb)
     xs, ys, scratch = carve(dtype, *geo["shapes"].values())
-    cx = xs.view(ws.dtype)
-    cy = ys.view(ws.dtype)
+    xs[..., geo["nt"]:] = 0  # padding columns: the forward transform writes the rest
     pt, pl = spec.pads[0], spec.pads[2]
     nth, ntw = geo["nth"], geo["ntw"]
 
@@ -412,8 +477,7 @@ def prepare(w, spec, params=None):
             _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs)
 
     def multiply(x, out):
-        with single_threaded_blas():
-            _multiply(ws, cx, cy)
+        _cgemm(wp, xs, ys, *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
@@ -421,6 +485,7 @@ def prepare(w, spec, params=None):
 
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))
-    compute.plan = dict(tile=t, outputs=(mh, mw), tiles=(nth, ntw), job=(tb, lc, lk))
+    compute.plan = dict(tile=t, outputs=(mh, mw), tiles=(nth, ntw), job=(tb, lc, lk),
+                        register_tile=(kb, nv * vl))
     compute.params = geo["params"]
     return compute

@@ -1,0 +1,203 @@
+"""Register-tile micro-kernel steps, written in LLVM vectors, shared by the CPU kernels.
+
+A tile of accumulators lives in a stack array (`stack_tile`) that LLVM promotes to vector
+registers; each step (`fma_tile`, `cfma_tile`) loads a few input vectors once and multiplies
+them into every row of the tile with one broadcast weight (or weight pair) per row; a
+finished tile leaves through `store_lanes` (or plain stores).  The tile's shape is given by
+`convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
+it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
+(complex: the per-frequency channel GEMMs).
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def stack_tile(typingctx, like, rows, vecs, lanes):
+    """A (rows, vecs * lanes) C array of ``like``'s dtype on the stack, uninitialized; the
+    three sizes are `convbench_kernels.cpu.target.token` lengths (compile-time constants).
+
+    A heap array (np.empty) would keep the accumulators in memory: LLVM cannot prove that it
+    does not alias the input, so every FMA would load and store its accumulator.  A stack
+    array (an ``alloca``) provably aliases nothing, and LLVM promotes it to registers.
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
+    dt = like.dtype
+    nrows, cols = len(rows), len(vecs) * len(lanes)
+    retty = types.Array(dt, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        ptr = cgutils.alloca_once(builder, context.get_data_type(dt), size=nrows * cols)
+        itemsize = context.get_abi_sizeof(context.get_data_type(dt))
+        intp = lambda v: context.get_constant(types.intp, v)  # noqa: E731
+        ary = context.make_array(retty)(context, builder)
+        context.populate_array(ary, data=ptr, shape=[intp(nrows), intp(cols)],
+                               strides=[intp(cols * itemsize), intp(itemsize)],
+                               itemsize=intp(itemsize), meminfo=None)
+        return ary._getvalue()
+
+    return retty(like, rows, vecs, lanes), codegen
+
+
+@intrinsic
+def fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
+    """``acc[r, :] += wf[wi + r * ws] * xf[xi : xi + cols]`` for every row r of the tile, as a
+    micro-kernel step written in vectors: the ``len(vecs)`` input vectors are loaded once,
+    then each row's weight is broadcast into one register and multiplied into that row's
+    accumulators (fused multiply-adds).
+
+    Registers live at once: ``rows * vecs`` accumulators, ``vecs`` inputs and one broadcast,
+    the count `space` bounds by the register file.  Written out rather than left to LLVM's
+    vectorizers, whose order of loads and broadcasts (and so the registers a tile needs)
+    varies with the target: the same scalar loop nest spilled 6 x 2 tiles on AVX2.
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
+    dt = acc.dtype
+    kb, nv, vl = len(rows), len(vecs), len(lanes)
+    cols = nv * vl
+
+    def codegen(context, builder, sig, args):
+        acca, xfa, xio, wfa, wio, wso = args[:6]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        align = dt.bitwidth // 8
+
+        def data(i, value):
+            return context.make_array(sig.args[i])(context, builder, value).data
+
+        tile, xptr, wptr = data(0, acca), cgutils.gep(builder, data(1, xfa), xio), data(3, wfa)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        xv = [builder.load(builder.bitcast(cgutils.gep(builder, xptr, v * vl),
+                                           vty.as_pointer()), align=align) for v in range(nv)]
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+        for r in range(kb):
+            woff = builder.add(wio, builder.mul(wso, ir.Constant(wso.type, r)))
+            w = builder.load(cgutils.gep(builder, wptr, woff), align=align)
+            wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(
+                ir.IntType(32), 0)), undef, zeros)
+            for v in range(nv):
+                aptr = builder.bitcast(cgutils.gep(builder, tile, r * cols + v * vl),
+                                       vty.as_pointer())
+                builder.store(builder.call(fma, [wv, xv[v], builder.load(aptr, align=align)]),
+                              aptr, align=align)
+        return context.get_dummy_value()
+
+    return (types.void(acc, xf, types.uint64, wf, types.int64, types.int64, rows, vecs,
+                       lanes), codegen)
+
+
+@intrinsic
+def store_lanes(typingctx, dst, di, src, si, lo, hi, lanes):
+    """Store lanes ``lo <= l < hi`` of the vector ``src.flat[si:si + VL]`` at ``dst.flat[di + l]``
+    (VL: the length of the ``lanes`` token), by a masked store: lanes outside the range touch
+    no memory.
+
+    With ``si`` a compile-time constant and ``src`` a `stack_tile`, LLVM keeps the vector in
+    its register: the tile is never written to the stack.
+    """
+    if not isinstance(lanes, types.BaseTuple):
+        return None
+    dt = dst.dtype
+    vl = len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, srca, sio, lov, hiv, _ = args
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        i64 = ir.IntType(64)
+        dptr = cgutils.gep(builder, context.make_array(sig.args[0])(context, builder, dsta).data,
+                           dio)
+        sptr = cgutils.gep(builder, context.make_array(sig.args[2])(context, builder, srca).data,
+                           sio)
+        v = builder.load(builder.bitcast(sptr, vty.as_pointer()), align=dt.bitwidth // 8)
+        lanes = ir.Constant(ir.VectorType(i64, vl), [ir.Constant(i64, i) for i in range(vl)])
+
+        def splat(x):
+            undef = ir.Constant(ir.VectorType(i64, vl), ir.Undefined)
+            x = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+            return builder.shuffle_vector(x, undef, zeros)
+
+        mask = builder.and_(builder.icmp_signed(">=", lanes, splat(lov)),
+                            builder.icmp_signed("<", lanes, splat(hiv)))
+        name = f"llvm.masked.store.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}.p0"
+        fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mask.type])
+        store = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(store, [v, builder.bitcast(dptr, vty.as_pointer()),
+                             ir.Constant(ir.IntType(32), dt.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return (types.void(dst, types.int64, src, types.int64, types.int64, types.int64, lanes),
+            codegen)
+
+
+@intrinsic
+def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
+    """One step of the complex micro-kernel: for every row r of the tile,
+    ``(accr + i acci)[r, :] += (wr + i wi) * (xf[xr:xr + cols] + i xf[xi:xi + cols])`` with
+    ``wr = wf[wo + r]``, ``wi = wf[wo + rows + r]``: the ``2 len(vecs)`` input vectors are
+    loaded once, each row's weight pair broadcast, four fused multiply-adds per vector.
+
+    Registers live at once: ``2 rows vecs`` accumulators, ``2 vecs`` inputs and three
+    broadcasts (wr, wi, -wi), which `convbench_kernels.cpu.fft_tiled.register_tile` fits in
+    the register file.
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
+    dt = accr.dtype
+    kb, nv, vl = len(rows), len(vecs), len(lanes)
+    cols = nv * vl
+
+    def codegen(context, builder, sig, args):
+        ar, ai, xfa, xro, xio, wfa, woo = args[:7]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        align = dt.bitwidth // 8
+
+        def data(i, value):
+            return context.make_array(sig.args[i])(context, builder, value).data
+
+        tr, ti, xptr, wptr = data(0, ar), data(1, ai), data(2, xfa), data(5, wfa)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+
+        def vectors(off):
+            base = cgutils.gep(builder, xptr, off)
+            return [builder.load(builder.bitcast(cgutils.gep(builder, base, v * vl),
+                                                 vty.as_pointer()), align=align)
+                    for v in range(nv)]
+
+        xre, xim = vectors(xro), vectors(xio)
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+
+        def splat(off):
+            w = builder.load(cgutils.gep(builder, wptr, off), align=align)
+            return builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(
+                ir.IntType(32), 0)), undef, zeros)
+
+        for r in range(kb):
+            wr = splat(builder.add(woo, ir.Constant(woo.type, r)))
+            wi = splat(builder.add(woo, ir.Constant(woo.type, kb + r)))
+            nwi = builder.fneg(wi)
+            for v in range(nv):
+                pr = builder.bitcast(cgutils.gep(builder, tr, r * cols + v * vl),
+                                     vty.as_pointer())
+                pi = builder.bitcast(cgutils.gep(builder, ti, r * cols + v * vl),
+                                     vty.as_pointer())
+                sr = builder.call(fma, [wr, xre[v], builder.load(pr, align=align)])
+                si = builder.call(fma, [wr, xim[v], builder.load(pi, align=align)])
+                builder.store(builder.call(fma, [nwi, xim[v], sr]), pr, align=align)
+                builder.store(builder.call(fma, [wi, xre[v], si]), pi, align=align)
+        return context.get_dummy_value()
+
+    return (types.void(accr, acci, xf, types.int64, types.int64, wf, types.int64, rows, vecs,
+                       lanes), codegen)
