@@ -10,8 +10,8 @@ from tests.cases import random_arrays
 
 def test_registry_names_as_designed():
     names = [a.name for a in convbench.algorithms("cpu") if a.family != "baseline"]
-    assert names == ["direct", "im2col", "fft", "winograd_f23", "winograd_f43", "depthwise",
-                     "separable"]
+    assert names == ["direct", "im2col", "fft", "winograd_f23", "winograd_f43", "winograd_f63",
+                     "depthwise", "separable"]
     assert [a.name for a in convbench.algorithms("cuda")] == names  # a CUDA twin of each
     # then the baselines whose package is installed (tests/unit/test_baselines.py)
     assert [a.name for a in convbench.algorithms("cpu")][len(names):] == [
