@@ -76,7 +76,7 @@ def catalogue(dtype):
                 (_arr(ft, 4), *(i,) * 10, _arr(ft, 3)), im2col.IM2COL_THREADS))
     out.append(("depthwise", "depthwise", depthwise._depthwise_kernel(np.dtype(dtype), ix),
                 (_arr(ft, 4), _arr(ft, 3), *(i,) * 7, _arr(ft, 4)), depthwise.THREADS))
-    for m in (2, 4):
+    for m in (2, 4, 6):
         fwd, inv = winograd._transform_kernels(m + 2, np.dtype(dtype), ix)
         out.append(("winograd", f"F({m},3) input", fwd,
                     (_arr(ft, 4), _arr(ft, 2), i, i, i, i, _arr(ft, 4)),

@@ -129,6 +129,10 @@ def _every_direction(supports, prepare, workspace, weight=None) -> dict:
 # ResNet-50 layers): direct and im2col ~2e-7 .. 1e-6 (sums of c*r*s products);
 # fft ~1e-6 .. 6e-6 (round-off spread over the whole transform); winograd_f23 ~1e-6;
 # winograd_f43 ~4e-6 .. 1e-5 (the transforms' larger coefficients amplify rounding);
+# winograd_f63 1.6e-7 .. 8e-6 on the test cases, 1e-5 .. 1.9e-5 on the ResNet-50 layers (x ~
+# N(0, 1), w ~ N(0, 1/(9c)), seeds 0-2; 64@56 1.0e-5, 128@28 1.9e-5, 256@14 1.7e-5, 512@7
+# 1.2e-5), so 2e-4 is 10x the largest; float64 at most 3.7e-14, so 5e-13 (13x); its input
+# gradient (F(6,3) phases) <= 7.4e-6 and weight gradient (F(3x3,4x4)) <= 1.9e-6 on the cases;
 # depthwise and separable ~2e-7 .. 1e-6.
 _EXACT = {"float32": 2e-5, "float64": 1e-12}
 
@@ -162,6 +166,13 @@ REGISTRY: tuple[Algorithm, ...] = (
                   "weight gradient F(3x3,4x4).",
               **_every_direction(winograd.supports, winograd.prepare_f43,
                                  winograd.workspace_f43,
+                                 (winograd_weight.supports, winograd_weight.prepare_f43,
+                                  winograd_weight.workspace_f43))),
+    Algorithm("winograd_f63", "winograd", "cpu", tolerance={"float32": 2e-4, "float64": 5e-13},
+              doc="Winograd F(6x6,3x3): 64 GEMMs over channels; 3x3, stride 1, dilation 1; "
+                  "weight gradient F(3x3,4x4), as winograd_f43's.",
+              **_every_direction(winograd.supports, winograd.prepare_f63,
+                                 winograd.workspace_f63,
                                  (winograd_weight.supports, winograd_weight.prepare_f43,
                                   winograd_weight.workspace_f43))),
     Algorithm("depthwise", "depthwise", "cpu", tolerance=_EXACT,
@@ -215,7 +226,7 @@ def _cuda_directions(rule, module: str, prepare: str, workspace: str,
 
 
 # CUDA twins: the same names, rules and tolerances (evidence: the simulator runs of
-# tests/cuda, F(4,3) <= 1.2e-6 and the rest <= 2e-7 in float32).
+# tests/cuda, F(6,3) <= 2.8e-6, F(4,3) <= 1.2e-6 and the rest <= 2e-7 in float32).
 REGISTRY += (
     Algorithm("direct", "direct", "cuda", tolerance=_EXACT,
               doc="One thread per output pixel and 4 output channels; any problem; weight "
@@ -236,6 +247,10 @@ REGISTRY += (
               doc="Winograd F(4x4,3x3): transform kernels and a batched GEMM kernel.",
               **_cuda_directions(winograd.supports, "winograd", "prepare_f43",
                                  "workspace_f43")),
+    Algorithm("winograd_f63", "winograd", "cuda", tolerance={"float32": 2e-4, "float64": 5e-13},
+              doc="Winograd F(6x6,3x3): transform kernels and a batched GEMM kernel.",
+              **_cuda_directions(winograd.supports, "winograd", "prepare_f63",
+                                 "workspace_f63")),
     Algorithm("depthwise", "depthwise", "cuda", tolerance=_EXACT,
               doc="Depthwise, one thread per output element.",
               **_cuda_directions(depthwise.supports, "depthwise", "prepare", "workspace")),

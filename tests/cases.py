@@ -14,6 +14,7 @@ CASES = {
     "1x1 image, 3x3 same": ConvSpec(c=3, h=1, k=5, r=3, padding="same"),
     "one f23 tile": ConvSpec(c=4, h=4, k=4, r=3),
     "one f43 tile": ConvSpec(c=4, h=6, k=4, r=3),
+    "one f63 tile": ConvSpec(c=4, h=8, k=4, r=3),
     "partial tiles": ConvSpec(c=5, h=7, w=9, k=6, r=3, padding="same"),
     "partial tiles, valid": ConvSpec(c=3, h=11, w=10, k=2, r=3),
     "tail channels": ConvSpec(c=13, h=10, k=19, r=3, padding=1),

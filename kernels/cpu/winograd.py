@@ -8,8 +8,11 @@ each 3 x 3 filter ``g`` are transformed (``BT d B``, ``G g GT``), the (m + 2)^2
 transformed elements are multiplied pairwise and summed over input channels, which is
 one GEMM per element, and ``AT [.] A`` turns the sums back into m x m outputs.  The
 matrices come from `convbench_kernels.winograd_math` (F(2, 3): points 0, +-1; F(4, 3): points
-0, +-1, 1/2, -2, the more accurate set measured there).  ``winograd_f23`` is m = 2,
-``winograd_f43`` m = 4.
+0, +-1, 1/2, -2, the more accurate set measured there; F(6, 3): NNPACK's 0, +-1, +-2, +-1/2,
+the most accurate of the sets measured there).  ``winograd_f23`` is m = 2, ``winograd_f43``
+m = 4, ``winograd_f63`` m = 6 (8 x 8 tiles, 64 multiplies per 36 outputs against 324).
+Everything below is generic in m, which the kernels take at run time from the matrices'
+shapes: the three sizes share one compiled specialisation of each kernel per dtype.
 
 Layout (ne = (m + 2)^2 transformed elements, tiles = n * th * tw, th x tw tiles an image)
 ------------------------------------------------------------------------------------
@@ -60,7 +63,10 @@ max|out - ref| / max|ref| against the float64 oracle, measured over odd shapes (
 images, asymmetric padding, groups, batch 3, partial tiles) and the ResNet-50 3x3 layers
 (x ~ N(0, 1), w ~ N(0, 1/(9c))): F(2, 3) up to 6e-7 and F(4, 3) up to 5.4e-6 (256 -> 256
 @14) in float32 (the transforms' larger coefficients amplify rounding; see the table in
-`convbench_kernels.winograd_math`); 1.1e-15 and 8e-15 in float64.
+`convbench_kernels.winograd_math`); 1.1e-15 and 8e-15 in float64.  F(6, 3), float32, the
+largest of seeds 0-2 per ResNet-50 layer: 1.0e-5 (64 -> 64 @56), 1.9e-5 (128 @28), 1.7e-5
+(256 @14), 1.2e-5 (512 @7; F(4, 3) 2.5e-6, 4.4e-6, 5.4e-6, 1.7e-6 in the same run), at most
+8e-6 on the odd shapes; at most 3.7e-14 in float64.
 """
 
 import math
@@ -81,7 +87,9 @@ def defaults(target: Target) -> dict:
 
     ``span``: the longest (channel, tile) span an output transform job handles: its scratch
     (2 * 36 * span values per thread at F(4, 3)) stays within a quarter of the L2 (512 on a
-    1 MB L2), and the unit-stride passes run long enough.
+    1 MB L2), and the unit-stride passes run long enough.  One span serves every m (the
+    tunables are the family's): at F(6, 3) the scratch is 2 * 64 * span values, 16/9 of
+    that, so up to 0.44 of the L2 instead of a quarter (exactly a quarter on a 1 MB L2).
 
     ``skinny_tiles``: up to this many tiles U is never stored (`_fused_skinny`): with few
     tiles, writing U in `prepare` and streaming it through GEMMs of a few columns costs more
@@ -159,13 +167,25 @@ def _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length):
                      + a3 * s_3[t] + a4 * s_4[t] + a5 * s_5[t])
 
 
+@njit(cache=True, inline="always")
+def _eight_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, s_6, s_7, dst, d0, ds, length):
+    """`_six_sources` for the 8-point rows of F(6, 3)."""
+    for o in range(coef.shape[0]):
+        dv = dst[d0 + o * ds:d0 + o * ds + length]
+        a0, a1, a2, a3 = coef[o, 0], coef[o, 1], coef[o, 2], coef[o, 3]
+        a4, a5, a6, a7 = coef[o, 4], coef[o, 5], coef[o, 6], coef[o, 7]
+        for t in range(length):
+            dv[t] = (a0 * s_0[t] + a1 * s_1[t] + a2 * s_2[t] + a3 * s_3[t]
+                     + a4 * s_4[t] + a5 * s_5[t] + a6 * s_6[t] + a7 * s_7[t])
+
+
 @njit(cache=True)
 def _combine(coef, src, s0, ss, dst, d0, ds, length):
     """dst[d0 + o*ds + t] = sum_i coef[o, i] * src[s0 + i*ss + t] for t < length.
 
     Flat 1-D arrays with explicit row offsets and strides keep every row unit-stride.  With
-    6 columns (F(4, 3)) each output row is one pass over its six sources; otherwise zero
-    coefficients (12-50 % of the F(2, 3) matrices) are skipped, one pass per nonzero.
+    6 columns (F(4, 3)) or 8 (F(6, 3)) each output row is one pass over its sources; otherwise
+    zero coefficients (12-50 % of the F(2, 3) matrices) are skipped, one pass per nonzero.
     """
     # unit-stride views indexed from 0: Numba's wraparound test on a possibly negative
     # index (d + t) stops LLVM from vectorizing; with the views these loops run 13x faster
@@ -179,6 +199,15 @@ def _combine(coef, src, s0, ss, dst, d0, ds, length):
         s_4 = src[s0 + 4 * ss:s0 + 4 * ss + length]
         s_5 = src[s0 + 5 * ss:s0 + 5 * ss + length]
         _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length)
+        return
+    if coef.shape[1] == 8:  # F(6, 3), as F(4, 3)
+        _eight_sources(coef, src[s0:s0 + length], src[s0 + ss:s0 + ss + length],
+                       src[s0 + 2 * ss:s0 + 2 * ss + length],
+                       src[s0 + 3 * ss:s0 + 3 * ss + length],
+                       src[s0 + 4 * ss:s0 + 4 * ss + length],
+                       src[s0 + 5 * ss:s0 + 5 * ss + length],
+                       src[s0 + 6 * ss:s0 + 6 * ss + length],
+                       src[s0 + 7 * ss:s0 + 7 * ss + length], dst, d0, ds, length)
         return
     for o in range(coef.shape[0]):
         dv = dst[d0 + o * ds:d0 + o * ds + length]
@@ -211,6 +240,13 @@ def _combine_at(coef, src, offs, dst, d0, ds, length):
         s_4 = src[offs[4]:offs[4] + length]
         s_5 = src[offs[5]:offs[5] + length]
         _six_sources(coef, s_0, s_1, s_2, s_3, s_4, s_5, dst, d0, ds, length)
+        return
+    if nj == 8:
+        _eight_sources(coef, src[offs[0]:offs[0] + length], src[offs[1]:offs[1] + length],
+                       src[offs[2]:offs[2] + length], src[offs[3]:offs[3] + length],
+                       src[offs[4]:offs[4] + length], src[offs[5]:offs[5] + length],
+                       src[offs[6]:offs[6] + length], src[offs[7]:offs[7] + length],
+                       dst, d0, ds, length)
         return
     for o in range(coef.shape[0]):
         dv = dst[d0 + o * ds:d0 + o * ds + length]
@@ -535,6 +571,7 @@ def workspace(spec, m=4, params=None):
 
 workspace_f23 = partial(workspace, m=2)
 workspace_f43 = partial(workspace, m=4)
+workspace_f63 = partial(workspace, m=6)
 
 
 def prepare(w, spec, params=None, m=4):
@@ -552,7 +589,7 @@ def prepare(w, spec, params=None, m=4):
         ``span``, ``skinny_tiles``, ``pitched_tw`` (`defaults`); default: the installed or
         target-derived ones.
     m : int
-        Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
+        Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3), 6 for F(6x6, 3x3).
 
     Returns
     -------
@@ -612,3 +649,5 @@ prepare_f23 = partial(prepare, m=2)
 prepare_f23.__doc__ = "`prepare` for F(2x2, 3x3) (registry name ``winograd_f23``)."
 prepare_f43 = partial(prepare, m=4)
 prepare_f43.__doc__ = "`prepare` for F(4x4, 3x3) (registry name ``winograd_f43``)."
+prepare_f63 = partial(prepare, m=6)
+prepare_f63.__doc__ = "`prepare` for F(6x6, 3x3) (registry name ``winograd_f63``)."

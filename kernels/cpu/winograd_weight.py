@@ -18,7 +18,11 @@ Multiplies: ``ne`` per tile and channel pair against ``9 t^2`` directly: 16 agai
 F(3x3, 2x2) (2.25x fewer) and 36 against 144 for F(3x3, 4x4) (4x), the GEMM-shaped share of
 the work; the transforms add O(ne (k + c)) per tile.  ``winograd_f23`` computes its weight
 gradient with t = 2 (4 x 4 transforms, as its forward F(2, 3)), ``winograd_f43`` with t = 4
-(6 x 6, as F(4, 3), the same points 0, +-1, 1/2, -2).
+(6 x 6, as F(4, 3), the same points 0, +-1, 1/2, -2), and so does ``winograd_f63``: the
+weight gradient of ``winograd_f63`` runs F(3x3, 4x4), not an F(3x3, 6x6) of its own.  That
+one (t = 6 here, 8 x 8 transforms) would do 64 multiplies per tile and channel pair against
+324 directly (5.06x fewer instead of 4x), at the larger rounding of 8-point transforms; it
+is not built.
 
 Error
 -----

@@ -2,8 +2,9 @@
 
 The CUDA twin of `convbench_kernels.cpu.winograd` (Lavin & Gray 2015, section 4), same matrices
 (`convbench_kernels.winograd_math.winograd_matrices`: F(2, 3) points 0, +-1; F(4, 3) points
-0, +-1, 1/2, -2) and same supported problems (3 x 3, stride 1, dilation 1; any padding,
-groups, batch, float32 and float64).  ``winograd_f23`` is m = 2, ``winograd_f43`` m = 4.
+0, +-1, 1/2, -2; F(6, 3) points 0, +-1, +-2, +-1/2) and same supported problems (3 x 3,
+stride 1, dilation 1; any padding, groups, batch, float32 and float64).  ``winograd_f23`` is
+m = 2, ``winograd_f43`` m = 4, ``winograd_f63`` m = 6.
 
 Layout (nt = m + 2, ne = nt^2, tiles = n * ceil(oh/m) * ceil(ow/m), over all images)
 -----------------------------------------------------------------------------------
@@ -41,10 +42,13 @@ from convbench_kernels.cuda.gemm import plan
 from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
 from convbench_kernels.winograd_math import winograd_matrices
 
-__all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "workspace",
-           "workspace_f23", "workspace_f43", "launches", "launches_f23", "launches_f43"]
+__all__ = ["supports", "prepare", "prepare_f23", "prepare_f43", "prepare_f63", "workspace",
+           "workspace_f23", "workspace_f43", "workspace_f63", "launches", "launches_f23",
+           "launches_f43", "launches_f63"]
 
-#: Threads per block of the transform kernels (36 + 24 local values per thread at F(4, 3)).
+#: Threads per block of the transform kernels (local arrays per thread: 2 x 36 values in the
+#: input transform and 36 + 24 in the output transform at F(4, 3), 2 x 64 and 64 + 48 at
+#: F(6, 3); no shared memory).
 TRANSFORM_THREADS = 128
 
 
@@ -175,6 +179,7 @@ def launches(spec, m=4, sms=None):
 
 launches_f23 = partial(launches, m=2)
 launches_f43 = partial(launches, m=4)
+launches_f63 = partial(launches, m=6)
 
 
 def workspace(spec, m=4):
@@ -187,6 +192,7 @@ def workspace(spec, m=4):
 
 workspace_f23 = partial(workspace, m=2)
 workspace_f43 = partial(workspace, m=4)
+workspace_f63 = partial(workspace, m=6)
 
 
 def prepare(w, spec, m=4):
@@ -197,7 +203,7 @@ def prepare(w, spec, m=4):
     w : numpy.ndarray (k, cg, 3, 3), host
     spec : ConvSpec-like, supported (see `supports`)
     m : int
-        Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
+        Output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3), 6 for F(6x6, 3x3).
 
     Returns
     -------
@@ -256,3 +262,5 @@ prepare_f23 = partial(prepare, m=2)
 prepare_f23.__doc__ = "`prepare` for F(2x2, 3x3) (registry name ``winograd_f23``)."
 prepare_f43 = partial(prepare, m=4)
 prepare_f43.__doc__ = "`prepare` for F(4x4, 3x3) (registry name ``winograd_f43``)."
+prepare_f63 = partial(prepare, m=6)
+prepare_f63.__doc__ = "`prepare` for F(6x6, 3x3) (registry name ``winograd_f63``)."

@@ -21,7 +21,7 @@ def test_depthwise_and_winograd_compile_for_sm80_without_spills():
         pytest.skip("no CUDA compiler libraries: " + res.stderr.strip()[-200:])
     assert res.returncode == 0, res.stdout + res.stderr
     lines = [ln.split() for ln in res.stdout.splitlines()[1:]]
-    assert len(lines) == 5  # depthwise, F(2,3) and F(4,3) input and output transforms
+    assert len(lines) == 7  # depthwise, F(2,3), F(4,3) and F(6,3) input and output transforms
     for row in lines:
         regs, spills, occupancy = int(row[-6]), row[-5], row[-1]
         assert 0 < regs <= 255 and spills == "0/0" and occupancy.endswith("%"), row

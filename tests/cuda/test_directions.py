@@ -54,7 +54,7 @@ def test_which_cuda_entries_compute_which_gradients():
             if a.supports(spec.with_(direction="bwd_d")) is None}
     weight = {a.name for a in registry.algorithms("cuda")
               if a.supports(spec.with_(direction="bwd_w")) is None}
-    assert data == {"direct", "im2col", "fft", "winograd_f23", "winograd_f43"}
+    assert data == {"direct", "im2col", "fft", "winograd_f23", "winograd_f43", "winograd_f63"}
     assert weight == {"direct"}
 
 

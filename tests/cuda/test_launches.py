@@ -27,6 +27,7 @@ from tests.kernels.test_algorithms import weights_and_reference  # noqa: E402
 
 LAUNCHES = {"direct": direct.launches, "im2col": im2col.launches, "fft": fft.launches,
             "winograd_f23": winograd.launches_f23, "winograd_f43": winograd.launches_f43,
+            "winograd_f63": winograd.launches_f63,
             "depthwise": depthwise.launches, "separable": depthwise.launches_separable}
 SMS = 132
 # The fewest threads a block of each kernel gets: one warp, or the GEMM's 8 x 8 tile.

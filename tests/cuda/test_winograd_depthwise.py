@@ -1,4 +1,4 @@
-"""CUDA Winograd F(2,3)/F(4,3), depthwise and separable against the float64 oracle.
+"""CUDA Winograd F(2,3)/F(4,3)/F(6,3), depthwise and separable against the float64 oracle.
 
 Tiny named edge cases (the simulator runs every GPU thread as a Python thread); outputs are
 filled with NaN before the launch, so an element a kernel forgets to write fails the test.
@@ -27,6 +27,7 @@ from convbench_kernels.reference import composed_weight, reference_conv2d  # noq
 WINOGRAD_CASES = {
     "one f23 tile 4x4": ConvSpec(c=4, h=4, k=4, r=3),
     "one f43 tile 6x6": ConvSpec(c=4, h=6, k=4, r=3),
+    "one f63 tile 8x8": ConvSpec(c=4, h=8, k=4, r=3),
     "partial tiles 7x5, padding 1": ConvSpec(c=3, h=7, w=5, k=4, r=3, padding=1),
     "tail channels, padding 0": ConvSpec(c=11, h=5, k=7, r=3),
     "asymmetric padding": ConvSpec(c=3, h=6, w=5, k=4, r=3, padding=(0, 2, 1, 0)),
@@ -96,15 +97,15 @@ def test_supports_is_the_contract_rule_of_both_devices():
         winograd.prepare_f23(np.zeros((2, 2, 5, 5), np.float32), ConvSpec(c=2, h=6, k=2, r=5))
 
 
-@pytest.mark.parametrize("m", [2, 4], ids=["f23", "f43"])
+@pytest.mark.parametrize("m", [2, 4, 6], ids=["f23", "f43", "f63"])
 @pytest.mark.parametrize("name", list(WINOGRAD_CASES))
 def test_winograd(name, m):
     spec = WINOGRAD_CASES[name]
     assert winograd.supports(spec) is None
     x, w = _arrays(spec)
-    prepare = winograd.prepare_f23 if m == 2 else winograd.prepare_f43
+    prepare = {2: winograd.prepare_f23, 4: winograd.prepare_f43, 6: winograd.prepare_f63}[m]
     got = _run(prepare(w, spec), spec, x)
-    _check(got, _reference(spec, x, w), spec, 1e-5 if m == 4 else 1e-6)
+    _check(got, _reference(spec, x, w), spec, {2: 1e-6, 4: 1e-5, 6: 4e-5}[m])
 
 
 @pytest.mark.parametrize("name", list(DEPTHWISE_CASES))

@@ -72,6 +72,7 @@ def test_each_algorithm_computes_many_cases(algo):
         ("winograd_f23", dict(c=2, h=9, k=2, r=5), "3x3"),
         ("winograd_f43", dict(c=2, h=9, k=2, r=3, stride=2), "stride"),
         ("winograd_f43", dict(c=2, h=9, k=2, r=3, dilation=2), "dilation"),
+        ("winograd_f63", dict(c=2, h=9, k=2, r=5, padding=2), "3x3"),
         ("depthwise", dict(c=4, h=9, k=4, r=3), "groups"),
         ("separable", dict(c=4, h=9, k=4, r=3, groups=2), "groups"),
     ],

@@ -11,7 +11,7 @@ from tests.cases import random_arrays
 def test_registry_names_as_designed():
     names = [a.name for a in convbench.algorithms("cpu") if a.family != "baseline"]
     assert names == ["direct", "im2col", "fft", "fft_tiled", "winograd_f23", "winograd_f43",
-                     "depthwise", "separable"]
+                     "winograd_f63", "depthwise", "separable"]
     cpu_only = {"fft_tiled"}  # the CUDA fft tiles its shared-memory transforms itself
     assert [a.name for a in convbench.algorithms("cuda")] == [
         n for n in names if n not in cpu_only]

@@ -30,6 +30,21 @@ LAVIN_F43 = {
     "BT": [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
            [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
 }
+# NNPACK's F(6x6, 3x3) (points 0, 1, -1, 2, -2, 1/2, -1/2, inf; also the output of Lavin's
+# wincnn for those points), as NNPACK's transforms apply them.
+NNPACK_F63 = {
+    "AT": [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+           [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
+           [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0], [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]],
+    "G": [[1, 0, 0], [-2 / 9, -2 / 9, -2 / 9], [-2 / 9, 2 / 9, -2 / 9],
+          [1 / 90, 1 / 45, 2 / 45], [1 / 90, -1 / 45, 2 / 45], [32 / 45, 16 / 45, 8 / 45],
+          [32 / 45, -16 / 45, 8 / 45], [0, 0, 1]],
+    "BT": [[1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0], [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+           [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0], [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+           [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0], [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+           [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0], [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1]],
+}
+F63_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
 
 # (m, finite points): the defaults, the two F(4, 3) sets measured, and a few more
 POINT_SETS = [
@@ -38,7 +53,8 @@ POINT_SETS = [
     (4, (0, 1, -1, 2, -2)),
     (4, (0, 1, -1, Fraction(1, 2), Fraction(-1, 2))),
     (3, (0, 1, -1, 2)),
-    (6, (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))),
+    (6, DEFAULT_POINTS[6]),
+    (6, (0, 1, -1, Fraction(1, 2), Fraction(-1, 2), Fraction(3, 2), Fraction(-3, 2))),
 ]
 
 
@@ -67,10 +83,33 @@ def test_f43_on_lavin_points_is_lavin_gray_up_to_row_scaling():
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-15)
 
 
-def test_lavin_printed_matrices_satisfy_the_identity():
-    # guards the transcription above, on which the two tests before rely
+def test_f63_is_nnpack_up_to_row_scaling():
+    assert DEFAULT_POINTS[6] == F63_POINTS
+    ours = _triples(*winograd_matrices(6))
+    theirs = _triples(NNPACK_F63["AT"], NNPACK_F63["G"], NNPACK_F63["BT"])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-14)
+
+
+def test_f63_matrices_are_the_exact_construction_rounded_once():
+    exact = winograd_matrices_exact(6)
+    for got, want in zip(winograd_matrices(6), exact, strict=True):
+        assert np.array_equal(got, np.array([[float(v) for v in row] for row in want]))
+    AT, G, BT = exact
+    assert (len(AT), len(AT[0]), len(G), len(BT)) == (6, 8, 8, 8)
+    # dyadic points: AT and BT are exact in float32 (no rounding in the per-call transforms),
+    # only G (applied once, in float64) holds thirds, fifths and ninths
+    for mat in (AT, BT):
+        assert all(v.denominator & (v.denominator - 1) == 0 for row in mat for v in row)
+        f = np.array([[float(v) for v in row] for row in mat])
+        assert np.array_equal(f.astype(np.float32).astype(np.float64), f)
+    assert G[1] == [Fraction(2, 9)] * 3 and G[5] == [Fraction(32, 45), Fraction(16, 45),
+                                                     Fraction(8, 45)]
+
+
+def test_printed_matrices_satisfy_the_identity():
+    # guards the transcriptions above, on which the tests before rely
     rng = np.random.default_rng(1)
-    for mats in (LAVIN_F23, LAVIN_F43):
+    for mats in (LAVIN_F23, LAVIN_F43, NNPACK_F63):
         AT, G, BT = (np.array(mats[k], float) for k in ("AT", "G", "BT"))
         d, g = rng.standard_normal(BT.shape[0]), rng.standard_normal(3)
         np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), _correlate(d, g), atol=1e-13)
@@ -111,7 +150,7 @@ def test_default_scaling_keeps_integer_points_integer_in_bt():
     assert np.allclose(G[1], [1 / 6] * 3) and np.allclose(G[3], [1 / 24, 1 / 12, 1 / 6])
 
 
-@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("m", [2, 4, 6])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_numpy_model_2d_matches_reference(m, dtype):
     rng = np.random.default_rng(7)
@@ -133,6 +172,16 @@ def test_default_f43_points_beat_lavin_points_in_float32():
     assert f23[0] < ours[0] < 1e-5
 
 
+def test_default_f63_points_beat_the_alternatives_in_float32():
+    ours = measure_error(6, c=32, size=16)
+    halves = measure_error(6, points=(0, 1, -1, Fraction(1, 2), Fraction(-1, 2),
+                                      Fraction(3, 2), Fraction(-3, 2)), c=32, size=16)
+    integers = measure_error(6, points=(0, 1, -1, 2, -2, 3, -3), c=32, size=16)
+    f43 = measure_error(4, c=32, size=16)
+    assert ours[0] < halves[0] and 10 * ours[0] < integers[0] and 10 * ours[1] < integers[1]
+    assert f43[0] < ours[0] < 1e-5
+
+
 def test_multiply_counts():
     assert multiply_count(2) == (16, 36)  # per 4 outputs: 2.25x fewer
     assert multiply_count(4) == (36, 144)  # per 16 outputs: 4x fewer
@@ -140,12 +189,15 @@ def test_multiply_counts():
     assert d / w == 2.25
     w, d = multiply_count(4)
     assert d / w == 4.0
-    assert multiply_count(6) == (64, 324)
+    assert multiply_count(6) == (64, 324)  # per 36 outputs: 5.06x fewer
+    w, d = multiply_count(6)
+    assert d / w == 5.0625 and w / 36 == 16 / 9  # 1.78 multiplies an output
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [((4, 3, (0, 1, -1, 2)), "needs 5 distinct"), ((4, 3, (0, 1, -1, 2, 2)), "needs 5 distinct"),
+     ((6, 3, (0, 1, -1, 2, -2, 3)), "needs 7 distinct"),
      ((5, 3, None), "no default points"), ((2, 3, None, "B"), "scaling must be")],
 )
 def test_bad_arguments_name_what_is_allowed(args, message):

@@ -82,6 +82,6 @@ def test_cuda_sweep_without_a_gpu_skips_with_the_reason(tmp_path, capsys, monkey
 def test_list_names_algorithms_and_presets(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("direct", "im2col", "fft", "winograd_f43", "depthwise", "separable",
-                 "default", "smoke", "resnet50", "mobilenet"):
+    for name in ("direct", "im2col", "fft", "winograd_f43", "winograd_f63", "depthwise",
+                 "separable", "default", "smoke", "resnet50", "mobilenet"):
         assert name in out
