@@ -5,9 +5,9 @@ PNG there and returns the path, or returns None when the run holds nothing the c
 (a network chart for a filter sweep, a filter chart for a single layer).
 
 Every chart colours an algorithm the same way (`colors`: the registry's order mapped onto
-matplotlib's ``tab10``), so that a reader learns the colours once.  Rows of the separable
-operator compute a different function from the standard convolution: they are drawn dashed
-(or hatched) and never counted as winners.
+matplotlib's ``tab10``, then ``Dark2``), so that a reader learns the colours once.  Rows of
+the separable operator compute a different function from the standard convolution: they are
+drawn dashed (or hatched) and never counted as winners.
 """
 
 from __future__ import annotations
@@ -52,16 +52,21 @@ MIN_ERR = 1e-10  # exact results (error 0) are drawn here on the log axis
 WIDTH = 12.5
 
 
+def palette() -> list[tuple]:
+    """Eighteen colours told apart: ``tab10``, then ``Dark2``."""
+    return [*plt.get_cmap("tab10").colors, *plt.get_cmap("Dark2").colors]
+
+
 def colors(names=()) -> dict[str, tuple]:
-    """A fixed colour per algorithm name: the registry's order on ``tab10``.
+    """A fixed colour per algorithm name: the registry's order on `palette`.
 
     Names outside the registry (an old run, a test's fake entries) continue the cycle in the
     order given, so that they are still told apart.
     """
     order = list(dict.fromkeys(a.name for a in registry.algorithms()))
     order += [n for n in dict.fromkeys(names) if n not in order]
-    palette = plt.get_cmap("tab10").colors
-    return {name: palette[i % len(palette)] for i, name in enumerate(order)}
+    colours = palette()
+    return {name: colours[i % len(colours)] for i, name in enumerate(order)}
 
 
 

@@ -414,12 +414,13 @@ def test_run_sweep_says_how_to_retry_a_failed_report(tmp_path, monkeypatch, caps
 # ---------------------------------------------------------------------------------------------
 # Charts
 
-def test_colours_follow_the_registry_and_never_repeat_among_ten():
+def test_colours_follow_the_registry_and_never_repeat_among_eighteen():
     names = [a.name for a in registry.algorithms()]
     colour = plots.colors(["zzz_fake"])
-    tab10 = plt.get_cmap("tab10").colors
-    assert [colour[n] for n in dict.fromkeys(names)] == list(tab10[:len(set(names))])
-    assert colour["zzz_fake"] == tab10[len(set(names)) % 10]
+    palette = plots.palette()
+    assert len(set(palette)) == 18 and palette[:10] == list(plt.get_cmap("tab10").colors)
+    assert [colour[n] for n in dict.fromkeys(names)] == palette[:len(set(names))]
+    assert colour["zzz_fake"] == palette[len(set(names)) % 18]
     assert plots.colors() == {k: v for k, v in colour.items() if k != "zzz_fake"}
 
 
