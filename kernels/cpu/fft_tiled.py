@@ -360,7 +360,8 @@ def _geometry(spec, params=None):
     ntp = -(-nt // (nv * vl)) * nv * vl
     nkb = -(-spec.kg // kb)
     threads = numba.config.NUMBA_NUM_THREADS
-    shapes = {"xs": (spec.groups, f, 2, spec.cg, ntp), "ys": (spec.groups, f, 2, nkb * kb, ntp),
+    shapes = {"wp": (spec.groups, f, nkb, spec.cg, 2 * kb),
+              "xs": (spec.groups, f, 2, spec.cg, ntp), "ys": (spec.groups, f, 2, nkb * kb, ntp),
               # forward: patch, row pass, column pass; inverse: spectra, column pass, half
               "scratch": (threads, block * (t * t + 4 * t * 2 * h))}
     return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt,
@@ -385,13 +386,12 @@ def register_tile(nt, itemsize) -> tuple[int, int, int]:
     return max((regs - 2 * nv - 3) // (2 * nv), 1), nv, vl
 
 
-def _filter_spectra(w, spec, t, kb):
-    """``conj(DFT_t(w[g k, c]))`` of the dilated taps, packed for `_cgemm` in blocks of
-    ``kb`` output channels: (groups, F, nkb, cg, 2 kb) (real parts, then imaginary), channels
-    past ``kg`` zero.  Computed in float64 from the taps alone and rounded once (`_spectra`)."""
+def _filter_spectra(w, spec, t, out):
+    """``conj(DFT_t(w[g k, c]))`` of the dilated taps into ``out``, packed for `_cgemm` in
+    blocks of ``kb`` output channels: (groups, F, nkb, cg, 2 kb) (real parts, then imaginary),
+    channels past ``kg`` zero.  Computed in float64 from the taps alone and rounded once
+    (`_spectra`)."""
     h = t // 2 + 1
-    nkb = -(-spec.kg // kb)
-    out = np.empty((spec.groups, t * h, nkb, spec.cg, 2 * kb), spec.dtype)
     out[:, :, -1] = 0
     tau = 2 * np.pi / t
     ev = tau * (np.outer(np.arange(spec.s) * spec.dw, np.arange(h)) % t)  # (s, h) angles
@@ -399,7 +399,6 @@ def _filter_spectra(w, spec, t, kb):
     wt = w.transpose(0, 2, 3, 1).reshape(spec.groups, spec.kg, spec.r, spec.s, spec.cg)
     _spectra(np.ascontiguousarray(wt, dtype=np.float64), np.cos(ev), np.sin(ev), np.cos(eu),
              np.sin(eu), out)
-    return out
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -409,48 +408,50 @@ def _spectra(wt, cv, sv, cu, su, out):
 
     ``wt`` (groups, kg, r, s, cg) float64: the taps with input channels innermost.
     ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}`` (angles ``cv + i sv`` of
-    (s, H), ``cu + i su`` of (T, r)): per (group, output channel) job a row pass over the
-    taps, then a column pass, every innermost loop over input channels.
+    (s, H), ``cu + i su`` of (T, r)).  One job per (group, block of kb output channels): a row
+    pass over the taps of the block, then per frequency a column pass per channel of the
+    block, every innermost loop over input channels; the job alone writes its blocks of
+    ``out``, one frequency's (cg, 2 kb) block at a time (in cache while it fills).
     """
     groups, kg, r, s, cg = wt.shape
-    kb = out.shape[4] // 2
+    _, f, nkb, _, kb2 = out.shape
+    kb = kb2 // 2
     hh = cv.shape[1]
     t2 = cu.shape[0]
-    for job in prange(groups * kg):
-        g, k = job // kg, job % kg
-        row = np.zeros((r, hh, 2, cg))
+    for job in prange(groups * nkb):
+        g, b = job // nkb, job % nkb
+        nk = min(kb, kg - b * kb)
+        row = np.zeros((nk, r, hh, 2, cg))
         acc = np.empty((2, cg))
-        for a in range(r):
-            for v in range(hh):
-                for b in range(s):
-                    tap = wt[g, k, a, b]
-                    for c in range(cg):
-                        row[a, v, 0, c] += tap[c] * cv[b, v]
-                        row[a, v, 1, c] += tap[c] * sv[b, v]
+        for kk in range(nk):
+            for a in range(r):
+                for v in range(hh):
+                    for bb in range(s):
+                        tap = wt[g, b * kb + kk, a, bb]
+                        for c in range(cg):
+                            row[kk, a, v, 0, c] += tap[c] * cv[bb, v]
+                            row[kk, a, v, 1, c] += tap[c] * sv[bb, v]
         for u in range(t2):
             for v in range(hh):
-                acc[:] = 0.0
-                for a in range(r):
-                    ca, sa = cu[u, a], su[u, a]
+                dst = out[g, u * hh + v, b]
+                for kk in range(nk):
+                    acc[:] = 0.0
+                    for a in range(r):
+                        ca, sa = cu[u, a], su[u, a]
+                        for c in range(cg):
+                            acc[0, c] += ca * row[kk, a, v, 0, c] - sa * row[kk, a, v, 1, c]
+                            acc[1, c] += ca * row[kk, a, v, 1, c] + sa * row[kk, a, v, 0, c]
                     for c in range(cg):
-                        acc[0, c] += ca * row[a, v, 0, c] - sa * row[a, v, 1, c]
-                        acc[1, c] += ca * row[a, v, 1, c] + sa * row[a, v, 0, c]
-                dst = out[g, u * hh + v, k // kb]
-                for c in range(cg):
-                    dst[c, k % kb] = acc[0, c]
-                    dst[c, kb + k % kb] = acc[1, c]
+                        dst[c, kk] = acc[0, c]
+                        dst[c, kb + kk] = acc[1, c]
 
 
 def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate: the filter spectra and the float64 taps they are
     built from, the input and output spectra, and each thread's transform scratch."""
     geo = _geometry(spec, params)
-    t, h = geo["t"], geo["t"] // 2 + 1
-    kb = geo["tile"][0]
-    b = spec.itemsize
-    spectra = (2 * b * t * h * spec.groups * -(-spec.kg // kb) * kb * spec.cg
-               + 16 * spec.k * spec.cg * spec.r * spec.s)
-    return spectra + sum(math.prod(sh) * b + 128 for sh in geo["shapes"].values())
+    taps = 16 * spec.k * spec.cg * spec.r * spec.s  # float64, and their transposed copy
+    return taps + sum(math.prod(sh) * spec.itemsize + 128 for sh in geo["shapes"].values())
 
 
 def prepare(w, spec, params=None):
@@ -466,8 +467,9 @@ def prepare(w, spec, params=None):
     rows, cols, icols, irows = _dft(t, mh, mw, dtype)
     kb, nv, vl = geo["tile"]
     tokens = (token(kb), token(nv), token(vl))
-    wp = _filter_spectra(w, spec, t, kb)
-    xs, ys, scratch = carve(dtype, *geo["shapes"].values())
+    # one pooled block: a layer prepared per call reuses the last call's pages
+    wp, xs, ys, scratch = carve(dtype, *geo["shapes"].values())
+    _filter_spectra(w, spec, t, wp)
     xs[..., geo["nt"]:] = 0  # padding columns: the forward transform writes the rest
     pt, pl = spec.pads[0], spec.pads[2]
     nth, ntw = geo["nth"], geo["ntw"]
