@@ -184,10 +184,18 @@ def _dft(t, mh, mw, dtype):
 
 # ----------------------------------------------------------------------------- kernels
 @njit(cache=True, inline="always")
-def _job(job, nb, groups, tb):
-    """(first tile, group, first channel) of transform job ``job``: jobs run over tile blocks
-    of ``tb`` tiles, then groups, then blocks of ``nb`` channels."""
-    return (job // (groups * nb)) * tb, (job // nb) % groups, job % nb
+def _jobs(nt, tb, groups, ch, lc):
+    """Transform jobs: blocks of ``tb`` of the ``nt`` tiles, then groups, then blocks of
+    ``lc`` of a group's ``ch`` channels."""
+    return -(-nt // tb) * groups * -(-ch // lc)
+
+
+@njit(cache=True, inline="always")
+def _job(job, nt, tb, groups, ch, lc):
+    """(first tile, tiles, group, first channel, channels) of transform job ``job``."""
+    nb = -(-ch // lc)
+    t0, g, c0 = (job // (groups * nb)) * tb, (job // nb) % groups, (job % nb) * lc
+    return t0, min(tb, nt - t0), g, c0, min(lc, ch - c0)
 
 
 @njit(parallel=True, cache=True)
@@ -204,15 +212,12 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs):
     nt = nth * ntw * n
     t2 = rows.shape[0]
     hh = rows.shape[1] // 2
-    ntb, nb = -(-nt // tb), -(-ccg // lc)
-    jobs = ntb * groups * nb
+    jobs = _jobs(nt, tb, groups, ccg, lc)
     nch = min(scratch.shape[0], jobs)
     for ch in prange(nch):
         sc = scratch[ch]
         for job in range(ch * jobs // nch, (ch + 1) * jobs // nch):
-            t0, g, cb = _job(job, nb, groups, tb)
-            c0 = cb * lc
-            ntt, ncc = min(tb, nt - t0), min(lc, ccg - c0)
+            t0, ntt, g, c0, ncc = _job(job, nt, tb, groups, ccg, lc)
             planes = ntt * ncc
             patch = sc[:t2 * planes * t2].reshape(t2, planes, t2)
             for tt in range(ntt):
@@ -262,15 +267,12 @@ def _inverse(ys, nth, ntw, tb, lk, icols, irows, scratch, out):
     mh = mh2 // 2
     hh2, mw = irows.shape
     hh = hh2 // 2
-    ntb, nb = -(-nt // tb), -(-kg // lk)
-    jobs = ntb * groups * nb
+    jobs = _jobs(nt, tb, groups, kg, lk)
     nch = min(scratch.shape[0], jobs)
     for ch in prange(nch):
         sc = scratch[ch]
         for job in range(ch * jobs // nch, (ch + 1) * jobs // nch):
-            t0, g, kb = _job(job, nb, groups, tb)
-            k0 = kb * lk
-            ntt, nkk = min(tb, nt - t0), min(lk, kg - k0)
+            t0, ntt, g, k0, nkk = _job(job, nt, tb, groups, kg, lk)
             planes = ntt * nkk
             n1 = planes * 2 * hh
             spec = sc[:t2 * n1].reshape(t2, n1)
