@@ -449,11 +449,15 @@ def _spectra(wt, cv, sv, cu, su, out):
 
 
 def workspace(spec, params=None):
-    """Bytes `prepare` and one call allocate: the filter spectra and the float64 taps they are
-    built from, the input and output spectra, and each thread's transform scratch."""
+    """Bytes `prepare` and one call allocate: the filter spectra, the float64 taps they are
+    built from and each thread's row pass (`_spectra`), the input and output spectra, and each
+    thread's transform scratch."""
     geo = _geometry(spec, params)
     taps = 16 * spec.k * spec.cg * spec.r * spec.s  # float64, and their transposed copy
-    return taps + sum(math.prod(sh) * spec.itemsize + 128 for sh in geo["shapes"].values())
+    h = geo["t"] // 2 + 1
+    rows = 16 * numba.config.NUMBA_NUM_THREADS * spec.cg * (geo["tile"][0] * spec.r * h + 1)
+    return (taps + rows
+            + sum(math.prod(sh) * spec.itemsize + 128 for sh in geo["shapes"].values()))
 
 
 def prepare(w, spec, params=None):
