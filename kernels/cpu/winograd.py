@@ -502,6 +502,21 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
                         seg[4 * u + 1] = y1[u]
                         seg[4 * u + 2] = y2[u]
                         seg[4 * u + 3] = y3[u]
+                elif m == 6:
+                    seg = orow[x0:x0 + 6 * full]
+                    y0 = Y[r0:r0 + full]
+                    y1 = Y[r0 + length:r0 + length + full]
+                    y2 = Y[r0 + 2 * length:r0 + 2 * length + full]
+                    y3 = Y[r0 + 3 * length:r0 + 3 * length + full]
+                    y4 = Y[r0 + 4 * length:r0 + 4 * length + full]
+                    y5 = Y[r0 + 5 * length:r0 + 5 * length + full]
+                    for u in range(full):
+                        seg[6 * u] = y0[u]
+                        seg[6 * u + 1] = y1[u]
+                        seg[6 * u + 2] = y2[u]
+                        seg[6 * u + 3] = y3[u]
+                        seg[6 * u + 4] = y4[u]
+                        seg[6 * u + 5] = y5[u]
                 elif m == 2:
                     seg = orow[x0:x0 + 2 * full]
                     y0 = Y[r0:r0 + full]
