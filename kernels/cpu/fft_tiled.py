@@ -82,8 +82,9 @@ TILE_BLOCK = 16
 
 
 def defaults(target: Target) -> dict:
-    """``block``: channels a transform job takes at once (its buffers, ``~ 10 T^2 block``
-    floats at T = 16, stay within a quarter of the L2 for 64 channels on a 1 MB L2).
+    """``block``: planes (tiles x channels) a transform job takes at once; its buffers, about
+    ``6 T^2 block`` floats (patch, row pass, column pass), stay within a quarter of the L2 for
+    64 planes of 16 x 16 on a 1 MB L2.
     ``tile``: 0 lets `choose_tile` pick the tile size, else that size (an error where the
     filter does not fit).  ``byte_cost``: what one byte of filter spectra costs in `_cost`,
     in flops of the channel GEMM (larger: smaller tiles where the spectra dominate)."""
@@ -92,8 +93,8 @@ def defaults(target: Target) -> dict:
 
 
 def space(target: Target) -> list[dict]:
-    """Channel blocks of 32 to 128 and the spectra's byte cost quartered or quadrupled (the
-    tile stays the model's: a forced size would not fit every filter)."""
+    """Jobs of 32 to 128 planes and the spectra's byte cost quartered or quadrupled (the tile
+    stays the model's: a forced size would not fit every filter)."""
     return [{"block": b, "tile": 0, "byte_cost": c} for b in (32, 64, 128)
             for c in (1.0, 4.0, 16.0)]
 
@@ -119,9 +120,12 @@ def supports(spec) -> str | None:
 
 # ----------------------------------------------------------------------------- planning
 def _tiles(spec, t):
+    """Outputs of a tile (rows, columns), tiles of an image (rows, columns), and tiles in all
+    (``nt``) at tile size ``t``."""
     re, se = _extent(spec)
     mh, mw = t - re + 1, t - se + 1
-    return mh, mw, spec.n * -(-spec.oh // mh) * -(-spec.ow // mw)
+    nth, ntw = -(-spec.oh // mh), -(-spec.ow // mw)
+    return mh, mw, nth, ntw, spec.n * nth * ntw
 
 
 def _cost(spec, t, byte_cost):
@@ -129,7 +133,7 @@ def _cost(spec, t, byte_cost):
     multiply-add, over the tiles rounded up to the register tile's columns), the transforms'
     (both GEMMs of each input and output plane), and the filter spectra's bytes (written, then
     streamed through the GEMMs) at ``byte_cost`` flops each."""
-    _, _, nt = _tiles(spec, t)
+    nt = _tiles(spec, t)[-1]
     _, nv, vl = register_tile(nt, spec.itemsize)
     h = t // 2 + 1
     gemm = 8.0 * t * h * -(-nt // (nv * vl)) * nv * vl * spec.cg * spec.k
@@ -140,8 +144,8 @@ def _cost(spec, t, byte_cost):
 
 def choose_tile(spec, params=None) -> int:
     """The tile size of ``spec``: forced by ``params["tile"]``, else the cheapest by `_cost`
-    among the sizes that give at least one output per tile side (and at least half the tile
-    as outputs, so a tile is not mostly overlap)."""
+    among the sizes whose half holds the dilated filter (at least half of a tile's rows and
+    columns are outputs, so that a tile is not mostly overlap)."""
     p = _params(params)
     re, se = _extent(spec)
     fits = [t for t in TILES if max(re, se) <= t // 2]
@@ -349,10 +353,7 @@ def _geometry(spec, params=None):
     """Tile size, outputs per tile, tile counts and the workspace shapes (dtype elements)."""
     p = _params(params)
     t = choose_tile(spec, p)
-    re, se = _extent(spec)
-    mh, mw = t - re + 1, t - se + 1
-    nth, ntw = -(-spec.oh // mh), -(-spec.ow // mw)
-    nt = spec.n * nth * ntw
+    mh, mw, nth, ntw, nt = _tiles(spec, t)
     h = t // 2 + 1
     f = t * h
     tb = min(TILE_BLOCK, nt)
