@@ -96,7 +96,7 @@ def catalogue(dtype):
              fft.TPB),
             ("fft", "crop", crop, (a4, _arr(ft, 4), i, i, i, i), fft.TPB)]
     # the gradients: the input's phase moves, the weights' direct kernel
-    copy, zero = strided._kernels(False)
+    copy, zero = strided._kernels(ix)
     a4f = _arr(ft, 4)
     out += [("bwd_d", "strided copy", copy, (a4f, *(i,) * 4, a4f, *(i,) * 7),
              strided.THREADS),

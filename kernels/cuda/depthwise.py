@@ -24,7 +24,7 @@ from convbench_kernels.contract import separable as supports_separable
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cuda.gemm import launches as gemm_launches
 from convbench_kernels.cuda.gemm import plan
-from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter, unflattener
 
 __all__ = ["supports", "prepare", "workspace", "launches", "supports_separable",
            "prepare_separable", "workspace_separable", "launches_separable"]
@@ -39,6 +39,7 @@ def _depthwise_kernel(dtype, ix):
     its flat index in ``ix`` (`convbench_kernels.cuda.launch.index_type`)."""
     dt = np.dtype(dtype).type
     split = splitter(ix)
+    unflat = unflattener(ix)
 
     @cuda.jit
     def depthwise(x, wt, mult, sh, sw, pt, pl, dh, dw, out):
@@ -50,9 +51,7 @@ def _depthwise_kernel(dtype, ix):
             return
         h, w = x.shape[2], x.shape[3]
         r, s = wt.shape[1], wt.shape[2]
-        rest, ox = split(idx, ow)
-        rest, oy = split(rest, oh)
-        b, o = split(rest, k)
+        b, o, oy, ox = unflat(idx, k, oh, ow)
         ci, _ = split(o, mult)
         y0 = oy * sh - pt
         x0 = ox * sw - pl

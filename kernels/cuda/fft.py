@@ -95,6 +95,7 @@ from convbench_kernels.cuda.launch import (
     launcher,
     min_blocks,
     splitter,
+    unflattener,
 )
 
 __all__ = ["supports", "prepare", "workspace", "launches", "plan_fft", "plan_fft2",
@@ -350,7 +351,7 @@ def plan_fft2(shape, dtype, inverse=False, shared=None, scratch=None):
 def _conv_kernels(ix):
     """``(gather, reduce, crop)``, splitting their flat indices in ``ix``
     (`convbench_kernels.cuda.launch.index_type`)."""
-    split = splitter(ix)
+    unflat = unflattener(ix)
 
     @cuda.jit
     def gather(x, z, czero, ione):
@@ -360,9 +361,7 @@ def _conv_kernels(ix):
         i = cuda.grid(1)
         if i >= nb * c2 * p * q:
             return
-        t, col = split(i, q)
-        t, row = split(t, p)
-        b, j = split(t, c2)
+        b, j, row, col = unflat(i, c2, p, q)
         v = czero
         if row < h and col < w:
             v = x[b, 2 * j, row, col] + czero
@@ -381,9 +380,7 @@ def _conv_kernels(ix):
         i = cuda.grid(1)
         if i >= nb * k2 * p * q:
             return
-        t, f2 = split(i, q)
-        t, f1 = split(t, p)
-        b, kp = split(t, k2)
+        b, kp, f1, f2 = unflat(i, k2, p, q)
         m1 = (p - f1) & (p - 1)  # -f (P, Q powers of two)
         m2 = (q - f2) & (q - 1)
         p0 = pair0[kp]
@@ -401,9 +398,7 @@ def _conv_kernels(ix):
         i = cuda.grid(1)
         if i >= nb * k * oh * ow:
             return
-        t, c = split(i, ow)
-        t, r = split(t, oh)
-        b, kk = split(t, k)
+        b, kk, r, c = unflat(i, k, oh, ow)
         v = o[b, kk >> 1, (r * sh - pt) & (p - 1), (c * sw - pl) & (q - 1)]
         if kk & 1 == 0:
             out[b, kk, r, c] = v.real

@@ -104,6 +104,24 @@ def splitter(ix):
     return cuda.jit(device=True, inline="always")(split)
 
 
+@cache
+def unflattener(ix):
+    """A device function ``unflat(a, d1, d2, d3) -> (i0, i1, i2, i3)``: the indices of flat
+    element ``a`` of an (n, d1, d2, d3) array (last axis fastest), by `splitter`'s ``split``
+    in ``ix``; plain Python under the simulator, as ``split``."""
+    split = splitter(ix)
+
+    def unflat(a, d1, d2, d3):
+        t, i3 = split(a, d3)
+        t, i2 = split(t, d2)
+        i0, i1 = split(t, d1)
+        return i0, i1, i2, i3
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return unflat
+    return cuda.jit(device=True, inline="always")(unflat)
+
+
 def bounded_jit(threads: int, blocks_per_sm: int):
     """``cuda.jit`` with launch bounds: blocks of at most ``threads``, of which
     ``blocks_per_sm`` must fit on one SM (ptxas then caps the registers a thread gets).  The

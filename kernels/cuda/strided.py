@@ -3,60 +3,53 @@
 Three small kernels over NCHW device arrays, one thread per element moved, consecutive threads
 on consecutive columns: a window copied out of ``dy`` (a phase whose forward problem crops
 it), a phase's result placed at a stride into ``dx``, and a phase no filter tap reaches set to
-zero.  Index arithmetic is 32-bit where the element count fits (it always does below 2**31
-elements), so the flat-index splits do not fall back to 64-bit division emulation.
+zero.  Flat indices are split in the type `convbench_kernels.cuda.launch.index_type` chooses
+(unsigned 32-bit where the element count fits), so that the splits do not fall back to 64-bit
+division emulation.
 """
 
 from functools import cache
 
 import numpy as np
-from numba import cuda, int32, int64
+from numba import cuda
+
+from convbench_kernels.cuda.launch import index_type, unflattener
 
 #: Threads per block.
 THREADS = 256
 
 
 @cache
-def _kernels(wide: bool):
-    """``(copy, zero)`` with indices in 64-bit (``wide``) or 32-bit integers."""
-    it = int64 if wide else int32
-
-    @cuda.jit(device=True, inline=True)
-    def split(idx, chans, rows, cols):
-        """``(image, channel, row, column)`` of flat element ``idx`` (columns fastest)."""
-        j = idx % it(cols)
-        rest = idx // it(cols)
-        i = rest % it(rows)
-        rest = rest // it(rows)
-        return rest // it(chans), rest % it(chans), i, j
+def _kernels(ix):
+    """``(copy, zero)`` splitting their flat indices in ``ix`` (`index_type`)."""
+    unflat = unflattener(ix)
 
     @cuda.jit
     def copy(src, src_r0, src_c0, src_sr, src_sc, dst, dst_r0, dst_c0, dst_sr, dst_sc,
              rows, cols, total):
         """``dst[b, c, dst_r0 + dst_sr*i, dst_c0 + dst_sc*j] = src[b, c, src_r0 + src_sr*i,
         src_c0 + src_sc*j]`` for ``i < rows``, ``j < cols`` (``total`` = n*c*rows*cols)."""
-        idx = it(cuda.grid(1))
+        idx = cuda.grid(1)
         if idx >= total:
             return
-        b, c, i, j = split(idx, dst.shape[1], rows, cols)
+        b, c, i, j = unflat(idx, dst.shape[1], rows, cols)
         dst[b, c, dst_r0 + dst_sr * i, dst_c0 + dst_sc * j] = \
             src[b, c, src_r0 + src_sr * i, src_c0 + src_sc * j]
 
     @cuda.jit
     def zero(dst, r0, c0, sr, sc, rows, cols, total):
         """``dst[b, c, r0 + sr*i, c0 + sc*j] = 0`` for ``i < rows``, ``j < cols``."""
-        idx = it(cuda.grid(1))
+        idx = cuda.grid(1)
         if idx >= total:
             return
-        b, c, i, j = split(idx, dst.shape[1], rows, cols)
+        b, c, i, j = unflat(idx, dst.shape[1], rows, cols)
         dst[b, c, r0 + sr * i, c0 + sc * j] = 0
 
     return copy, zero
 
 
 def _launch(total: int):
-    wide = total >= 2**31 - THREADS
-    return _kernels(wide), (max(1, -(-total // THREADS)), THREADS)
+    return _kernels(index_type(total)), (max(1, -(-total // THREADS)), THREADS)
 
 
 class DeviceArrays:
