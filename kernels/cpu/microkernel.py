@@ -201,3 +201,83 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
 
     return (types.void(accr, acci, xf, types.int64, types.int64, wf, types.int64, rows, vecs,
                        lanes), codegen)
+
+
+def _store(context, builder, value, ptr, stream, align):
+    """Store the vector ``value`` at ``ptr``: non-temporal when the boolean ``stream`` is true
+    (``ptr`` then aligned to the vector), else an ordinary store of ``align``-byte elements."""
+    with builder.if_else(stream) as (streamed, cached):
+        with streamed:
+            store = builder.store(value, ptr, align=value.type.count * align)
+            store.set_metadata("nontemporal", builder.module.add_metadata(
+                [ir.Constant(ir.IntType(32), 1)]))
+        with cached:
+            builder.store(value, ptr, align=align)
+
+
+@intrinsic
+def copy_lanes(typingctx, dst, di, src, si, stream, lanes):
+    """``dst.flat[di:di + VL] = src.flat[si:si + VL]``: one vector (VL: the length of the
+    ``lanes`` token), the store non-temporal with ``stream`` (see `combine_lanes`).  With
+    ``src`` a `stack_tile` and ``si`` a compile-time constant, the vector stays in its
+    register."""
+    if not isinstance(lanes, types.BaseTuple):
+        return None
+    dt = dst.dtype
+    vl = len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, srca, sio, st = args[:5]
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+
+        def ptr(i, arr, off):
+            data = context.make_array(sig.args[i])(context, builder, arr).data
+            return builder.bitcast(cgutils.gep(builder, data, off), vty.as_pointer())
+
+        value = builder.load(ptr(2, srca, sio), align=dt.bitwidth // 8)
+        _store(context, builder, value, ptr(0, dsta, dio), st, dt.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, src, types.int64, types.boolean, lanes), codegen
+
+
+@intrinsic
+def combine_lanes(typingctx, dst, di, a, ai, b, bi, sign, stream, lanes):
+    """``dst.flat[di:di + VL] = a.flat[ai:ai + VL] + sign * b.flat[bi:bi + VL]``: one vector
+    (VL: the length of the ``lanes`` token), one fused multiply-add.
+
+    With ``stream`` true the store is non-temporal: it writes the line without first reading
+    it into the cache (no read-for-ownership) and leaves the cache to the data that will be
+    read again.  That store needs ``dst.flat[di]`` aligned to the vector, which the caller
+    guarantees.
+    """
+    if not isinstance(lanes, types.BaseTuple):
+        return None
+    dt = dst.dtype
+    vl = len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, aa, aio, ba, bio, sg, st = args[:8]
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        align = dt.bitwidth // 8
+
+        def ptr(i, arr, off):
+            data = context.make_array(sig.args[i])(context, builder, arr).data
+            return builder.bitcast(cgutils.gep(builder, data, off), vty.as_pointer())
+
+        va = builder.load(ptr(2, aa, aio), align=align)
+        vb = builder.load(ptr(4, ba, bio), align=align)
+        sg = context.cast(builder, sg, sig.args[6], dt)
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+        vs = builder.shuffle_vector(builder.insert_element(undef, sg, ir.Constant(
+            ir.IntType(32), 0)), undef, zeros)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        value = builder.call(fma, [vs, vb, va])
+        _store(context, builder, value, ptr(0, dsta, dio), st, align)
+        return context.get_dummy_value()
+
+    return (types.void(dst, types.int64, a, types.int64, b, types.int64, sign,
+                       types.boolean, lanes), codegen)

@@ -7,6 +7,8 @@ import pytest
 from convbench import registry
 from convbench.spec import ConvSpec
 from convbench_kernels.cpu import fft_tiled
+from convbench_kernels.cpu.common import carve
+from convbench_kernels.cpu.target import current, token
 from tests.cases import CASES, random_arrays
 from tests.kernels.test_algorithms import reference, relative_error
 
@@ -14,9 +16,11 @@ TOLERANCE = registry.get("fft_tiled").tolerance
 
 
 @pytest.mark.parametrize("t", fft_tiled.TILES)
-def test_forward_transform_is_rfft2_of_each_tile(t):
+@pytest.mark.parametrize("tb, stream", [(3, False), (8, False), (8, True)])
+def test_forward_transform_is_rfft2_of_each_tile(t, tb, stream):
     """`_forward` writes, per tile and channel, numpy's rfft2 of the patch the tile reads
-    (padding as zeros), in float64 to rounding."""
+    (padding as zeros), in float64 to rounding: runs of ``tb`` tiles by scalars (3) or whole
+    vectors (8, the last run partial), cached or streamed stores."""
     spec = ConvSpec(n=2, c=5, h=t + 3, w=t + 1, k=1, r=3, padding=(1, 2, 0, 1),
                     dtype="float64")
     rng = np.random.default_rng(t)
@@ -24,11 +28,15 @@ def test_forward_transform_is_rfft2_of_each_tile(t):
     mh = mw = t - 2
     nth, ntw = -(-spec.oh // mh), -(-spec.ow // mw)
     h = t // 2 + 1
+    nt = spec.n * nth * ntw
+    vl = current().lanes(8)
     rows, cols, _, _ = fft_tiled._dft(t, mh, mw, np.dtype(np.float64))
-    xs = np.empty((1, t * h, 2, spec.c, spec.n * nth * ntw))
-    scratch = np.empty((2, 6 * (t * t + 4 * t * 2 * h)))
-    # jobs of 3 tiles x 2 channels: partial blocks of both
-    fft_tiled._forward(x, 1, 0, mh, mw, nth, ntw, 3, 2, rows, cols, scratch, xs)
+    xs, scratch = carve(np.dtype(np.float64), (1, t * h, 2, spec.c, -(-nt // 8) * 8),
+                        (2, tb * 2 * (t * t + 4 * t * 2 * h)))
+    # jobs of tb tiles x 2 channels: partial blocks of both
+    fft_tiled._forward(x, 1, 0, mh, mw, nth, ntw, tb, 2, rows, cols, scratch, xs, stream,
+                       token(vl))
+    xs = xs[..., :nt]
     xp = np.pad(x, ((0, 0), (0, 0), (1, 2 + t), (0, 1 + t)))
     got = (xs[:, :, 0] + 1j * xs[:, :, 1]).reshape(t, h, spec.c, spec.n, nth, ntw)
     for b in range(spec.n):
