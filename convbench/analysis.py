@@ -791,7 +791,7 @@ def frontier_group_text(group: dict) -> str:
 
 NNPACK_COLUMNS = ["layer", "table_name", "problem", "n", "winner", "family",
                   "published_winner", "published_family", "published_ms", "counterpart",
-                  "agree"]
+                  "agree", "tied"]
 
 
 def nnpack_comparison(df: pd.DataFrame) -> pd.DataFrame:
@@ -809,7 +809,8 @@ def nnpack_comparison(df: pd.DataFrame) -> pd.DataFrame:
         ``family``; ``published_winner`` (NNPACK's fastest algorithm), ``published_family``
         and ``published_ms``; ``counterpart``: whether the winner's family is in NNPACK's
         table (``direct`` is not); ``agree``: the families are equal (NA when nothing
-        ranked).
+        ranked); ``tied``: they are not, but an algorithm of NNPACK's family is `tied` with
+        the winner (the measurement does not decide between the two families).
     """
     if df.empty or "name" not in df:
         return pd.DataFrame(columns=NNPACK_COLUMNS)
@@ -829,10 +830,13 @@ def nnpack_comparison(df: pd.DataFrame) -> pd.DataFrame:
         winner = win.loc[key, "winner"] if key in win.index else ""
         family = families.get(algorithm_of(winner), "") if winner else ""
         same = published.NNPACK_FAMILIES[theirs]
+        ties = win.loc[key, "ties"].split(", ") if winner and win.loc[key, "ties"] else []
         out.append({"layer": row["name"], "table_name": table_name, "problem": row["problem"],
                     "n": row["n"], "winner": winner, "family": family,
                     "published_winner": theirs, "published_family": same,
                     "published_ms": float(ms[theirs]),
                     "counterpart": family in nnpack_families if winner else pd.NA,
-                    "agree": family == same if winner else pd.NA})
+                    "agree": family == same if winner else pd.NA,
+                    "tied": (family != same and any(families.get(algorithm_of(t)) == same
+                                                    for t in ties)) if winner else pd.NA})
     return pd.DataFrame(out, columns=NNPACK_COLUMNS)

@@ -409,11 +409,18 @@ def _nnpack_finding(t: pd.DataFrame) -> dict:
     for (mine, theirs), g in differ.groupby(["family", "published_family"], sort=False):
         note = " (no counterpart in NNPACK's table)" if not bool(g["counterpart"].iloc[0]) \
             else ""
+        tied = int(g["tied"].astype(bool).sum())
         parts.append(f"convbench's {mine}{note} where NNPACK's {theirs} wins: {len(g)} "
-                     f"layer{'s' if len(g) != 1 else ''}")
+                     f"layer{'s' if len(g) != 1 else ''}"
+                     + (f", {tied} of them tied with {theirs} within noise" if tied else ""))
+    tied = int(differ["tied"].astype(bool).sum())
     text = (f"convbench's winner agrees with NNPACK's on {len(agree)} of {len(judged)} "
             f"layer{'s' if len(judged) != 1 else ''} of NNPACK's published table, compared "
             f"by family ({'; '.join(parts)}); see Against NNPACK.")
+    if tied:
+        text += (f" On {tied} of the others the measurement does not decide: NNPACK's family "
+                 f"is tied with the winner, so {len(agree) + tied} of {len(judged)} agree "
+                 "within noise.")
     return {"kind": "", "items": [], "text": text}
 
 
@@ -579,7 +586,8 @@ def _nnpack_rows(t: pd.DataFrame, shape: dict) -> list[dict]:
              "algo": analysis.algorithm_of(r["winner"]) if r["winner"] else "",
              "family": r["family"], "published": r["published_winner"],
              "published_family": r["published_family"], "published_ms": f"{r['published_ms']:g}",
-             "agree": "" if pd.isna(r["agree"]) else ("yes" if r["agree"] else "no"),
+             "agree": "" if pd.isna(r["agree"]) else
+             ("yes" if r["agree"] else "tied" if r["tied"] else "no"),
              "note": "" if pd.isna(r["counterpart"]) or r["counterpart"]
              else "no counterpart in NNPACK"}
             for _, r in t.iterrows()]

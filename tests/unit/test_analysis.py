@@ -404,6 +404,7 @@ def test_nnpack_comparison_counts_agreement_by_family():
     rows = (nnpack_layer("nnpack:alexnet-conv3", {"direct": 3.0, "fft": 1.0,   # fft, as NNPACK
                                                   "winograd_f43": 2.0})
             + nnpack_layer("nnpack:overfeat-conv3", {"fft": 1.0, "winograd_f23": 2.0})
+            + nnpack_layer("nnpack:overfeat-conv4", {"fft": 1.0, "winograd_f43": 1.001})
             + nnpack_layer("nnpack:vgg-a-conv1", {"im2col": 1.0, "fft": 2.0})   # gemm, as NNPACK
             + nnpack_layer("nnpack:vgg-a-conv2", {"direct": 1.0, "fft": 2.0})
             + nnpack_layer("nnpack:vgg-a-conv5", {"direct": 1.0, "fft": 2.0}, status="error")
@@ -411,15 +412,16 @@ def test_nnpack_comparison_counts_agreement_by_family():
             + [row("fft", 1.0, name="other:conv3")])
     t = analysis.nnpack_comparison(frame(*rows))
     assert list(t.columns) == analysis.NNPACK_COLUMNS
-    got = {r["table_name"]: (r["winner"], r["family"], r["published_family"], r["agree"])
-           for _, r in t.iterrows()}
+    got = {r["table_name"]: (r["winner"], r["family"], r["published_family"], r["agree"],
+                             r["tied"]) for _, r in t.iterrows()}
     assert got == {
-        "AlexNet:conv3": ("fft", "fft", "fft", True),
-        "OverFeat:conv3": ("fft", "fft", "winograd", False),  # NNPACK: F(6x6,3x3)
-        "VGG-A:conv1": ("im2col", "gemm", "gemm", True),
-        "VGG-A:conv2": ("direct", "direct", "fft", False),
-        "VGG-A:conv5": ("", "", "fft", pd.NA)}                # nothing ran: no verdict
-    assert t["agree"].dropna().astype(bool).sum() == 2 and t["agree"].notna().sum() == 4
+        "AlexNet:conv3": ("fft", "fft", "fft", True, False),
+        "OverFeat:conv3": ("fft", "fft", "winograd", False, False),  # NNPACK: F(6x6,3x3)
+        "OverFeat:conv4": ("fft", "fft", "winograd", False, True),   # F(4,3) within noise
+        "VGG-A:conv1": ("im2col", "gemm", "gemm", True, False),
+        "VGG-A:conv2": ("direct", "direct", "fft", False, False),
+        "VGG-A:conv5": ("", "", "fft", pd.NA, pd.NA)}                # nothing ran: no verdict
+    assert t["agree"].dropna().astype(bool).sum() == 2 and t["agree"].notna().sum() == 5
     counterpart = dict(zip(t["table_name"], t["counterpart"], strict=True))
     assert counterpart["VGG-A:conv2"] is False and counterpart["OverFeat:conv3"] is True
     assert t.set_index("table_name").loc["VGG-A:conv1", "published_ms"] == 255

@@ -539,6 +539,21 @@ def test_new_sections_only_when_relevant(written, tmp_path):
     assert plots.accuracy_speed(rows, tmp_path / "x.png") is None
 
 
+def test_nnpack_verdict_tied_when_the_published_family_is_within_noise(tmp_path):
+    rows = nnpack_rows()
+    fft = (rows["name"] == "nnpack:overfeat-conv3") & (rows["algorithm"] == "fft")
+    rows.loc[fft, ["median_s", "q1_s", "q3_s"]] = 0.999 * MS  # beats F(4,3)'s 1 ms by 0.1 %
+    html = report.write_report(make_run(tmp_path / "results", rows=rows),
+                               tmp_path / "out").read_text(encoding="utf-8")
+    found = text(section(html, "findings"))
+    assert ("convbench's fft where NNPACK's winograd wins: 1 layer, 1 of them tied with "
+            "winograd within noise") in found
+    assert "so 2 of 3 agree within noise" in found
+    table = section(html, "nnpack")
+    row = re.search(r"<tr><td>nnpack:overfeat-conv3</td>.*?</tr>", table, re.S).group(0)
+    assert ">tied<" in row
+
+
 def test_nnpack_layers_without_a_result_have_no_verdict(tmp_path):
     rows = nnpack_rows()
     rows.loc[rows["name"] == "nnpack:vgg-a-conv1", "accurate"] = False
