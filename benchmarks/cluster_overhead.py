@@ -1,9 +1,10 @@
 """What a cluster run costs over a local run: the same tiny sweep both ways, wall time each.
 
-The sweep has one task per problem (`convbench.cluster`), so ``--problems`` tiny problems
-(4 channels, 8 to 16 pixels, filters 1 to 9, strides 1 and 2, each timed as the smoke preset
-times: sub-millisecond values) make as many tasks, and the per-task cost of Dask (submit,
-schedule, send the rows back) and of journaling shows against the measuring itself.
+``--problems`` tiny problems (4 channels, 8 to 16 pixels, filters 1 to 9, strides 1 and 2,
+each timed as the smoke preset times: sub-millisecond values) make tasks of up to
+`convbench.cluster.MAX_PROBLEMS_PER_TASK` problems (`convbench.cluster.problems_per_task`), so
+the per-task cost of Dask (submit, schedule, send the rows back) and of journaling shows
+against the measuring itself; ``--per-task 1`` makes one task a problem.
 
 The cluster is a scheduler and one timing worker (`convbench.worker.TimingSetup`, one Dask
 thread, the ``node`` resource) in a separate process on 127.0.0.1, started and set up before
@@ -63,8 +64,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--algo", default="direct")
+    ap.add_argument("--per-task", type=int, default=cluster.MAX_PROBLEMS_PER_TASK,
+                    help="at most this many problems a task")
     args = ap.parse_args()
+    cluster.MAX_PROBLEMS_PER_TASK = args.per_task
     cfg = config(args.problems, args.algo)
+    per_task = cluster.problems_per_task(cfg.timing, 1)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CONVBENCH_CACHE_DIR"] = os.path.join(tmp, "cache")  # workers inherit it
         roof, _ = roofline.load_or_measure(1)
@@ -73,7 +78,8 @@ def main() -> None:
         t_local = local(cfg, tmp)
         t_cluster = on_cluster(cfg, tmp)
     print(f"CPU: {machine.cpu_model()}")
-    print(f"{len(cfg.problems)} tasks ({len(cfg.problems)} problems x {args.algo}), 1 thread")
+    print(f"{len(cfg.problems)} problems x {args.algo}, {per_task} a task "
+          f"({-(-len(cfg.problems) // per_task)} tasks), 1 thread")
     print(f"local run:   {t_local:7.2f} s")
     print(f"cluster run: {t_cluster:7.2f} s  (local scheduler, one worker process)")
     print(f"ratio:       {t_cluster / t_local:7.2f}")

@@ -1,15 +1,17 @@
 """Cluster runs: one sweep spread over Dask workers, journaled here as a local run journals it.
 
-The client (this module) splits the sweep's pending cases into one task per problem (its
-inputs and float64 reference are made once on the worker, as a local run makes them once),
-submits each with the `convbench.worker.RESOURCE` requirement, so that a timing worker runs
-one task at a time, and journals every row as its task returns (`convbench.runner.record`:
-fsynced, one row per key).  Tasks are submitted as the workers free (`_Window`), not all at
-once.  Scheduling is Dask's: a worker that dies mid-task loses its task to the scheduler,
-which runs it again on a live worker; a task that kills every worker it runs on
-(``distributed.scheduler.allowed-failures`` times) becomes ``error`` rows, and the sweep goes
-on; rows that arrive twice are journaled once.  A killed client leaves a journal that
-``--resume`` finishes: only the missing cases are submitted.
+The client (this module) splits the sweep's pending cases into tasks of whole problems (a
+problem's inputs and float64 reference are made once on the worker, as a local run makes them
+once): one problem a task, or a few when their cases are timed so briefly that Dask's per-task
+round trips would show (`problems_per_task`).  It submits each with the
+`convbench.worker.RESOURCE` requirement, so that a timing worker runs one task at a time, and
+journals every row as its task returns (`convbench.runner.record`: fsynced, one row per key).
+Tasks are submitted as the workers free (`_Window`), not all at once.  Scheduling is Dask's: a
+worker that dies mid-task loses its task to the scheduler, which runs it again on a live
+worker; a task that kills every worker it runs on (``distributed.scheduler.allowed-failures``
+times) goes again one problem a task, and a problem that still does becomes ``error`` rows, and
+the sweep goes on; rows that arrive twice are journaled once.  A killed client leaves a journal
+that ``--resume`` finishes: only the missing cases are submitted.
 
 Rows are made on the workers' machines, not this one: each row names its machine, and
 ``meta.json`` lists every machine's fingerprint and roofline under ``machines``.  A cluster
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import registry, runner, store, worker
+from . import registry, runner, store, sweep, worker
 
 # Seconds a client waits for the scheduler before it says none answers.
 CONNECT_TIMEOUT = 5
@@ -98,15 +100,42 @@ def check_workers(client, ident: dict) -> None:
             raise ValueError(f"--cluster: {why}; install the same convbench on both")
 
 
-def batches(cases, named: bool) -> list[tuple[list, list]]:
-    """The cases as one task per problem: ``([spec], algorithms)``, the algorithms as
-    ``(name, device)`` for the worker's registry, or the entries themselves (``named``
-    False: tests' fakes)."""
-    out: list[tuple[list, list]] = []
+# Seconds of timing a task should hold before problems share one.  Each task costs a few
+# milliseconds of Dask round trips besides its timing (the scheduler hands a worker its next
+# resource-bound task only once the last one is done); a sweep of sub-millisecond cases
+# would spend a third of its time there.  A task of several problems costs that once.
+TASK_SECONDS = 0.25
+# At most this many problems a task: a worker lost mid-task loses no more than that much
+# work, and rows still arrive (and are journaled) in small steps.
+MAX_PROBLEMS_PER_TASK = 8
+
+
+def problems_per_task(timing: sweep.TimingConfig, algorithms: int) -> int:
+    """How many problems of ``algorithms`` cases each one task takes: as many as fill
+    `TASK_SECONDS` at the least a case times (its warmups and values of ``min_time``), one
+    or more, `MAX_PROBLEMS_PER_TASK` at most."""
+    case = (timing.warmups + timing.values) * timing.min_time * max(algorithms, 1)
+    return int(min(MAX_PROBLEMS_PER_TASK, max(1, TASK_SECONDS // case)))
+
+
+def batches(cases, named: bool, timing: sweep.TimingConfig | None = None
+            ) -> list[tuple[list, list]]:
+    """The cases as tasks ``(specs, algorithms)``: consecutive problems with the same
+    algorithms share a task, `problems_per_task` of them (one per task without ``timing``);
+    the algorithms as ``(name, device)`` for the worker's registry, or the entries
+    themselves (``named`` False: tests' fakes)."""
+    per_problem: list[tuple[object, list]] = []
     for spec, algo in cases:
-        if not out or out[-1][0][0] != spec:
-            out.append(([spec], []))
-        out[-1][1].append((algo.name, algo.device) if named else algo)
+        if not per_problem or per_problem[-1][0] != spec:
+            per_problem.append((spec, []))
+        per_problem[-1][1].append((algo.name, algo.device) if named else algo)
+    out: list[tuple[list, list]] = []
+    for spec, algos in per_problem:
+        room = problems_per_task(timing, len(algos)) if timing else 1
+        if out and out[-1][1] == algos and len(out[-1][0]) < room:
+            out[-1][0].append(spec)
+        else:
+            out.append(([spec], algos))
     return out
 
 
@@ -146,9 +175,11 @@ class _Window:
     scheduler at most once a second."""
 
     def __init__(self, client, submit: Callable, batches: list):
+        from collections import deque
+
         from distributed import as_completed
 
-        self.client, self.submit, self.todo = client, submit, iter(batches)
+        self.client, self.submit, self.todo = client, submit, deque(batches)
         self.tasks: dict = {}
         self.done = as_completed(loop=client.loop)
         self._capacity, self._read = 1, -1.0
@@ -163,10 +194,8 @@ class _Window:
         return self._capacity + 1
 
     def fill(self) -> None:
-        while len(self.tasks) < self.capacity():
-            batch = next(self.todo, None)
-            if batch is None:
-                return
+        while len(self.tasks) < self.capacity() and self.todo:
+            batch = self.todo.popleft()
             fut = self.submit(*batch)
             self.tasks[fut] = batch
             self.done.add(fut)
@@ -176,8 +205,10 @@ class _Window:
 
 
 def _collect(window: _Window, run: runner.Run, journal: store.Journal, progress) -> None:
-    """Journal each task's rows as it completes, keeping the window full; a task that killed
-    its workers becomes error rows.  Other exceptions (a refused version) are re-raised."""
+    """Journal each task's rows as it completes, keeping the window full.  A task of several
+    problems that killed its workers goes again one problem a task, first in line, so that
+    only the problem that kills becomes error rows.  Other exceptions (a refused version)
+    are re-raised."""
     from distributed import KilledWorker
 
     window.fill()
@@ -186,7 +217,12 @@ def _collect(window: _Window, run: runner.Run, journal: store.Journal, progress)
         try:
             result = fut.result()
         except KilledWorker as err:
-            rows = _lost_rows(*batch, err)
+            specs, algos = batch
+            if len(specs) > 1:
+                window.todo.extendleft(([spec], algos) for spec in reversed(specs))
+                rows = []
+            else:
+                rows = _lost_rows(*batch, err)
         else:
             _note_machine(run, result)
             rows = result["rows"]
@@ -239,7 +275,7 @@ def _run(client, run, algos, ident, results_dir, run_id, progress, named, on_sta
     complete = False
     window = _Window(client, lambda specs, names: client.submit(
         worker.run_batch, specs, names, run.config.timing, ident,
-        resources={worker.RESOURCE: 1}, pure=False), batches(cases, named))
+        resources={worker.RESOURCE: 1}, pure=False), batches(cases, named, run.config.timing))
     try:
         if on_start:
             on_start(run.run_dir, len(cases))

@@ -114,7 +114,8 @@ def test_a_second_answer_for_a_row_is_never_journaled(tmp_path):
     assert len(store.read_journal(run.run_dir)) == 1
 
 
-def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
+def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "MAX_PROBLEMS_PER_TASK", 2)  # three tasks of two problems
     config = grid()
     with local_cluster(processes=True) as lc, \
             distributed.Client(lc.scheduler_address, set_as_default=False) as client:
@@ -141,6 +142,7 @@ def test_a_killed_client_resumes_with_only_the_missing_rows(scheduler, tmp_path)
         from convbench import cluster, sweep
         from tests import fakes
         from tests.cluster.test_cluster_run import grid
+        cluster.MAX_PROBLEMS_PER_TASK = 1  # rows arrive a problem at a time: a kill between
         cluster.run_sweep(grid(4), {scheduler!r}, results_dir={str(tmp_path)!r},
                           run_id="killed", entries=fakes.entries(delay=0.002))
     """)
@@ -266,3 +268,21 @@ def test_the_pending_cases_make_one_task_per_problem():
     assert [specs for specs, _ in tasks] == [[p] for p in config.problems]
     assert tasks[0][1] == [("picky", "cpu"), ("raises", "cpu")]
     assert all(names == [(a.name, a.device) for a in entries] for _, names in tasks[1:])
+
+
+def test_briefly_timed_problems_share_tasks_of_the_same_algorithms():
+    config = grid(4)  # 8 problems
+    entries = fakes.entries()[:3]
+    cases = [(spec, a) for spec in config.problems for a in entries][1:]  # one case done
+    brief = dataclasses.replace(config.timing, min_time=0.001, values=3, warmups=1)
+    per = cluster.problems_per_task(brief, len(entries))  # 0.25 s / 12 ms: the cap, 8
+    assert per == cluster.MAX_PROBLEMS_PER_TASK == 8
+    tasks = cluster.batches(cases, named=True, timing=brief)
+    # the first problem lost a case: its algorithms differ, so it goes alone
+    assert [len(specs) for specs, _ in tasks] == [1, 7]
+    assert [p for specs, _ in tasks for p in specs] == list(config.problems)
+    long = dataclasses.replace(brief, min_time=0.05)  # 0.6 s a problem: one a task
+    assert cluster.problems_per_task(long, len(entries)) == 1
+    assert len(cluster.batches(cases, named=True, timing=long)) == len(config.problems)
+    middle = dataclasses.replace(brief, min_time=0.01)  # 0.12 s a problem: two a task
+    assert [len(s) for s, _ in cluster.batches(cases, named=True, timing=middle)] == [1, 2, 2, 2, 1]
