@@ -15,7 +15,7 @@ while other work kept the cores busy is never cached, so a local run on a busy m
 measure it again each time, and the comparison would be of that).  Run it from the
 repository root:
 
-    python benchmarks/cluster_overhead.py [--problems 200] [--algo direct]
+    python benchmarks/cluster_overhead.py [--problems 200] [--algo direct] [--per-task 8]
 """
 
 from __future__ import annotations
