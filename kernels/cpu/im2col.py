@@ -100,12 +100,12 @@ def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, chunks):
     rows = col.shape[0]
     for t in prange(chunks):
         _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col,
-                   t * rows // chunks, (t + 1) * rows // chunks)
+                   t * rows // chunks, (t + 1) * rows // chunks, 0)
 
 
 @njit(cache=True)
-def _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, row0, row1):
-    """Rows [row0, row1) of `_pack`."""
+def _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, row0, row1, off):
+    """Rows [row0, row1) of `_pack`, written from column ``off`` of ``col`` on."""
     h, w = x.shape[2], x.shape[3]
     rs = r * s
     for row in range(row0, row1):
@@ -122,7 +122,7 @@ def _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, row0, row1):
         # per-element select turned the copies into scatters (about 6x slower).
         for y in range(y0, y1):
             iy = y * sh + i * dh - pt
-            base = (y - y0) * ow
+            base = off + (y - y0) * ow
             if iy < 0 or iy >= h:
                 for xo in range(ow):
                     crow[uint64(base + xo)] = 0
@@ -194,7 +194,7 @@ def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_b
             b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             tmp = tmp_buf[t, : k * pb].reshape(k, pb)
-            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s, 0)
             for g in range(groups):
                 np.dot(wmat[g], col[g * kcol:(g + 1) * kcol], tmp[g * kg:(g + 1) * kg])
             _scatter(tmp, out, b, 0, y0 * ow)
@@ -342,7 +342,7 @@ def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, c
             b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             dyb = dy_buf[t, : k * pb].reshape(k, pb)
-            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s, 0)
             _copy_block(dy, b, 0, k, y0 * ow, dyb)
             for g in range(groups):
                 np.dot(dyb[g * kg:(g + 1) * kg], col[g * kcol:(g + 1) * kcol].T, tmp_buf[t])
@@ -367,15 +367,18 @@ def _weight_gemms(dy, b, col, groups, kblocks, first, tmp, dw):
             dw[g, k0:k1] += t
 
 
-@njit(cache=True)
-def _run_weight_ksplit(x, dy, groups, r, s, sh, sw, dh, dw_, pt, pl, oh, ow, col, chunks,
-                       kblocks, tmp, dw):
-    """Small images: each image's whole column matrix packed (rows split over the threads),
-    then its GEMMs split by blocks of output channels, summed image by image into ``dw``
-    (groups, kg, cg*r*s): no per-thread partial gradients to add up."""
-    for b in range(x.shape[0]):
-        _pack(x, b, 0, oh, r, s, sh, sw, dh, dw_, pt, pl, ow, col, chunks)
-        _weight_gemms(dy, b, col, groups, kblocks, b == 0, tmp, dw)
+@njit(parallel=True, cache=True)
+def _pack_images(x, b0, r, s, sh, sw, dh, dw, pt, pl, oh, ow, col, chunks):
+    """Fill ``col`` (c*r*s, nb*oh*ow) with the column matrices of images ``b0 .. b0 + nb``
+    side by side (image ``j``'s from column ``j oh ow``), each image's rows split in
+    ``chunks`` ranges."""
+    rows = col.shape[0]
+    npix = oh * ow
+    nb = col.shape[1] // npix
+    for job in prange(nb * chunks):
+        j, t = job // chunks, job % chunks
+        _pack_rows(x, b0 + j, 0, oh, r, s, sh, sw, dh, dw, pt, pl, ow, col,
+                   t * rows // chunks, (t + 1) * rows // chunks, j * npix)
 
 
 def _weight_blocks(spec, params) -> int:
@@ -387,10 +390,28 @@ def _weight_blocks(spec, params) -> int:
     return max(1, min(spec.oh, share, params["col_budget"] // threads // row_bytes))
 
 
+def _weight_by_channels(spec, p) -> bool:
+    """Whether the weight gradient splits by output channels (`_prepare_weight_ksplit`)."""
+    npix = spec.oh * spec.ow
+    return (npix < 4 * p["small_image"] * numba.get_num_threads()
+            and spec.c * spec.r * spec.s * npix * spec.itemsize <= p["col_budget"])
+
+
+def _images_a_gemm(spec, p) -> int:
+    """Images whose column matrices `_prepare_weight_ksplit` packs side by side."""
+    crs_pix = spec.c * spec.r * spec.s * spec.oh * spec.ow * spec.itemsize
+    return max(1, min(spec.n, p["col_budget"] // crs_pix))
+
+
 def workspace_weight(spec, params=None):
     """Bytes of `prepare_weight` and one call: per thread a column block, a dy block and its
-    partial weight gradient."""
+    partial weight gradient; split by channels, the column matrices and output gradients of
+    the images packed at once, and one block of the gradient per thread."""
     p = _params(params)
+    if _weight_by_channels(spec, p):
+        nb = _images_a_gemm(spec, p)
+        return ((spec.c * spec.r * spec.s + spec.k) * nb * spec.oh * spec.ow
+                + spec.params) * spec.itemsize
     rows = _weight_blocks(spec, p)
     per_thread = (spec.c * spec.r * spec.s + spec.k) * rows * spec.ow + 2 * spec.params
     return numba.get_num_threads() * per_thread * spec.itemsize
@@ -410,13 +431,11 @@ def prepare_weight(x, spec, params=None):
     threads = numba.get_num_threads()
     pt, _, pl, _ = spec.pads
     kcol = spec.cg * spec.r * spec.s
-    npix = spec.oh * spec.ow
     crs = spec.c * spec.r * spec.s
     # the pixel split adds a (k, cg*r*s) partial per thread, as large as a GEMM of depth
     # 1: it pays from four times the forward pass's small image (256 -> 256 @14, 98 pixels a
     # thread: 0.96 ms split by channels against 2-4 ms by pixels; 128 -> 128 @28, 392: even)
-    if (npix < 4 * p["small_image"] * threads
-            and crs * npix * dtype.itemsize <= p["col_budget"]):
+    if _weight_by_channels(spec, p):
         return _prepare_weight_ksplit(x, spec, p, threads)
     rows_blk = _weight_blocks(spec, p)
     pb = rows_blk * spec.ow
@@ -440,21 +459,34 @@ def prepare_weight(x, spec, params=None):
 def _prepare_weight_ksplit(x, spec, p, threads):
     """`prepare_weight` for images too small to split by pixels: the GEMMs split by output
     channels instead (512 -> 512 @7: the pixel split's per-thread partial gradients, 9 MB
-    each, cost more than the GEMMs; 2.3 ms against 6 ms)."""
+    each, cost more than the GEMMs; 2.3 ms against 6 ms).
+
+    As many images as ``col_budget`` holds are packed side by side and multiplied at once,
+    their pixels one GEMM's depth: 512 -> 512 @7 at batch 8 is one GEMM of depth 392 (6.6 ms,
+    280 GFLOP/s) where eight of depth 49 took 11.8 ms, before adding them up."""
     dtype = np.dtype(spec.dtype)
     kcol = spec.cg * spec.r * spec.s
+    npix = spec.oh * spec.ow
+    crs = spec.c * spec.r * spec.s
+    nb = _images_a_gemm(spec, p)
     kblocks = max(1, min(spec.kg, -(-threads // spec.groups)))
-    col = pooled_empty((spec.c * spec.r * spec.s, spec.oh * spec.ow), dtype)
+    col = pooled_empty((crs, nb * npix), dtype)
+    dys = pooled_empty((1, spec.k, nb * npix), dtype)
     tmp = np.empty((spec.groups * kblocks, -(-spec.kg // kblocks), kcol), dtype)
     pt, _, pl, _ = spec.pads
-    geometry = (spec.groups, spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl,
-                spec.oh, spec.ow)
+    geometry = (spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, spec.oh, spec.ow)
 
     def compute(dy, dw):
-        with single_threaded_blas():
-            _run_weight_ksplit(x, dy.reshape(spec.n, spec.k, spec.oh * spec.ow), *geometry,
-                               col, threads, kblocks, tmp,
-                               dw.reshape(spec.groups, spec.kg, kcol))
+        dy = dy.reshape(spec.n, spec.k, npix)
+        for b0 in range(0, spec.n, nb):
+            m = min(nb, spec.n - b0)  # a last, partial chunk uses the start of the buffers
+            cols = col.reshape(-1)[:crs * m * npix].reshape(crs, m * npix)
+            dyb = dys.reshape(-1)[:spec.k * m * npix].reshape(1, spec.k, m * npix)
+            dyb.reshape(spec.k, m, npix)[:] = dy[b0:b0 + m].transpose(1, 0, 2)
+            with single_threaded_blas():
+                _pack_images(x, b0, *geometry, cols, threads)
+                _weight_gemms(dyb, 0, cols, spec.groups, kblocks, b0 == 0, tmp,
+                              dw.reshape(spec.groups, spec.kg, kcol))
 
     compute.params = p
     return compute

@@ -136,15 +136,21 @@ def test_phases_cover_dx_once():
         assert (hits == 1).all(), spec.id
 
 
-@pytest.mark.parametrize("small_image", [1, 10 ** 6], ids=["by-pixels", "by-channels"])
+@pytest.mark.parametrize("small_image, images", [(1, None), (10 ** 6, None), (10 ** 6, 2)],
+                         ids=["by-pixels", "by-channels", "by-channels-two-images-a-gemm"])
 @pytest.mark.parametrize("case", ["tail channels", "groups 4 stride 2", "batch 3", "float64",
                                   "padding beyond the filter"])
-def test_im2col_weight_gradient_both_splits(case, small_image):
+def test_im2col_weight_gradient_both_splits(case, small_image, images):
+    """Split by pixels, or by channels with every image in one GEMM or (a column budget of
+    two images) in chunks of two, the last one partial at batch 3."""
     from convbench_kernels.cpu import im2col
 
     spec = CASES[case].with_(direction="bwd_w")
     a, b, ref = operands(spec)
     params = {**im2col._params(), "small_image": small_image}
+    if images:
+        crs_pix = spec.c * spec.r * spec.s * spec.oh * spec.ow * spec.itemsize
+        params["col_budget"] = images * crs_pix
     out = np.full(spec.result_shape, np.nan, spec.dtype)
     im2col.prepare_weight(b, spec, params)(a, out)
     err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
