@@ -337,9 +337,10 @@ def _flat3(x, out, wt, c, hw, w, m, ml, mr, ws, wsize):
         for q in range(U(hw)):
             ws[xb + q] = x[s + q]
         zero = ws[xb - U(1)]
+        first = np.int64(0)  # not the literal 0: one compiled specialisation of _flat_chunks
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
-            _flat_chunks(ws, xb, w, wt, tb, ml, mr, 0, nfull + 1, out, o * hw, zero)
+            _flat_chunks(ws, xb, w, wt, tb, ml, mr, first, nfull + 1, out, o * hw, zero)
             _flat_chunks(ws, xb, w, wt, tb, ml, mr, hw - _CH, hw - _CH + 1, out, o * hw, zero)
 
 

@@ -79,6 +79,10 @@ def _params(given=None) -> dict:
     return resolve("im2col", defaults(current()), given)
 
 
+# 0 as an int64 for the calls of `_pack_rows`: a literal 0 would compile it once more.
+ZERO = np.int64(0)
+
+
 @njit(parallel=True, cache=True)
 def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, chunks):
     """Fill ``col`` (c*r*s, (y1-y0)*ow) with the patches of output rows [y0, y1) of image ``b``,
@@ -100,7 +104,7 @@ def _pack(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, chunks):
     rows = col.shape[0]
     for t in prange(chunks):
         _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col,
-                   t * rows // chunks, (t + 1) * rows // chunks, 0)
+                   t * rows // chunks, (t + 1) * rows // chunks, ZERO)
 
 
 @njit(cache=True)
@@ -194,7 +198,8 @@ def _run(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf, tmp_b
             b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             tmp = tmp_buf[t, : k * pb].reshape(k, pb)
-            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s, 0)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, ZERO, c * r * s,
+                       ZERO)
             for g in range(groups):
                 np.dot(wmat[g], col[g * kcol:(g + 1) * kcol], tmp[g * kg:(g + 1) * kg])
             _scatter(tmp, out, b, 0, y0 * ow)
@@ -342,7 +347,8 @@ def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, c
             b, y0, y1, pb = _block_rows(item, nblk, rows_blk, oh, ow)
             col = col_buf[t, : c * r * s * pb].reshape(c * r * s, pb)
             dyb = dy_buf[t, : k * pb].reshape(k, pb)
-            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, 0, c * r * s, 0)
+            _pack_rows(x, b, y0, y1, r, s, sh, sw, dh, dw, pt, pl, ow, col, ZERO, c * r * s,
+                       ZERO)
             _copy_block(dy, b, 0, k, y0 * ow, dyb)
             for g in range(groups):
                 np.dot(dyb[g * kg:(g + 1) * kg], col[g * kcol:(g + 1) * kcol].T, tmp_buf[t])
@@ -377,7 +383,7 @@ def _pack_images(x, b0, r, s, sh, sw, dh, dw, pt, pl, oh, ow, col, chunks):
     nb = col.shape[1] // npix
     for job in prange(nb * chunks):
         j, t = job // chunks, job % chunks
-        _pack_rows(x, b0 + j, 0, oh, r, s, sh, sw, dh, dw, pt, pl, ow, col,
+        _pack_rows(x, b0 + j, ZERO, oh, r, s, sh, sw, dh, dw, pt, pl, ow, col,
                    t * rows // chunks, (t + 1) * rows // chunks, j * npix)
 
 

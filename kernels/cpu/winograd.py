@@ -470,7 +470,8 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
         Mg = M[g]
         for e1 in range(nt):
             _combine(AT, Mg, e1 * nt * plane + start, plane, F, e1 * m * length, length, length)
-        _combine(AT, F, 0, m * length, Y, 0, m * length, m * length)
+        o = np.int64(0)  # not the literal 0: no second compiled specialisation of _combine
+        _combine(AT, F, o, m * length, Y, o, m * length, m * length)
         # scatter: out[b, k, ty*m + p, tx*m + q] = Y[p, q, l], inside the image only
         pos = 0
         while pos < length:
