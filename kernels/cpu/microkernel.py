@@ -3,7 +3,9 @@
 A tile of accumulators lives in a stack array (`stack_tile`) that LLVM promotes to vector
 registers; each step (`fma_tile`, `cfma_tile`) loads a few input vectors once and multiplies
 them into every row of the tile with one broadcast weight (or weight pair) per row; a
-finished tile leaves through `store_lanes` (or plain stores).  The tile's shape is given by
+finished tile leaves through `store_lanes` (or plain stores, or `copy_lanes`).  Two vector
+steps outside the tiles write runs that go to memory anyway with non-temporal stores where
+asked (`copy_lanes`, `combine_lanes`).  The tile's shape is given by
 `convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
 it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
 (complex: the per-frequency channel GEMMs).
@@ -203,9 +205,18 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
                        lanes), codegen)
 
 
+def _vector_at(context, builder, arrty, arr, off, vty):
+    """A pointer to the vector of type ``vty`` at ``arr.flat[off]`` (``arr`` of type
+    ``arrty``)."""
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(cgutils.gep(builder, data, off), vty.as_pointer())
+
+
 def _store(context, builder, value, ptr, stream, align):
     """Store the vector ``value`` at ``ptr``: non-temporal when the boolean ``stream`` is true
-    (``ptr`` then aligned to the vector), else an ordinary store of ``align``-byte elements."""
+    (``ptr`` then aligned to the vector), else an ordinary store of ``align``-byte elements.
+    Non-temporal stores are weakly ordered; the phase that reads them runs after the parallel
+    region's join, whose locked instructions (x86) or barriers (ARM) order them."""
     with builder.if_else(stream) as (streamed, cached):
         with streamed:
             store = builder.store(value, ptr, align=value.type.count * align)
@@ -229,13 +240,10 @@ def copy_lanes(typingctx, dst, di, src, si, stream, lanes):
     def codegen(context, builder, sig, args):
         dsta, dio, srca, sio, st = args[:5]
         vty = ir.VectorType(context.get_data_type(dt), vl)
-
-        def ptr(i, arr, off):
-            data = context.make_array(sig.args[i])(context, builder, arr).data
-            return builder.bitcast(cgutils.gep(builder, data, off), vty.as_pointer())
-
-        value = builder.load(ptr(2, srca, sio), align=dt.bitwidth // 8)
-        _store(context, builder, value, ptr(0, dsta, dio), st, dt.bitwidth // 8)
+        value = builder.load(_vector_at(context, builder, sig.args[2], srca, sio, vty),
+                             align=dt.bitwidth // 8)
+        _store(context, builder, value, _vector_at(context, builder, sig.args[0], dsta, dio, vty),
+               st, dt.bitwidth // 8)
         return context.get_dummy_value()
 
     return types.void(dst, types.int64, src, types.int64, types.boolean, lanes), codegen
@@ -260,13 +268,8 @@ def combine_lanes(typingctx, dst, di, a, ai, b, bi, sign, stream, lanes):
         dsta, dio, aa, aio, ba, bio, sg, st = args[:8]
         vty = ir.VectorType(context.get_data_type(dt), vl)
         align = dt.bitwidth // 8
-
-        def ptr(i, arr, off):
-            data = context.make_array(sig.args[i])(context, builder, arr).data
-            return builder.bitcast(cgutils.gep(builder, data, off), vty.as_pointer())
-
-        va = builder.load(ptr(2, aa, aio), align=align)
-        vb = builder.load(ptr(4, ba, bio), align=align)
+        va = builder.load(_vector_at(context, builder, sig.args[2], aa, aio, vty), align=align)
+        vb = builder.load(_vector_at(context, builder, sig.args[4], ba, bio, vty), align=align)
         sg = context.cast(builder, sg, sig.args[6], dt)
         undef = ir.Constant(vty, ir.Undefined)
         zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
@@ -276,7 +279,8 @@ def combine_lanes(typingctx, dst, di, a, ai, b, bi, sign, stream, lanes):
             builder.module, ir.FunctionType(vty, [vty, vty, vty]),
             f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
         value = builder.call(fma, [vs, vb, va])
-        _store(context, builder, value, ptr(0, dsta, dio), st, align)
+        _store(context, builder, value, _vector_at(context, builder, sig.args[0], dsta, dio, vty),
+               st, align)
         return context.get_dummy_value()
 
     return (types.void(dst, types.int64, a, types.int64, b, types.int64, sign,

@@ -100,3 +100,25 @@ def test_tile_choice_fits_the_filter_and_follows_the_spectra_cost():
             sizes = [fft_tiled.choose_tile(spec, {"byte_cost": b}) for b in (0.0, 4.0, 64.0)]
             assert all(r <= t // 2 for t in sizes)
             assert sizes == sorted(sizes, reverse=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_streamed_spectra_compute_the_same(dtype, monkeypatch):
+    """Non-temporal stores of both spectra (forced on a problem small enough for cached ones):
+    the same result within the tolerance, partial tile blocks and channel blocks included."""
+    spec = ConvSpec(n=3, c=6, h=40, w=37, k=9, r=3, padding=1, dtype=dtype)
+    x, w = random_arrays(spec)
+    want = reference(spec, x, w)
+    streamed = []
+
+    def always(spectra, vl):
+        aligned = spectra.ctypes.data % (vl * spectra.itemsize) == 0
+        streamed.append(aligned and fft_tiled.TILE_BLOCK % vl == 0)
+        return streamed[-1]
+
+    monkeypatch.setattr(fft_tiled, "_streams", always)
+    for t in (8, 16):
+        out = np.full(spec.output_shape, np.nan, spec.dtype)
+        fft_tiled.prepare(w, spec, {"tile": t})(x, out)
+        assert relative_error(out, want) <= TOLERANCE[spec.dtype]
+    assert streamed and all(streamed)
