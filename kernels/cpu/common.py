@@ -8,6 +8,11 @@ import threading
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+# 0 as an int64, for a compiled kernel's calls of another: Numba types a literal 0 argument as
+# Literal[int](0) and compiles the callee once more for it (twice a dtype where other calls
+# pass a computed int).
+ZERO = np.int64(0)
+
 _BLAS = []
 
 

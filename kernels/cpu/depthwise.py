@@ -72,7 +72,7 @@ from numba import uint64 as U
 
 from convbench_kernels import contract
 from convbench_kernels.contract import separable_weights, with_phases
-from convbench_kernels.cpu.common import single_threaded_blas
+from convbench_kernels.cpu.common import ZERO, single_threaded_blas
 from convbench_kernels.cpu.target import Target, current, resolve
 
 supports = contract.depthwise  # groups == c, any channel multiplier
@@ -337,10 +337,9 @@ def _flat3(x, out, wt, c, hw, w, m, ml, mr, ws, wsize):
         for q in range(U(hw)):
             ws[xb + q] = x[s + q]
         zero = ws[xb - U(1)]
-        first = np.int64(0)  # not the literal 0: one compiled specialisation of _flat_chunks
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
-            _flat_chunks(ws, xb, w, wt, tb, ml, mr, first, nfull + 1, out, o * hw, zero)
+            _flat_chunks(ws, xb, w, wt, tb, ml, mr, ZERO, nfull + 1, out, o * hw, zero)
             _flat_chunks(ws, xb, w, wt, tb, ml, mr, hw - _CH, hw - _CH + 1, out, o * hw, zero)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from convbench_kernels.contract import every_problem
-from convbench_kernels.cpu.common import pooled_empty, single_threaded_blas
+from convbench_kernels.cpu.common import ZERO, pooled_empty, single_threaded_blas
 from convbench_kernels.cpu.target import Target, current, resolve
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
@@ -77,10 +77,6 @@ def space(target: Target) -> list[dict]:
 
 def _params(given=None) -> dict:
     return resolve("im2col", defaults(current()), given)
-
-
-# 0 as an int64 for the calls of `_pack_rows`: a literal 0 would compile it once more.
-ZERO = np.int64(0)
 
 
 @njit(parallel=True, cache=True)

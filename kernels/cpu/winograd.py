@@ -77,7 +77,7 @@ import numpy as np
 from numba import njit, prange
 
 from convbench_kernels.contract import winograd_3x3, with_phases
-from convbench_kernels.cpu.common import carve, single_threaded_blas
+from convbench_kernels.cpu.common import ZERO, carve, single_threaded_blas
 from convbench_kernels.cpu.target import Target, current, resolve
 from convbench_kernels.winograd_math import winograd_matrices
 
@@ -470,8 +470,7 @@ def _output_transform(M, AT, th, tw, kg, jobs, scratch, out):
         Mg = M[g]
         for e1 in range(nt):
             _combine(AT, Mg, e1 * nt * plane + start, plane, F, e1 * m * length, length, length)
-        o = np.int64(0)  # not the literal 0: no second compiled specialisation of _combine
-        _combine(AT, F, o, m * length, Y, o, m * length, m * length)
+        _combine(AT, F, ZERO, m * length, Y, ZERO, m * length, m * length)
         # scatter: out[b, k, ty*m + p, tx*m + q] = Y[p, q, l], inside the image only
         pos = 0
         while pos < length:
