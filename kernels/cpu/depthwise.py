@@ -430,7 +430,7 @@ def _stride2(x, out, wt, c, h, w, m, oh, ow, ws, wsize, acc, asize):
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
             pb = o * oh * ow
-            _s2_rows(ws, eb, ob, w2, wt, tb, nr, 0, nd, out, pb, ow, zero)
+            _s2_rows(ws, eb, ob, w2, wt, tb, nr, ZERO, nd, out, pb, ow, zero)
             if nd < oh:
                 _s2_rows(ws, eb, ob, w2, wt, tb, nr, nd, oh, acc, ab - nd * nr, nr, zero)
                 for oy in range(nd, oh):
