@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import plugins, registry, sweep
-from .spec import DIRECTIONS
+from .spec import DIRECTIONS, DTYPES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +50,13 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _check(given, option: str, what: str, allowed) -> None:
+    """A ValueError naming ``option``, the first of ``given`` not ``allowed``, and those."""
+    bad = [g for g in given if g not in allowed]
+    if bad:
+        raise ValueError(f"{option}: unknown {what} {bad[0]!r} (allowed: {', '.join(allowed)})")
+
+
 def _list(args) -> int:
     rows = [(a.name, a.device, a.family, ("" if a.default else "(opt-in) ") + a.doc)
             for a in registry.algorithms(args.device)]
@@ -78,23 +85,13 @@ def _config(args) -> sweep.SweepConfig:
     else:
         cfg = sweep.preset(args.preset or "default")
     if args.algo:
-        known = {a.name for a in registry.algorithms()}
-        bad = [a for a in args.algo if a not in known]
-        if bad:
-            raise ValueError(f"--algo: unknown algorithm {bad[0]!r} (allowed: "
-                             f"{', '.join(sorted(known))})")
+        _check(args.algo, "--algo", "algorithm", sorted(a.name for a in registry.algorithms()))
         cfg = dataclasses.replace(cfg, algorithms=args.algo)
     if args.device:
-        bad = [d for d in args.device if d not in registry.DEVICES]
-        if bad:
-            raise ValueError(f"--device: unknown device {bad[0]!r} (allowed: "
-                             f"{', '.join(registry.DEVICES)})")
+        _check(args.device, "--device", "device", registry.DEVICES)
         cfg = dataclasses.replace(cfg, devices=args.device)
     if args.dir:
-        bad = [d for d in args.dir if d not in DIRECTIONS]
-        if bad:
-            raise ValueError(f"--dir: unknown direction {bad[0]!r} (allowed: "
-                             f"{', '.join(DIRECTIONS)})")
+        _check(args.dir, "--dir", "direction", DIRECTIONS)
         cfg = cfg.with_directions(args.dir)
     return cfg
 
@@ -231,6 +228,35 @@ def _worker(args) -> int:
           file=sys.stderr)
     worker.serve(args.scheduler, args.threads, args.host, tls)
     return 0
+
+
+def _compile(args) -> int:
+    from . import compiling
+
+    algos = compiling.compilable()
+    if args.algo:
+        _check(args.algo, "--algo", "algorithm", [a.name for a in algos])
+        algos = [a for a in algos if a.name in args.algo]
+    dtypes = args.dtype or DTYPES
+    _check(dtypes, "--dtype", "dtype", DTYPES)
+    directions = args.dir or DIRECTIONS
+    _check(directions, "--dir", "direction", DIRECTIONS)
+    print(f"compiling for {registry.cpu_target().describe()} into Numba's cache "
+          f"({_numba_cache_dir()})", file=sys.stderr)
+
+    def done(names, dtype, seconds):
+        print(f"{seconds:6.1f} s  {', '.join(names)} ({dtype})", file=sys.stderr)
+
+    total = compiling.compile_kernels(algos, dtypes, directions, args.processes, done)
+    print(f"compiled in {total:.1f} s")
+    return 0
+
+
+def _numba_cache_dir() -> str:
+    """Where Numba caches compiled kernels: ``NUMBA_CACHE_DIR``, else beside their sources."""
+    import numba
+
+    return numba.config.CACHE_DIR or "__pycache__ beside the kernels' sources"
 
 
 def _tls_options(p) -> None:
@@ -540,6 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "reaches the scheduler)")
     _tls_options(p)
     p.set_defaults(func=_worker)
+
+    p = sub.add_parser("compile", help="compile the CPU kernels into Numba's cache now, in "
+                                       "parallel processes, so that later runs start warm")
+    p.add_argument("--algo", type=_names, help="CPU algorithms, comma-separated (default: all)")
+    p.add_argument("--dtype", type=_names, help="float32, float64 (default: both)")
+    p.add_argument("--dir", type=_names, help="directions, comma-separated (default: all)")
+    p.add_argument("--processes", type=_positive,
+                   help="compiling processes (default: the usable cores; 1: this process)")
+    p.set_defaults(func=_compile)
 
     p = sub.add_parser("tune", help="measure the CPU kernels' parameters on this machine "
                                     "and cache them for later runs")

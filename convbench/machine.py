@@ -134,8 +134,7 @@ def load_warning(load: float | None = None, cores: int | None = None) -> str | N
             return None
         load = os.getloadavg()[0]
     if cores is None:
-        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count() or 1)
+        cores = usable_cores()
     if load <= 0.5 * cores:
         return None
     return (f"the machine is busy (load average {load:.1f} on {cores} cores): other processes "
@@ -187,11 +186,17 @@ def busy_reason(load: OtherLoad, cores: int | None = None) -> str | None:
     """Why a measurement taken under ``load`` must not be kept (other work on more than
     `BUSY_CORES` cores during it), or None.  (The load average is no guide: it counts this
     process too, and lags by a minute.)"""
-    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1)
+    cores = cores or usable_cores()
     if load.cores is not None and load.cores > BUSY_CORES:
         return f"other work used {load.cores:.1f} of {cores} cores while it was measured"
     return None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def fingerprint() -> dict:
@@ -204,7 +209,7 @@ def fingerprint() -> dict:
         "cpu_name": llvm.get_host_cpu_name(),
         "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cores_usable": usable_cores() if hasattr(os, "sched_getaffinity") else None,
         "memory_bytes": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
         "blas": blas_info(),
         "blas_warning": blas_warning(),

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from convbench_kernels import directions as _directions
+from convbench_kernels import numba_cache
 from convbench_kernels.cpu import (
     depthwise,
     direct,
@@ -383,6 +384,17 @@ def tunable_families() -> dict:
 def install_params(family: str, params: dict | None) -> None:
     """Run ``family`` with ``params`` from now on (None, or empty: its defaults)."""
     target.install(family, params)
+
+
+def cache_saves_locked() -> bool:
+    """Whether this process's saves into Numba's cache are whole against other processes'
+    (`convbench_kernels.numba_cache`: on wherever ``flock`` is)."""
+    return numba_cache.lock_cache_saves()
+
+
+def installed_params() -> dict[str, dict]:
+    """The parameters `install_params` put in place, per family (absent: its defaults)."""
+    return target.installed()
 
 
 def cpu_target():

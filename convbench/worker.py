@@ -9,8 +9,9 @@ name ``convbench@HOST``, which the scheduler gives to one worker only: a second
 Before it accepts work (`TimingSetup`, a Dask worker plugin, runs before the worker registers
 with the scheduler) the process is set up as a local run sets itself up: Numba's threads
 fixed, BLAS on one thread, this machine's cached kernel parameters installed, its roofline
-read from the cache (or measured, once), and every CPU kernel compiled on tiny problems, so
-that no task pays for compilation in its timings' neighbourhood.
+read from the cache (or measured, once), and every default CPU kernel compiled into Numba's
+cache (`convbench.compiling`, all cores), so that no task pays for compilation in its
+timings' neighbourhood.
 
 `run_batch` is the task: the rows of one problem's cases, made by
 `convbench.runner.case_rows` exactly as a local run makes them, with the machine's record.
@@ -19,7 +20,6 @@ It refuses to run for a client of another convbench version or kernel set (`iden
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import platform
@@ -30,7 +30,18 @@ import numba
 from distributed.diagnostics.plugin import WorkerPlugin
 from threadpoolctl import threadpool_limits
 
-from . import __version__, cache, machine, registry, roofline, runner, store, sweep, tuning
+from . import (
+    __version__,
+    cache,
+    compiling,
+    machine,
+    registry,
+    roofline,
+    runner,
+    store,
+    sweep,
+    tuning,
+)
 from .spec import ConvSpec
 
 # The resource each timing worker offers once and each timing task needs: one task per machine.
@@ -38,10 +49,6 @@ RESOURCE = "node"
 
 # Seconds a worker waits for its scheduler, at the start and when it goes away.
 CONNECT_TIMEOUT = 30
-
-# How the warm-up (`warm_up`) times its cases: once and briefly, since it is there to compile
-# the kernels, not to measure them.
-WARMUP_TIMING = sweep.TimingConfig(min_time=1e-4, values=1, max_seconds=0.05, warmups=0)
 
 
 class Mismatch(ValueError):
@@ -113,12 +120,10 @@ def configure(threads: int | None = None, warm: bool = True) -> Setup:
 
 
 def warm_up() -> None:
-    """Compile every default CPU kernel on the smoke preset's tiny problems (a 1x1, a 3x3 for
-    Winograd, a strided depthwise: one of each kernel path), in both dtypes."""
-    algos = [a for a in registry.algorithms("cpu") if a.default and a.family != "baseline"]
-    for spec in sweep.preset("smoke").problems:
-        for dtype in ("float32", "float64"):
-            runner.time_problem(dataclasses.replace(spec, dtype=dtype), algos, WARMUP_TIMING)
+    """Compile every default CPU kernel, on every path, dtype and direction, into Numba's
+    cache, in as many processes as this machine has cores (`convbench.compiling`): the
+    worker's tasks then load them instead of compiling."""
+    compiling.compile_kernels([a for a in compiling.compilable() if a.default])
 
 
 class TimingSetup(WorkerPlugin):

@@ -14,9 +14,12 @@ no I/O, no pandas, and never an import of the ``convbench`` harness.
 Kernels that call BLAS next to ``prange`` regions issue single-threaded GEMMs from Numba's
 threads (`convbench_kernels.cpu.common.single_threaded_blas`): one thread pool, not two
 fighting.  Large CPU workspaces come from `convbench_kernels.cpu.common.pooled_empty`, which
-reuses freed layers' memory, never a live layer's.
+reuses freed layers' memory, never a live layer's.  Saves into Numba's cache are locked
+(`convbench_kernels.numba_cache`): several processes compile into one cache at once.
 """
 
 from convbench_kernels.cpu.target import widest_vectors as _widest_vectors
+from convbench_kernels.numba_cache import lock_cache_saves as _lock_cache_saves
 
 _widest_vectors()
+_lock_cache_saves()

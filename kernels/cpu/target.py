@@ -257,6 +257,11 @@ def install(family: str, params: dict | None) -> None:
         _INSTALLED.pop(family, None)
 
 
+def installed() -> dict[str, dict]:
+    """What `install` put in place, per family (a copy; families on their defaults absent)."""
+    return {family: dict(params) for family, params in _INSTALLED.items()}
+
+
 def resolve(family: str, defaults: dict, given: dict | None = None) -> dict:
     """The parameters ``family`` runs with: its ``defaults``, then what was installed, then
     ``given``; a name the family does not know is an error (a stale cache, a typo)."""

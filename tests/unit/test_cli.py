@@ -39,6 +39,11 @@ def files(tmp_path):
         (["run", "sweep", "--resume", "{d}/norun"], "not a convbench run"),
         (["run", "sweep", "--preset", "smoke", "--config", "{d}/typo.toml"], "not allowed"),
         (["run", "walk"], "walk"),
+        (["compile", "--dtype", "float16"], "--dtype: unknown dtype 'float16' (allowed: "
+                                            "float32, float64)"),
+        (["compile", "--algo", "direct,torch"], "--algo: unknown algorithm 'torch'"),
+        (["compile", "--dir", "up"], "--dir: unknown direction 'up'"),
+        (["compile", "--processes", "0"], "--processes"),
         (["frobnicate"], "frobnicate"),
     ],
 )
