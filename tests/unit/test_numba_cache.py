@@ -16,7 +16,7 @@ def _save_at_once(save, cache_file, monkeypatch, writers=6):
 
     def slow_read(self):
         index = read(self)
-        time.sleep(0.05)
+        time.sleep(0.2)
         return index
 
     monkeypatch.setattr(IndexDataCacheFile, "_load_index", slow_read)
