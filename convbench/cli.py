@@ -85,7 +85,7 @@ def _config(args) -> sweep.SweepConfig:
     else:
         cfg = sweep.preset(args.preset or "default")
     if args.algo:
-        _check(args.algo, "--algo", "algorithm", sorted(a.name for a in registry.algorithms()))
+        _check(args.algo, "--algo", "algorithm", sorted({a.name for a in registry.algorithms()}))
         cfg = dataclasses.replace(cfg, algorithms=args.algo)
     if args.device:
         _check(args.device, "--device", "device", registry.DEVICES)
