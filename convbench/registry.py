@@ -34,6 +34,7 @@ from convbench_kernels import numba_cache
 from convbench_kernels.cpu import (
     depthwise,
     direct,
+    direct_weight,
     fft,
     fft_tiled,
     im2col,
@@ -139,8 +140,11 @@ _EXACT = {"float32": 2e-5, "float64": 1e-12}
 
 REGISTRY: tuple[Algorithm, ...] = (
     Algorithm("direct", "direct", "cpu", tolerance=_EXACT,
-              doc="Blocked direct loops over output channels and pixels; any problem.",
-              **_every_direction(direct.supports, direct.prepare, direct.workspace)),
+              doc="Blocked direct loops over output channels and pixels; any problem; "
+                  "weight gradient: tiles of (channel, tap) sums over pixels.",
+              **_every_direction(direct.supports, direct.prepare, direct.workspace,
+                                 (direct.supports, direct_weight.prepare,
+                                  direct_weight.workspace))),
     Algorithm("im2col", "gemm", "cpu", tolerance=_EXACT,
               doc="im2col then one BLAS GEMM per image and group; 1x1 s1 skips the copy; "
                   "weight gradient: dy times the columns' transpose.",

@@ -8,7 +8,8 @@ steps outside the tiles write runs that go to memory anyway with non-temporal st
 asked (`copy_lanes`, `combine_lanes`).  The tile's shape is given by
 `convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
 it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
-(complex: the per-frequency channel GEMMs).
+(complex: the per-frequency channel GEMMs); `outer_tile`, whose operands are both vectors, by
+`convbench_kernels.cpu.direct_weight`.
 """
 
 from llvmlite import ir
@@ -94,6 +95,84 @@ def fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
 
     return (types.void(acc, xf, types.uint64, wf, types.int64, types.int64, rows, vecs,
                        lanes), codegen)
+
+
+@intrinsic
+def outer_tile(typingctx, acc, af, ai, ao, aoi, bf, bi, bo, boi, rows, cols, lanes):
+    """``acc[r, c*VL:(c+1)*VL] += af[ai + ao[aoi + r] : +VL] * bf[bi + bo[boi + c] : +VL]``
+    for every row r and column c of the tile (VL: the ``lanes`` token's length): one step of
+    a reduction whose two operands are both vectors, lane by lane (the weight gradient's sum
+    over pixels, `convbench_kernels.cpu.direct_weight`).  Each row's vector of ``af`` and
+    each column's of ``bf`` is loaded once, at its own offset (``ao``, ``bo``): ``rows *
+    cols`` fused multiply-adds for ``rows + cols`` loads.
+
+    Registers live at once: ``rows * cols`` accumulators, ``rows`` row vectors and one
+    column vector.  The offsets are loop-invariant loads that LLVM hoists out of the
+    caller's loop (the tile, on the stack, aliases nothing).
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, cols, lanes)):
+        return None
+    dt = acc.dtype
+    kb, nj, vl = len(rows), len(cols), len(lanes)
+
+    def codegen(context, builder, sig, args):
+        acca, afa, aio, aoa, aoio, bfa, bio, boa, boio = args[:9]
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        align = dt.bitwidth // 8
+
+        def data(i, value):
+            return context.make_array(sig.args[i])(context, builder, value).data
+
+        def vector(base, offsets, oi, i):
+            off = builder.load(cgutils.gep(builder, offsets, builder.add(
+                oi, ir.Constant(oi.type, i))))
+            return builder.load(builder.bitcast(cgutils.gep(builder, base, off),
+                                                vty.as_pointer()), align=align)
+
+        tile = data(0, acca)
+        aptr, bptr = cgutils.gep(builder, data(1, afa), aio), cgutils.gep(builder, data(5, bfa),
+                                                                          bio)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        av = [vector(aptr, data(3, aoa), aoio, r) for r in range(kb)]
+        for c in range(nj):
+            bv = vector(bptr, data(7, boa), boio, c)
+            for r in range(kb):
+                tptr = builder.bitcast(cgutils.gep(builder, tile, r * nj * vl + c * vl),
+                                       vty.as_pointer())
+                builder.store(builder.call(fma, [av[r], bv, builder.load(tptr, align=align)]),
+                              tptr, align=align)
+        return context.get_dummy_value()
+
+    return (types.void(acc, af, types.uint64, ao, types.int64, bf, types.uint64, bo,
+                       types.int64, rows, cols, lanes), codegen)
+
+
+@intrinsic
+def lane_sum(typingctx, src, si, lanes):
+    """The sum of the vector ``src.flat[si:si + VL]`` across its lanes (VL: the ``lanes``
+    token's length), added in a tree (``llvm.vector.reduce.fadd`` allowed to reassociate:
+    log2(VL) shuffles and adds) rather than in lane order (VL - 1 dependent scalar adds, each
+    after an extract).  With ``src`` a `stack_tile` and ``si`` a constant the vector stays
+    in its register."""
+    if not isinstance(lanes, types.BaseTuple):
+        return None
+    dt = src.dtype
+    vl = len(lanes)
+
+    def codegen(context, builder, sig, args):
+        srca, sio = args[:2]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        v = builder.load(_vector_at(context, builder, sig.args[0], srca, sio, vty),
+                         align=dt.bitwidth // 8)
+        name = f"llvm.vector.reduce.fadd.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}"
+        reduce = cgutils.get_or_insert_function(builder.module,
+                                                ir.FunctionType(fty, [fty, vty]), name)
+        return builder.call(reduce, [ir.Constant(fty, 0.0), v], fastmath=("reassoc",))
+
+    return dt(src, types.int64, lanes), codegen
 
 
 @intrinsic

@@ -155,3 +155,51 @@ def test_im2col_weight_gradient_both_splits(case, small_image, images):
     im2col.prepare_weight(b, spec, params)(a, out)
     err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
     assert err <= registry.get("im2col").tolerance[spec.dtype]
+
+
+@pytest.mark.parametrize("tile", [(6, 4), (3, 3), (1, 5)], ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("chunk", ["one", "images", "pixels"])
+@pytest.mark.parametrize("case", ["tail channels", "groups 4 stride 2", "batch 3", "float64",
+                                  "padding beyond the filter"])
+def test_direct_weight_gradient_tiles_and_chunks(case, chunk, tile):
+    """Every register tile (padding rows and columns where kg and cg*taps are not multiples
+    of it) and every chunking of the pixels: all in one chunk, whole images a chunk (the last
+    partial at batch 3), and each image cut in several pixel ranges."""
+    from convbench_kernels.cpu import direct_weight
+    from convbench_kernels.cpu.target import current
+
+    spec = CASES[case].with_(direction="bwd_w")
+    a, b, ref = operands(spec)
+    vl = current().lanes(spec.itemsize)
+    pg = direct_weight._layout(spec, vl)[1]  # pixels of an image's grid
+    pixels = {"one": 1 << 40, "images": 2 * pg, "pixels": vl}[chunk]
+    params = {"kb": tile[0], "nj": tile[1],
+              "chunk_bytes": pixels * (spec.k + spec.c) * spec.itemsize}
+    compute = direct_weight.prepare(b, spec, params)
+    chunks = compute.chunks
+    if chunk == "pixels":
+        assert (chunks[:, 1] - chunks[:, 0] == 1).all() and len(chunks) > spec.n
+    elif chunk == "images" and spec.n > 1:
+        assert len(chunks) < spec.n and (chunks[:, 2:] == chunks[0, 2:]).all()
+    out = np.full(spec.result_shape, np.nan, spec.dtype)
+    compute(a, out)
+    err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+    assert err <= registry.get("direct").tolerance[spec.dtype], err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_weight_gradient_reads_whole_vector_1x1_images_in_place(dtype):
+    """An unpadded 1x1 stride-1 layer whose images are whole vectors needs no workspace (x
+    and dy read as they are); one a pixel short of that is copied, and both are right."""
+    from convbench_kernels.cpu import direct_weight
+    from convbench_kernels.cpu.target import current
+
+    vl = current().lanes(np.dtype(dtype).itemsize)
+    for w, in_place in [(vl, True), (vl - 1, False)]:
+        spec = ConvSpec(n=3, c=6, h=4, w=w, k=13, r=1, dtype=dtype, direction="bwd_w")
+        assert (direct_weight.workspace(spec) == 0) == in_place
+        a, b, ref = operands(spec)
+        out = np.full(spec.result_shape, np.nan, spec.dtype)
+        direct_weight.prepare(b, spec, {"kb": 3, "nj": 4})(a, out)
+        err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+        assert err <= registry.get("direct").tolerance[dtype], (w, err)
