@@ -43,7 +43,6 @@ from numba import njit, prange
 from numba import uint64 as u64
 
 from convbench_kernels.contract import winograd_3x3
-from convbench_kernels.cpu import direct
 from convbench_kernels.cpu.common import carve, single_threaded_blas
 from convbench_kernels.winograd_math import winograd_matrices
 
@@ -59,39 +58,72 @@ def _matrices(t: int, dtype: str):
 
 
 def _planes(step, size, th, tw):
-    """The phase planes of a th x tw grid of size x size patches at ``step`` (see
-    `_transform`): ``(hq, wq, ps, length)``, plane rows and columns, plane size, and the
-    workspace length of a channel (the step^2 planes and a tail that the last plane's
-    overlapping reads reach, zero)."""
-    hq = -(-((th - 1) * step + size) // step)
-    wq = -(-((tw - 1) * step + size) // step)
-    return hq, wq, hq * wq, step * step * hq * wq + wq + 1
+    """The phase planes of a th x tw grid of size x size patches at ``step`` (see `_split`):
+    ``(hq, wq)``, the rows and columns of a plane."""
+    return -(-((th - 1) * step + size) // step), -(-((tw - 1) * step + size) // step)
+
+
+@njit(parallel=True, cache=True)
+def _split(src, top, left, step, hq, wq, out):
+    """``out[ch, py*step + px, (b*hq + i)*wq + j] = xpad[b, ch, py + step*i, px + step*j]``: the
+    phase planes of every image of each channel, side by side (``xpad``: ``src`` (n, C, H, W)
+    with ``top`` rows and ``left`` columns of zeros before it, zeros past it).  The last
+    ``wq + 1`` elements of each channel, which the transform's runs overhang, are left alone
+    (zeroed once by the caller)."""
+    n, chans, h, w = src.shape
+    planes, length = out.shape[1], out.shape[2]
+    flat_src, flat_dst = src.reshape(-1), out.reshape(-1)
+    for job in prange(chans * step):
+        ch, py = job // step, job % step
+        for b in range(n):
+            for i in range(hq):
+                row = py + step * i - top
+                for px in range(step):
+                    dst = out[ch, py * step + px]
+                    plane0 = (ch * planes + py * step + px) * length
+                    d0 = (b * hq + i) * wq
+                    if row < 0 or row >= h:
+                        for j in range(wq):
+                            dst[d0 + j] = 0
+                        continue
+                    # plane columns j with 0 <= px + step*j - left < w hold input
+                    j0 = min(max(-((px - left) // step), 0), wq)
+                    j1 = min(max((w - 1 - px + left) // step + 1, j0), wq)
+                    for j in range(j0):
+                        dst[d0 + j] = 0
+                    s0 = u64((b * chans + ch) * h * w + row * w + px + step * j0 - left)
+                    for j in range(u64(j1 - j0)):
+                        flat_dst[u64(plane0 + d0 + j0) + j] = flat_src[s0 + u64(step) * j]
+                    for j in range(j1, wq):
+                        dst[d0 + j] = 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _transform(xq, ps, wq, step, mat, th, tw, out):
+def _transform(xq, wq, step, mat, th, tw, out):
     """``out[e1*a + e2, ch, (b*th + ty)*tw + tx] = (mat @ d @ mat.T)[e1, e2]`` for every image
     b, channel ch and tile (ty, tx), ``d`` the size x size patch of the padded image at
-    (ty*step, tx*step), from its phase planes ``xq`` (n, C, L) (`convbench_kernels.cpu.direct`'s
-    phase split at stride ``step``: plane (py, px) holds ``xpad[py::step, px::step]`` as an
-    (hq, wq) image).
+    (ty*step, tx*step), from the phase planes ``xq`` (C, step^2, n*hq*wq + tail) of `_split`.
 
-    Patch element (i, j) of every tile is then one run of the flattened plane grid ``p = ty*wq
-    + tx``: plane (i % step, j % step) from ``(i // step)*wq + j // step`` on.  Both 1-D passes
-    are unit-stride vector loops over the whole grid of a channel: first ``A[e1, j] = sum_i
-    mat[e1, i] * run(i, j)``, then ``sum_j mat[e2, j] * A[e1, j]``, whose columns ``tx >= tw``
-    are dropped as it is written to ``out``.  (Loops over each tile row's few tiles, with the
-    patch's columns read at a stride, ran the transforms of 64 -> 64 @56 at batch 8 at 13 ms.)
+    Patch element (i, j) of every tile of every image is then one run over the flattened
+    grid ``p = b*hq*wq + ty*wq + tx`` of a channel: plane (i % step, j % step) from
+    ``(i // step)*wq + j // step`` on.  Both 1-D passes are unit-stride vector loops over
+    the grid of all the images of a channel: first ``A[e1, j] = sum_i mat[e1, i] *
+    run(i, j)``, then ``sum_j mat[e2, j] * A[e1, j]``, whose rows ``ty >= th`` and columns
+    ``tx >= tw`` are dropped as it is written to ``out``.  (Loops over each tile row's few
+    tiles, with the patch's columns read at a stride, took 13 ms for the input transform of
+    64 -> 64 @56 at batch 8; one job per image and channel, whose runs were 6 to 20 elements
+    long on the deep layers, 8 ms for 512 -> 512 @7.)
     """
-    n, chans, L = xq.shape
+    chans, planes, L = xq.shape
     a, size = mat.shape
-    grid = th * wq
-    xf = xq.reshape(-1)
-    for plane in prange(n * chans):
-        b, ch = plane // chans, plane % chans
+    n = out.shape[2] // (th * tw)
+    hq = -(-((th - 1) * step + size) // step)
+    ps = hq * wq
+    grid = n * ps
+    for ch in prange(chans):
         A = np.empty((a, size, grid), xq.dtype)
         row = np.empty(grid, xq.dtype)
-        base = plane * L
+        src = xq[ch].reshape(-1)
         for e1 in range(a):
             for j in range(size):
                 acc = A[e1, j]
@@ -99,10 +131,10 @@ def _transform(xq, ps, wq, step, mat, th, tw, out):
                 for i in range(size):
                     m = mat[e1, i]
                     if m != 0:
-                        src = u64(base + ((i % step) * step + j % step) * ps
-                                + (i // step) * wq + j // step)
+                        s0 = u64(((i % step) * step + j % step) * L + (i // step) * wq
+                                 + j // step)
                         for q in range(u64(grid)):
-                            acc[q] += m * xf[src + q]
+                            acc[q] += m * src[s0 + q]
         for e1 in range(a):
             for e2 in range(a):
                 row[:] = 0
@@ -113,11 +145,12 @@ def _transform(xq, ps, wq, step, mat, th, tw, out):
                         for q in range(u64(grid)):
                             row[q] += m * acc[q]
                 dst = out[e1 * a + e2, ch]
-                for ty in range(th):
-                    d0 = u64((b * th + ty) * tw)
-                    s0 = u64(ty * wq)
-                    for tx in range(u64(tw)):
-                        dst[d0 + tx] = row[s0 + tx]
+                for b in range(n):
+                    for ty in range(th):
+                        d0 = u64((b * th + ty) * tw)
+                        s1 = u64(b * ps + ty * wq)
+                        for tx in range(u64(tw)):
+                            dst[d0 + tx] = row[s1 + tx]
 
 
 @njit(parallel=True, cache=True)
@@ -172,11 +205,9 @@ def workspace(spec, t=2):
     phase planes of x and dy."""
     th, tw = _grid(spec, t)
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
-    pt, _, pl, _ = spec.pads
-    planes = (spec.c * _planes(t, t + 2, th, tw)[3]
-              + spec.k * _planes(t, t, th, tw)[3])
-    return (ne * ((spec.k + spec.c) * tiles + spec.k * spec.cg)
-            + spec.n * planes) * spec.itemsize
+    planes = sum(count * t * t * (spec.n * hq * wq + wq + 1) for count, (hq, wq)
+                 in ((spec.c, _planes(t, t + 2, th, tw)), (spec.k, _planes(t, t, th, tw))))
+    return (ne * ((spec.k + spec.c) * tiles + spec.k * spec.cg) + planes) * spec.itemsize
 
 
 def prepare(x, spec, t=2):
@@ -192,20 +223,19 @@ def prepare(x, spec, t=2):
     pt, _, pl, _ = spec.pads
     xg = _planes(t, t + 2, th, tw)
     yg = _planes(t, t, th, tw)
+    xlen, ylen = (spec.n * hq * wq + wq + 1 for hq, wq in (xg, yg))
     U, V, M, xq, yq = carve(dtype, (ne, spec.k, tiles), (ne, spec.c, tiles),
-                            (ne, spec.groups, spec.kg, spec.cg), (spec.n, spec.c, xg[3]),
-                            (spec.n, spec.k, yg[3]))
-    for q, geometry in ((xq, xg), (yq, yg)):
-        q[:, :, t * t * geometry[2]:] = 0  # the tail past the planes
-    # copy jobs a channel, enough for two threads with few channels (as direct's)
-    xjobs = max(1, min(xg[0], -(-16 // (spec.n * spec.c))))
-    yjobs = max(1, min(yg[0], -(-16 // (spec.n * spec.k))))
+                            (ne, spec.groups, spec.kg, spec.cg), (spec.c, t * t, xlen),
+                            (spec.k, t * t, ylen))
+    x = np.ascontiguousarray(x)
+    xq[:, :, xlen - xg[1] - 1:] = 0  # the tails past the planes
+    yq[:, :, ylen - yg[1] - 1:] = 0
 
     def compute(dy, dw):
-        direct._phase_split(x, pt, pl, t, t, xg[0], xg[1], xg[2], xjobs, xq)
-        _transform(xq, xg[2], xg[1], t, BT, th, tw, V)
-        direct._phase_split(dy, 0, 0, t, t, yg[0], yg[1], yg[2], yjobs, yq)
-        _transform(yq, yg[2], yg[1], t, G, th, tw, U)
+        _split(x, pt, pl, t, *xg, xq)
+        _transform(xq, xg[1], t, BT, th, tw, V)
+        _split(dy, 0, 0, t, *yg, yq)
+        _transform(yq, yg[1], t, G, th, tw, U)
         with single_threaded_blas():
             _gemms(U, V, spec.groups, M)
         _output(M, AT, dw)
