@@ -60,19 +60,17 @@ def defaults(target: Target) -> dict:
     """The register tile and chunk for ``target``.
 
     ``kb`` x ``nj`` accumulators with ``kb`` dy vectors and one x vector live beside them:
-    6 x 4 with 32 vector registers (31 live; 10 loads per 24 FMAs), 3 x 3 with 16 (13 live;
-    6 loads per 9).  ``chunk_bytes``: dy and x rows of one chunk of pixels, twice the L2 (a
-    thread's tiles read a share of them).  On the Intel Xeon (AVX-512, 2 MiB L2, 2 cores), at
-    batch 8 on ResNet-50's layers, 6 x 4 against 4 x 6 was within 3 % on the 3x3 stride-1
-    layers and 8 % faster on 3x3 stride 2 and 512@7; 8 x 3, 3 x 8 and 2 x 12 were slower
-    (2 x 12: 1.4-1.9x).  Chunks of 4 MB against 256 KB, 1 MB and one chunk for all pixels:
-    the fastest or within 2 % on every layer, 1.2-1.7x faster than 1 MB on the 1x1 and deep
-    layers, whose tiles sum fewer pixels between their cross-lane sums.
+    6 x 4 with 32 vector registers (31 live; 10 loads per 24 FMAs), 3 x 4 with 16 (16 live,
+    the x vector reused in its register as each is loaded; 7 loads per 12).
+    ``chunk_bytes``: dy and x rows of one chunk of pixels, twice the L2 (a thread's tiles
+    read a share of them).  Measured on the Intel Xeon (AVX-512, 2 MiB L2, 2 cores) at batch
+    8 on ResNet-50's layers, natively and capped at AVX2: docs/kernel-measurements.md,
+    "Gradients".
     """
     if target.vector_registers >= 32:
         kb, nj = 6, 4
     else:
-        kb, nj = 3, 3
+        kb, nj = 3, 4
     return {"kb": kb, "nj": nj, "chunk_bytes": 2 * (target.l2_bytes or 1 << 20)}
 
 
