@@ -1,4 +1,5 @@
-"""pytest-benchmark: every CPU algorithm on a few small layers, compile excluded.
+"""pytest-benchmark: every CPU algorithm on a few small layers, compile excluded; and the
+two gradients of one of them (batch 2) by every algorithm that computes them.
 
 Grouped by problem id, with the algorithm and effective GFLOP/s in ``extra_info``.  With
 ``--benchmark-disable`` (the default in pyproject) each case runs once, as a smoke test; CI
@@ -20,8 +21,11 @@ LAYERS = [
 ]
 
 
+GRADIENTS = [LAYERS[0].with_(n=2, direction=d) for d in ("bwd_d", "bwd_w")]
+
 CASES = [pytest.param(algo, spec, id=f"{algo.name}-{spec.id}")
-         for spec in LAYERS for algo in registry.algorithms("cpu") if algo.supports(spec) is None]
+         for spec in LAYERS + GRADIENTS for algo in registry.algorithms("cpu")
+         if algo.supports(spec) is None]
 
 
 @pytest.mark.parametrize(("algo", "spec"), CASES)
@@ -29,8 +33,11 @@ def test_kernel_speed(benchmark, algo, spec):
     x, w = random_arrays(spec)
     if algo.operator == "separable":
         w = separable_weights(spec)
+    if spec.direction != "fwd":  # compute(dy, result), prepared with w (bwd_d) or x (bwd_w)
+        dy = np.random.default_rng(2).standard_normal(spec.output_shape).astype(spec.dtype)
+        w, x = (x if spec.direction == "bwd_w" else w), dy
     compute = algo.prepare(w, spec)
-    out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+    out = np.full(spec.result_shape, np.nan, dtype=spec.dtype)
     compute(x, out)  # compiles (or loads from the cache) outside the timing
     benchmark.group = spec.id
     benchmark.extra_info.update(algorithm=algo.name, problem=spec.id, flops=spec.flops)
