@@ -38,6 +38,7 @@ batch; float32 and float64.
 
 from functools import cache
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba import uint64 as u64
@@ -57,30 +58,21 @@ def _matrices(t: int, dtype: str):
                  for a in winograd_matrices(3, t, POINTS[t]))
 
 
-def _planes(step, size, th, tw):
-    """The phase planes of a th x tw grid of size x size patches at ``step`` (see `_split`):
-    ``(hq, wq)``, the rows and columns of a plane."""
-    return -(-((th - 1) * step + size) // step), -(-((tw - 1) * step + size) // step)
-
-
-@njit(parallel=True, cache=True)
-def _split(src, top, left, step, hq, wq, out):
-    """``out[ch, py*step + px, (b*hq + i)*wq + j] = xpad[b, ch, py + step*i, px + step*j]``: the
-    phase planes of every image of each channel, side by side (``xpad``: ``src`` (n, C, H, W)
-    with ``top`` rows and ``left`` columns of zeros before it, zeros past it).  The last
-    ``wq + 1`` elements of each channel, which the transform's runs overhang, are left alone
-    (zeroed once by the caller)."""
+@njit(cache=True)
+def _split(src, ch, top, left, step, hq, wq, planes):
+    """``planes[py*step + px, (b*hq + i)*wq + j] = xpad[b, ch, py + step*i, px + step*j]``:
+    the phase planes of every image of channel ``ch``, side by side (``xpad``: ``src`` (n, C,
+    H, W) with ``top`` rows and ``left`` columns of zeros before it, zeros past it).  The
+    elements past the planes, which the transform's runs overhang, are left alone."""
     n, chans, h, w = src.shape
-    planes, length = out.shape[1], out.shape[2]
-    flat_src, flat_dst = src.reshape(-1), out.reshape(-1)
-    for job in prange(chans * step):
-        ch, py = job // step, job % step
-        for b in range(n):
+    length = planes.shape[1]
+    flat_src, flat_dst = src.reshape(-1), planes.reshape(-1)
+    for b in range(n):
+        for py in range(step):
             for i in range(hq):
                 row = py + step * i - top
                 for px in range(step):
-                    dst = out[ch, py * step + px]
-                    plane0 = (ch * planes + py * step + px) * length
+                    dst = planes[py * step + px]
                     d0 = (b * hq + i) * wq
                     if row < 0 or row >= h:
                         for j in range(wq):
@@ -92,38 +84,45 @@ def _split(src, top, left, step, hq, wq, out):
                     for j in range(j0):
                         dst[d0 + j] = 0
                     s0 = u64((b * chans + ch) * h * w + row * w + px + step * j0 - left)
+                    d1 = u64((py * step + px) * length + d0 + j0)
                     for j in range(u64(j1 - j0)):
-                        flat_dst[u64(plane0 + d0 + j0) + j] = flat_src[s0 + u64(step) * j]
+                        flat_dst[d1 + j] = flat_src[s0 + u64(step) * j]
                     for j in range(j1, wq):
                         dst[d0 + j] = 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _transform(xq, wq, step, mat, th, tw, out):
+def _transform(src, top, left, step, mat, th, tw, out):
     """``out[e1*a + e2, ch, (b*th + ty)*tw + tx] = (mat @ d @ mat.T)[e1, e2]`` for every image
-    b, channel ch and tile (ty, tx), ``d`` the size x size patch of the padded image at
-    (ty*step, tx*step), from the phase planes ``xq`` (C, step^2, n*hq*wq + tail) of `_split`.
+    b, channel ch and tile (ty, tx), ``d`` the size x size patch at (ty*step, tx*step) of
+    ``src`` (n, C, H, W) padded by ``top`` rows and ``left`` columns of zeros.
 
-    Patch element (i, j) of every tile of every image is then one run over the flattened
-    grid ``p = b*hq*wq + ty*wq + tx`` of a channel: plane (i % step, j % step) from
-    ``(i // step)*wq + j // step`` on.  Both 1-D passes are unit-stride vector loops over
-    the grid of all the images of a channel: first ``A[e1, j] = sum_i mat[e1, i] *
-    run(i, j)``, then ``sum_j mat[e2, j] * A[e1, j]``, whose rows ``ty >= th`` and columns
-    ``tx >= tw`` are dropped as it is written to ``out``.  (Loops over each tile row's few
-    tiles, with the patch's columns read at a stride, took 13 ms for the input transform of
-    64 -> 64 @56 at batch 8; one job per image and channel, whose runs were 6 to 20 elements
-    long on the deep layers, 8 ms for 512 -> 512 @7.)
+    A job is a channel: its phase planes for all images first (`_split`, into a scratch that
+    stays in L2), from which patch element (i, j) of every tile of every image is one run
+    over the flattened grid ``p = b*hq*wq + ty*wq + tx``: plane (i % step, j % step) from
+    ``(i // step)*wq + j // step`` on.  Both 1-D passes are then unit-stride vector loops
+    over the grid: first ``A[e1, j] = sum_i mat[e1, i] * run(i, j)``, then ``sum_j mat[e2,
+    j] * A[e1, j]``, whose rows ``ty >= th`` and columns ``tx >= tw`` are dropped as it is
+    written to ``out``.  (Loops over each tile row's few tiles, with the patch's columns read
+    at a stride, took 13 ms for the input transform of 64 -> 64 @56 at batch 8; one job per
+    image and channel, whose runs were 6 to 20 elements long on the deep layers, 8 ms for
+    512 -> 512 @7; the planes of every channel written to memory first and read back, 1-2
+    ms more a call.)
     """
-    chans, planes, L = xq.shape
+    n, chans = src.shape[0], src.shape[1]
     a, size = mat.shape
-    n = out.shape[2] // (th * tw)
     hq = -(-((th - 1) * step + size) // step)
+    wq = -(-((tw - 1) * step + size) // step)
     ps = hq * wq
     grid = n * ps
+    length = grid + wq + 1  # the runs overhang the last plane by up to wq + 1
     for ch in prange(chans):
-        A = np.empty((a, size, grid), xq.dtype)
-        row = np.empty(grid, xq.dtype)
-        src = xq[ch].reshape(-1)
+        planes = np.empty((step * step, length), src.dtype)
+        planes[:, grid:] = 0
+        _split(src, ch, top, left, step, hq, wq, planes)
+        A = np.empty((a, size, grid), src.dtype)
+        row = np.empty(grid, src.dtype)
+        flat = planes.reshape(-1)
         for e1 in range(a):
             for j in range(size):
                 acc = A[e1, j]
@@ -131,10 +130,10 @@ def _transform(xq, wq, step, mat, th, tw, out):
                 for i in range(size):
                     m = mat[e1, i]
                     if m != 0:
-                        s0 = u64(((i % step) * step + j % step) * L + (i // step) * wq
+                        s0 = u64(((i % step) * step + j % step) * length + (i // step) * wq
                                  + j // step)
                         for q in range(u64(grid)):
-                            acc[q] += m * src[s0 + q]
+                            acc[q] += m * flat[s0 + q]
         for e1 in range(a):
             for e2 in range(a):
                 row[:] = 0
@@ -201,13 +200,13 @@ def _grid(spec, t):
 
 
 def workspace(spec, t=2):
-    """Bytes of one call: the two transformed operands, the per-element products and the
-    phase planes of x and dy."""
+    """Bytes of one call: the two transformed operands, the per-element products, and per
+    thread the phase planes of a channel and their row pass (at most the input's)."""
     th, tw = _grid(spec, t)
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
-    planes = sum(count * t * t * (spec.n * hq * wq + wq + 1) for count, (hq, wq)
-                 in ((spec.c, _planes(t, t + 2, th, tw)), (spec.k, _planes(t, t, th, tw))))
-    return (ne * ((spec.k + spec.c) * tiles + spec.k * spec.cg) + planes) * spec.itemsize
+    per_thread = (t * t + ne + 1) * (spec.n * (th + 2) * (tw + 2) + tw + 3)
+    return (ne * ((spec.k + spec.c) * tiles + spec.k * spec.cg)
+            + numba.get_num_threads() * per_thread) * spec.itemsize
 
 
 def prepare(x, spec, t=2):
@@ -221,21 +220,13 @@ def prepare(x, spec, t=2):
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
     dtype = np.dtype(spec.dtype)
     pt, _, pl, _ = spec.pads
-    xg = _planes(t, t + 2, th, tw)
-    yg = _planes(t, t, th, tw)
-    xlen, ylen = (spec.n * hq * wq + wq + 1 for hq, wq in (xg, yg))
-    U, V, M, xq, yq = carve(dtype, (ne, spec.k, tiles), (ne, spec.c, tiles),
-                            (ne, spec.groups, spec.kg, spec.cg), (spec.c, t * t, xlen),
-                            (spec.k, t * t, ylen))
+    U, V, M = carve(dtype, (ne, spec.k, tiles), (ne, spec.c, tiles),
+                    (ne, spec.groups, spec.kg, spec.cg))
     x = np.ascontiguousarray(x)
-    xq[:, :, xlen - xg[1] - 1:] = 0  # the tails past the planes
-    yq[:, :, ylen - yg[1] - 1:] = 0
 
     def compute(dy, dw):
-        _split(x, pt, pl, t, *xg, xq)
-        _transform(xq, xg[1], t, BT, th, tw, V)
-        _split(dy, 0, 0, t, *yg, yq)
-        _transform(yq, yg[1], t, G, th, tw, U)
+        _transform(x, pt, pl, t, BT, th, tw, V)
+        _transform(dy, 0, 0, t, G, th, tw, U)
         with single_threaded_blas():
             _gemms(U, V, spec.groups, M)
         _output(M, AT, dw)
