@@ -9,6 +9,20 @@ from convbench.cases import CASES  # noqa: F401  (the tests import them from her
 from convbench.spec import ConvSpec
 
 
+def relative_error(out, ref, a=None, b=None) -> float:
+    """max|out - ref| / max|ref|, or over max|a| * max|b| (the operands) where that is larger.
+
+    A transform-based kernel spreads its round-off over the whole output at the scale of its
+    operands: where every tap of every output falls in the padding the exact result is zero,
+    and an FFT's 1e-16 against max|ref| = 0 would read as an infinite error.  For ordinary
+    problems max|ref| is the larger of the two and decides.
+    """
+    scale = float(np.max(np.abs(ref)))
+    if a is not None and b is not None:
+        scale = max(scale, float(np.max(np.abs(a))) * float(np.max(np.abs(b))))
+    return float(np.max(np.abs(out - ref)) / max(scale, 1e-30))
+
+
 def random_arrays(spec: ConvSpec, seed: int = 0):
     """Seeded standard-normal input and weights of ``spec``'s shapes and dtype."""
     rng = np.random.default_rng(seed)
