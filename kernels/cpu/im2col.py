@@ -236,14 +236,29 @@ def _run_1x1(x, wmat, kblocks, out):
         _gemms(wmat, x[b], out[b], kblocks)
 
 
+def _blocks(spec, p, threads) -> tuple[str, int, int]:
+    """How `prepare` splits the forward pass: ``(split, rows, blocks)``, ``blocks`` column
+    (and output) blocks of ``rows`` output rows each.  ``"1x1"``: no columns (a 1x1 stride-1
+    unpadded layer reads the input in place); ``"channels"``: one block, the GEMMs split by
+    output channels (too few pixels to share); ``"rows"``: a block per thread, each fitting
+    its share of ``col_budget`` (a whole image per thread from ``threads`` images on)."""
+    if spec.r == spec.s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads):
+        return "1x1", 0, 0
+    row_bytes = spec.c * spec.r * spec.s * spec.ow * spec.itemsize  # columns of an output row
+    budget = p["col_budget"]
+    if spec.oh * spec.ow < p["small_image"] * threads:
+        rows = spec.oh if row_bytes * spec.oh <= budget else max(1, budget // row_bytes)
+        return "channels", rows, 1
+    rows = max(1, min(-(-spec.oh // threads) if spec.n < threads else spec.oh,
+                      budget // threads // row_bytes))
+    return "rows", rows, threads
+
+
 def workspace(spec, params=None):
-    """Bytes `prepare` and one call allocate (an upper bound): column and output blocks of at
-    most one image (or ``col_budget``) in all.  The weights are read in place."""
-    b = spec.itemsize
-    row = spec.c * spec.r * spec.s * spec.ow * b  # column bytes per output row
-    budget = _params(params)["col_budget"]
-    rows = max(min(spec.oh, budget // row), 1) + numba.get_num_threads()  # rounding up
-    return rows * (row + spec.k * spec.ow * b)
+    """Bytes `prepare` and one call allocate: its column and output blocks (`_blocks`).  The
+    weights are read in place."""
+    _, rows, blocks = _blocks(spec, _params(params), numba.get_num_threads())
+    return blocks * rows * spec.ow * (spec.c * spec.r * spec.s + spec.k) * spec.itemsize
 
 
 def prepare(w, spec, params=None):
@@ -266,7 +281,6 @@ def prepare(w, spec, params=None):
         (n, k, oh, ow); ``compute.params`` the parameters it runs.  It reads ``w`` in place.
     """
     p = _params(params)
-    budget = p["col_budget"]
     dtype = np.dtype(spec.dtype)
     g, kg, cg = spec.groups, spec.kg, spec.cg
     r, s, oh, ow = spec.r, spec.s, spec.oh, spec.ow
@@ -275,8 +289,9 @@ def prepare(w, spec, params=None):
     wmat = np.ascontiguousarray(w, dtype=dtype).reshape(g, kg, cg * r * s)
     threads = numba.get_num_threads()
     kblocks = max(1, min(kg, -(-threads // g)))  # enough GEMMs to give every thread one
+    split, rows_blk, _ = _blocks(spec, p, threads)
 
-    if r == s == 1 and spec.sh == spec.sw == 1 and not any(spec.pads):
+    if split == "1x1":
 
         def compute(x, out):
             with single_threaded_blas():
@@ -286,18 +301,14 @@ def prepare(w, spec, params=None):
         compute.params = p
         return compute
 
-    row_bytes = spec.c * r * s * ow * dtype.itemsize  # column matrix bytes per output row
     geometry = (r, s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, oh, ow)
-    if oh * ow < p["small_image"] * threads:
+    if split == "channels":
         # too few pixels to share: one packed image, its GEMMs split by output channels
-        rows_blk = oh if row_bytes * oh <= budget else max(1, budget // row_bytes)
         col_buf = pooled_empty(spec.c * r * s * rows_blk * ow, dtype)
         tmp_buf = pooled_empty(spec.k * rows_blk * ow if rows_blk < oh else 1, dtype)
         run, args = _run_ksplit, (*geometry, rows_blk, col_buf, tmp_buf, threads, kblocks)
     else:
         # rows per block: every thread gets work; a thread's block fits its share of the budget
-        rows_blk = max(1, min(-(-oh // threads) if spec.n < threads else oh,
-                              budget // threads // row_bytes))
         col_buf = pooled_empty((threads, spec.c * r * s * rows_blk * ow), dtype)
         tmp_buf = pooled_empty((threads, spec.k * rows_blk * ow), dtype)
         run, args = _run, (*geometry, rows_blk, col_buf, tmp_buf)
