@@ -134,8 +134,11 @@ def _grid_dy(dy, wq, dyq):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _weight(xq, dyq, ko, jo, chunks, dw, rows, cols, lanes):
+def _weight(xq, dyq, ko, jo, chunks, k_inner, dw, rows, cols, lanes):
     """Add every tile's sums over the chunks' pixels into ``dw`` (groups, kg, cg*taps).
+
+    ``k_inner``: output-channel blocks vary fastest among a chunk's work items, so that a
+    thread's consecutive items read the same x columns (else the same dy rows).
 
     ``ko`` (groups, KP) and ``jo`` (groups, JP): offsets of each row's reads in an image of
     ``dyq`` and each column's in an image of ``xq`` (`_offsets`); ``rows``, ``cols``,
@@ -151,10 +154,10 @@ def _weight(xq, dyq, ko, jo, chunks, dw, rows, cols, lanes):
     for ch in range(chunks.shape[0]):
         b0, b1, p0, p1 = chunks[ch, 0], chunks[ch, 1], chunks[ch, 2], chunks[ch, 3]
         for item in prange(groups * kblocks * jblocks):
-            jb = item % jblocks
-            rest = item // jblocks
-            kb = rest % kblocks
-            g = rest // kblocks
+            g = item // (kblocks * jblocks)
+            kj = item % (kblocks * jblocks)
+            # a thread's consecutive items share their x columns (k_inner) or dy rows
+            kb, jb = (kj % kblocks, kj // kblocks) if k_inner else (kj // jblocks, kj % jblocks)
             acc = stack_tile(xq, rows, cols, lanes)  # (KB, NJ * vl)
             width = acc.shape[1]
             for r in range(KB):
@@ -183,7 +186,10 @@ def prepare(x, spec, params=None):
     """``compute(dy, dw)``: the gradient of the weights of ``spec`` at input ``x`` (kept by
     reference; split in phases at each call, as the input changes every step of training).
 
-    ``params``: ``kb``, ``nj`` (the register tile) and ``chunk_bytes``, over `defaults`.
+    ``params``: ``kb``, ``nj`` (the register tile) and ``chunk_bytes``, over `defaults`;
+    ``k_inner`` (see `_weight`), by default where a group has more input than output
+    channels: its x columns are then the larger operand, read once per chunk instead of once
+    per block of output channels.
     """
     p = {**defaults(current()), **(params or {})}
     dtype = np.dtype(spec.dtype)
@@ -197,11 +203,12 @@ def prepare(x, spec, params=None):
                   lambda g, i: (g * cg + i // taps) * length + toff[i % taps])
     chunks = _chunks(spec.n, pg, (spec.k + spec.c) * dtype.itemsize, p["chunk_bytes"], vl)
     tile = (token(p["kb"]), token(p["nj"]), token(vl))
+    k_inner = p["k_inner"] if p.get("k_inner") is not None else spec.cg > spec.kg
     x = np.ascontiguousarray(x)
     if in_place:
         def compute(dy, dw):
             _weight(x.reshape(spec.n, spec.c, length), dy.reshape(spec.n, spec.k, pg), ko, jo,
-                    chunks, dw.reshape(spec.groups, kg, cg * taps), *tile)
+                    chunks, k_inner, dw.reshape(spec.groups, kg, cg * taps), *tile)
     else:
         xq = pooled_empty((spec.n, spec.c, length), dtype)
         xq[:, :, spec.sh * spec.sw * ps:] = 0  # the tail that the phase split leaves alone
@@ -210,7 +217,8 @@ def prepare(x, spec, params=None):
         def compute(dy, dw):
             direct._phase_split(x, pt, pl, spec.sh, spec.sw, hq, wq, ps, nb, xq)
             _grid_dy(dy, wq, dyq)
-            _weight(xq, dyq, ko, jo, chunks, dw.reshape(spec.groups, kg, cg * taps), *tile)
+            _weight(xq, dyq, ko, jo, chunks, k_inner, dw.reshape(spec.groups, kg, cg * taps),
+                    *tile)
 
     compute.params = p
     compute.chunks = chunks  # rows (first image, end image, first pixel, end pixel)
