@@ -37,6 +37,14 @@ registers to ``out`` by masked vector stores, one per vector and output row it m
 ``store_lanes``).  An unpadded 1x1 stride-1 layer skips the copy and reads the input in place,
 its last pixel tile moved back so as not to read past the array.
 
+A second kernel puts output channels in the lanes instead (`_direct_oc`): a tile of ``ct``
+pixels of one output row by ``kv`` vectors of output channels, each step broadcasting the
+``ct`` input pixels into ``kv`` weight vectors, from weights packed per call (`_pack_oc`).  It
+computes only real pixels (no dropped grid columns, no pixel vector half past a small
+image's end) and, with AVX-512's broadcasts as memory operands, loads less per multiply-add;
+it runs where there are enough pixels to pay for the pack and registers for its tile
+(`_oc_tile`, `defaults`).  Both sum in the same order, so they agree to the bit.
+
 Indices into the flat workspace, input and output are unsigned (``numba.uint64``): Numba
 gives a signed index that might be negative a wraparound select, and LLVM then turns vector
 loads into gathers or keeps scalar loops (3x3 s2 128@56: the phase split runs 3-4x faster
@@ -91,9 +99,19 @@ def defaults(target: Target) -> dict:
     per 12 FMAs, ran ResNet-50's 3x3 layers 6-15 % faster so; none with 32: 8 x 3 tiles, with
     11 loads per 24 FMAs, ran every layer 3-15 % slower in chunks (the weights' reads, one
     short run per chunk and block, cost more than the L2 reads of the input saved).
+
+    ``oc_min``: the fewest output pixels (batch x oh x ow) for which the channel-lane kernel
+    runs where the layer's shape allows it (`_oc_tile`; 0: never): `OC_MIN_PIXELS` with 32
+    registers.  Off with 16 registers: there each broadcast needs a register of its own (no
+    embedded broadcast, as AVX-512 has, nor NEON's multiply by element), and on ResNet-50's
+    layers at batch 8, capped at AVX2, the tiles that fit (7 x 2, 4 x 3) took 0.95-1.8x the
+    pixel-lane kernel's time (faster only at 3x3 stride 2 and 512@7, by 4-5 %), those of
+    `OC_TILES` 1.1-1.6x.  (NEON, with 32 registers, gets the AVX-512 default unmeasured.)
     """
-    chunk = (target.l1d_bytes or 32768) // 4 if target.vector_registers <= 16 else 0
-    return {"kb": max(target.vector_registers // 4, 1), "nv": 3, "chunk_bytes": chunk}
+    regs = target.vector_registers
+    chunk = (target.l1d_bytes or 32768) // 4 if regs <= 16 else 0
+    return {"kb": max(regs // 4, 1), "nv": 3, "chunk_bytes": chunk,
+            "oc_min": OC_MIN_PIXELS if regs >= 32 else 0}
 
 
 def space(target: Target) -> list[dict]:
@@ -101,14 +119,16 @@ def space(target: Target) -> list[dict]:
     whose accumulators, input vectors and one broadcast fit in the register file, with at
     least half of it as accumulators (smaller tiles reload their inputs too often): 6 tiles
     with 16 registers, 8 with 32; then, with the default tile, the channel chunks other than
-    the default (none, a quarter or half of L1), which need no compilation of their own."""
+    the default (none, a quarter or half of L1), which need no compilation of their own; and
+    the channel-lane kernel on or off (`_oc_tile`)."""
     regs = target.vector_registers
     tiles = [{"kb": kb, "nv": nv} for kb in (2, 3, 4, 5, 6, 8, 10, 12) for nv in (2, 3, 4)
              if kb * nv + nv + 1 <= regs and kb * nv >= regs // 2]
     l1 = target.l1d_bytes or 32768
     chunks = [{"chunk_bytes": b} for b in (0, l1 // 4, l1 // 2)
               if b != defaults(target)["chunk_bytes"]]
-    return tiles + chunks
+    lanes = [{"oc_min": m} for m in (0, OC_MIN_PIXELS) if m != defaults(target)["oc_min"]]
+    return tiles + chunks + lanes
 
 
 # A smaller tile is used where it computes this much less of the pixel grid (tiles past its
@@ -343,6 +363,111 @@ def _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, rows, vecs, lanes)
                     x0 = 0
 
 
+# The channel-lane tiles, (output pixels of a row, vectors of output channels), the first that
+# a layer's output rows are wide enough for: 28 and 21 accumulators of 32 registers.  On
+# ResNet-50's layers at batch 8 (AVX-512, 2 cores) 14 x 2 ran the 3x3 layers at 14 to 56 at
+# 239-261 GFLOP/s, against 218-222 for the pixel-lane kernel, and conv1 at 210 against 154;
+# 7 x 3 ran 512@7 at 211 against 191 (7 x 4: 191; 14 x 2 wastes half its tile there: 125).
+OC_TILES = ((14, 2), (7, 3))
+
+# Output pixels (batch x oh x ow) from which the channel-lane kernel runs by default (`defaults`):
+# where packing its weights (a pass over them, which the pixel-lane kernel does not make)
+# costs less than it saves.  On ResNet-50's layers (AVX-512, 2 cores) both kernels ran within
+# noise of each other at batch 1 (conv1: 12544 pixels); at batch 8 the channel-lane kernel
+# was 13-30 % faster on all but the 3x3 stride 2 (5 % slower), yet 512@7 (392 pixels) spent
+# 1.1-1.3 ms packing 9.4 MB of weights to save 1.9 ms and lost (10.3 against 9.7 ms a call),
+# while 256@14 (1568 pixels) gained 0.8 ms.
+OC_MIN_PIXELS = 1024
+
+# The channel-lane kernel's last block of output channels may compute this many zero channels
+# per real one at most (a group of 40 channels in blocks of 32 would compute 64).
+OC_MAX_WASTE = 0.5
+
+
+def _oc_tile(spec, p) -> tuple[int, int] | None:
+    """The channel-lane tile ``(pixels, vectors)`` for ``spec`` under parameters ``p``, or None
+    where the pixel-lane kernel runs: too few output pixels (``oc_min``), rows narrower than
+    every tile, or groups whose channels would leave most of a block zero."""
+    if not p["oc_min"] or spec.n * spec.oh * spec.ow < p["oc_min"]:
+        return None
+    lanes = current().lanes(np.dtype(spec.dtype).itemsize)
+    for ct, kv in OC_TILES:
+        cols = kv * lanes
+        if spec.ow >= ct and -(-spec.kg // cols) * cols <= (1 + OC_MAX_WASTE) * spec.kg:
+            return ct, kv
+    return None
+
+
+@njit(parallel=True, cache=True)
+def _pack_oc(w, groups, wp):
+    """``wp[g, kb, ci, t, j] = w[g*kg + kb*cols + j, ci, t]`` (zero past kg): the weights
+    (k, cg, taps) as contiguous vectors of output channels, for `_direct_oc`.  One work
+    item per (group, block): its ``cols`` source rows are read run by run, so the cache
+    lines of one (ci, t) step serve the next 15."""
+    kg = w.shape[0] // groups
+    kblocks, cg, taps, cols = wp.shape[1], wp.shape[2], wp.shape[3], wp.shape[4]
+    for item in prange(groups * kblocks):
+        g, kb = item // kblocks, item % kblocks
+        for ci in range(cg):
+            for t in range(taps):
+                for j in range(cols):
+                    kk = kb * cols + j
+                    wp[g, kb, ci, t, j] = w[g * kg + kk, ci, t] if kk < kg else 0
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _direct_oc(xq, wp, toff, wq, out, pixels, vecs, lanes):
+    """The convolution with output channels in the vector lanes: each tile is ``ct`` pixels
+    of one output row by ``kv`` vectors of output channels, and each (channel, tap) step
+    loads ``kv`` weight vectors and broadcasts each of the ``ct`` input pixels into them
+    (`fma_tile`, its roles swapped: the broadcasts are the input).  The tile covers only
+    real pixels of a row (the last one moved back to end at the row's end), where the
+    pixel-lane kernel computes whole vectors of the flattened grid (7 x 7 outputs on a
+    9-wide grid: 64 computed for 49); with AVX-512 each broadcast is a memory operand of its
+    multiply-add.  Sums in the same order as `_direct` (channels, then taps): the same
+    result to the bit.
+
+    ``xq``, ``toff``, ``wq``, ``out`` as for `_direct`; ``wp`` the weights packed by
+    `_pack_oc`; ``pixels``, ``vecs``, ``lanes``: tokens of ``ct``, ``kv`` and the vector
+    width.  Work item: (image, group, channel block, output row, pixel tile), pixel tiles
+    innermost, so that a thread's consecutive items reuse one block's weights from L2.
+    """
+    ct = len(pixels)
+    n, c, L = xq.shape
+    groups, kblocks, cg, taps, cols = wp.shape
+    k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    kg = k // groups
+    xf = xq.reshape(-1)
+    wf = wp.reshape(-1)
+    of = out.reshape(-1)
+    xtiles = -(-ow // ct)
+    for item in prange(n * groups * kblocks * oh * xtiles):
+        xt = item % xtiles
+        rest = item // xtiles
+        y = rest % oh
+        rest //= oh
+        kb = rest % kblocks
+        rest //= kblocks
+        g = rest % groups
+        b = rest // groups
+        x0 = min(xt * ct, ow - ct)
+        acc = stack_tile(xq, pixels, vecs, lanes)  # (ct, cols)
+        for r in range(ct):
+            for j in range(acc.shape[1]):
+                acc[r, j] = 0
+        for ci in range(cg):
+            xc = ((b * c + g * cg + ci) * L) + y * wq + x0
+            wc = (((g * kblocks + kb) * cg + ci) * taps) * cols
+            for t in range(taps):
+                fma_tile(acc, wf, U(wc + t * cols), xf, xc + toff[t], 1, pixels, vecs, lanes)
+        kcount = min(cols, kg - kb * cols)
+        o = ((b * k + g * kg + kb * cols) * oh + y) * ow + x0
+        for r in range(ct):
+            for j in range(acc.shape[1]):
+                if j < kcount:
+                    of[o + j * oh * ow + r] = acc[r, j]
+
+
 def _chunk(toff, tile, itemsize, chunk_bytes, cg) -> int:
     """Input channels per chunk (`_direct`'s ``cb``): as many as keep the chunk's input tile
     (per channel, the union of the taps' reads ``[toff[t], toff[t] + tile)``) within
@@ -378,14 +503,20 @@ def _kgroups(spec, tile, kblocks, threads) -> int:
 def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate: the phase-split padded input, where kg is not
     a multiple of kb the weights padded to whole blocks (they are otherwise read in place),
-    and with several channel chunks the tiles' partial sums."""
+    and with several channel chunks the tiles' partial sums; for the channel-lane kernel the
+    packed weights instead."""
     p, tile = _params(spec, params)
-    kb = p["kb"]
     pt, pb, pl, pr = spec.pads
-    kblocks = -(-spec.kg // kb)
-    weights = bool(spec.kg % kb) * kblocks * kb * spec.groups * spec.cg * spec.r * spec.s
     xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
                             + tile + spec.r * spec.s)
+    oc = _oc_tile(spec, p)
+    taps = spec.groups * spec.cg * spec.r * spec.s
+    if oc:
+        cols = oc[1] * current().lanes(spec.itemsize)
+        return spec.itemsize * (xq + -(-spec.kg // cols) * cols * taps)
+    kb = p["kb"]
+    kblocks = -(-spec.kg // kb)
+    weights = bool(spec.kg % kb) * kblocks * kb * taps
     toff = _geometry(spec.n, spec.c, spec.h, spec.w, spec.r, spec.s, spec.sh, spec.sw, spec.dh,
                      spec.dw, spec.pads, spec.oh, tile)[3]
     part = 0
@@ -444,16 +575,26 @@ def prepare(w, spec, params=None):
         (n, k, oh, ow); ``compute.params`` the tile it runs.  It reads ``w`` in place:
         changing ``w`` changes later results, as with a framework's layer.
     """
-    dtype = np.dtype(spec.dtype)
     p, tile = _params(spec, params)
-    KB = p["kb"]
-    tokens = (token(KB), token(p["nv"]), token(tile // p["nv"]))
-    pt, pb, pl, pr = spec.pads
-    sh, sw = spec.sh, spec.sw
-    groups, cg, kg, r, s = spec.groups, spec.cg, spec.kg, spec.r, spec.s
-    hq, wq, ps, toff, tile, p_last, length, nb = _geometry(
-        spec.n, spec.c, spec.h, spec.w, r, s, sh, sw, spec.dh, spec.dw, spec.pads, spec.oh, tile)
+    oc = _oc_tile(spec, p)
+    geometry = _geometry(spec.n, spec.c, spec.h, spec.w, spec.r, spec.s, spec.sh, spec.sw,
+                         spec.dh, spec.dw, spec.pads, spec.oh, oc[0] if oc else tile)
+    if oc:
+        multiply = _channel_lanes(w, spec, oc, geometry)
+    else:
+        multiply = _pixel_lanes(w, spec, p, geometry)
+    compute = _on_input(spec, geometry, multiply)
+    compute.params = p
+    return compute
 
+
+def _pixel_lanes(w, spec, p, geometry):
+    """``multiply(xq, out)`` by `_direct`, the weights read in place."""
+    dtype = np.dtype(spec.dtype)
+    KB = p["kb"]
+    groups, cg, kg, r, s = spec.groups, spec.cg, spec.kg, spec.r, spec.s
+    hq, wq, ps, toff, tile, p_last, length, nb = geometry
+    tokens = (token(KB), token(p["nv"]), token(tile // p["nv"]))
     kblocks = -(-kg // KB)
     wk = w.reshape(groups, kg, cg, r * s)
     if kg % KB:
@@ -470,27 +611,47 @@ def prepare(w, spec, params=None):
     part = np.empty(0, dtype)
     if cb < cg:
         part = pooled_empty(_partial_sums(spec, tile, kblocks, KB), dtype)
-    blocking = (part, cb, kgroups, *tokens)
 
+    def multiply(xq, out):
+        _direct(xq, wt, toff, wq, p_last, out, part, cb, kgroups, *tokens)
+
+    return multiply
+
+
+def _channel_lanes(w, spec, tile, geometry):
+    """``multiply(xq, out)`` by `_direct_oc`, the weights packed now (`_pack_oc`)."""
+    dtype = np.dtype(spec.dtype)
+    ct, kv = tile
+    lanes = current().lanes(dtype.itemsize)
+    cols = kv * lanes
+    toff, wq = geometry[3], geometry[1]
+    wp = pooled_empty((spec.groups, -(-spec.kg // cols), spec.cg, spec.r * spec.s, cols), dtype)
+    _pack_oc(w.reshape(spec.k, spec.cg, spec.r * spec.s), spec.groups, wp)
+    tokens = (token(ct), token(kv), token(lanes))
+
+    def multiply(xq, out):
+        _direct_oc(xq, wp, toff, wq, out, *tokens)
+
+    return multiply
+
+
+def _on_input(spec, geometry, multiply):
+    """``compute(x, out)``: ``multiply`` on the phase-split padded input (a "pad" phase, then
+    a "multiply" phase), or on ``x`` itself where `_geometry` reads it in place."""
+    hq, wq, ps, toff, tile, p_last, length, nb = geometry
     if not length:
         npix = spec.oh * wq
 
         def compute(x, out):
-            _direct(x.reshape(x.shape[0], x.shape[1], npix), wt, toff, wq, p_last, out,
-                    *blocking)
+            multiply(x.reshape(x.shape[0], x.shape[1], npix), out)
 
-        compute.params = p
         return compute
 
-    xq = pooled_empty((spec.n, spec.c, length), dtype)
+    pt, pl, sh, sw = spec.pads[0], spec.pads[2], spec.sh, spec.sw
+    xq = pooled_empty((spec.n, spec.c, length), spec.dtype)
     xq[:, :, sh * sw * ps:] = 0  # the tail that _phase_split leaves alone
 
     def pad(x, out):
         _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq)
 
-    def multiply(x, out):
-        _direct(xq, wt, toff, wq, p_last, out, *blocking)
-
-    compute = with_phases(("pad", pad), ("multiply", multiply))
-    compute.params = p
-    return compute
+    return with_phases(("pad", pad), ("multiply", lambda x, out: multiply(xq, out)))

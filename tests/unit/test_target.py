@@ -27,6 +27,8 @@ def test_derive_from_a_cpu_name_and_features(name, features, arch, bits, regs, i
     assert {"kb": d["kb"], "nv": d["nv"]} == tile
     # channel chunks of a quarter of L1 (32 KiB when the OS does not say) with 16 registers
     assert d["chunk_bytes"] == (8192 if regs == 16 else 0)
+    # the channel-lane kernel where broadcasts need no register of their own
+    assert d["oc_min"] == (direct.OC_MIN_PIXELS if regs == 32 else 0)
 
 
 def test_every_tile_of_the_space_fits_the_register_file():
@@ -38,9 +40,13 @@ def test_every_tile_of_the_space_fits_the_register_file():
         for p in tiles:
             assert p["kb"] * p["nv"] + p["nv"] + 1 <= t.vector_registers
         # the other chunk sizes, each alone (with the default tile)
-        chunks = [p["chunk_bytes"] for p in space if "kb" not in p]
+        chunks = [p["chunk_bytes"] for p in space if "chunk_bytes" in p]
         assert len(chunks) == 2 and d["chunk_bytes"] not in chunks
         assert set(chunks) | {d["chunk_bytes"]} == {0, 8192, 16384}
+        # and the channel-lane kernel the other way than the default
+        assert [p for p in space if "oc_min" in p] == [
+            {"oc_min": direct.OC_MIN_PIXELS - d["oc_min"]}]
+        assert len(space) == len(tiles) + 3
 
 
 def test_avx2_features_turn_off_everything_newer():

@@ -1,0 +1,67 @@
+"""Direct's two kernels: the channel-lane one (output channels in the vector lanes) on the
+shapes that reach each of its tiles, against the float64 reference and against the
+pixel-lane kernel, which sums in the same order."""
+
+import numpy as np
+import pytest
+
+from convbench.spec import ConvSpec
+from convbench_kernels.cpu import direct
+from convbench_kernels.cpu.target import current
+from tests.cases import random_arrays, relative_error
+from tests.kernels.test_algorithms import reference
+
+# rows of 14 and more (14 x 2 tiles), of 7 to 13 (7 x 3), channel blocks with a tail, every
+# stride and padding form, dilation, groups, the unpadded 1x1 read in place, batches
+SHAPES = [
+    dict(n=1, c=9, k=72, h=15, w=15, r=3, s=3, padding=1),
+    dict(n=2, c=5, k=40, h=9, w=8, r=3, s=3, padding=1),
+    dict(n=1, c=6, k=33, h=13, w=17, r=3, s=5, stride=(2, 1), padding=(1, 2)),
+    dict(n=1, c=8, k=64, h=16, w=16, r=1, s=1),
+    dict(n=3, c=8, k=64, h=16, w=15, r=1, s=1, stride=2),
+    dict(n=2, c=8, k=48, h=12, w=12, r=3, s=3, dilation=2, padding=2),
+    dict(n=1, c=8, k=64, h=10, w=10, r=3, s=3, groups=2),
+    dict(n=1, c=3, k=32, h=30, w=30, r=7, s=7, stride=2, padding=3),
+    dict(n=1, c=4, k=32, h=7, w=14, r=3, s=3, padding=(0, 1, 2, 0)),
+]
+ON = {"oc_min": 1}  # wherever the shape allows
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda kw: ConvSpec(**kw).id)
+def test_channel_lanes_match_the_reference_and_the_pixel_lanes(shape, dtype):
+    spec = ConvSpec(dtype=dtype, **shape)
+    params = {**direct.defaults(current()), **ON}
+    ct, kv = direct._oc_tile(spec, params)
+    assert ct <= spec.ow
+    x, w = random_arrays(spec)
+    out = np.full(spec.output_shape, np.nan, spec.dtype)
+    direct.prepare(w, spec, ON)(x, out)
+    err = relative_error(out, reference(spec, x, w))
+    assert err <= {"float32": 2e-6, "float64": 1e-14}[dtype], err
+    pixel_lanes = np.full_like(out, np.nan)
+    direct.prepare(w, spec, {"oc_min": 0})(x, pixel_lanes)
+    np.testing.assert_array_equal(out, pixel_lanes)
+
+
+def test_channel_lanes_only_where_they_pay():
+    params = {**direct.defaults(current()), "oc_min": 1024}
+    lanes = current().lanes(4)
+    wide = ConvSpec(n=2, c=16, k=64, h=28, w=28, r=3, s=3, padding=1)
+    assert direct._oc_tile(wide, params) == direct.OC_TILES[0]
+    assert direct._oc_tile(wide.with_(h=56, w=10), params) == direct.OC_TILES[1]
+    assert direct._oc_tile(wide.with_(h=200, w=5), params) is None  # rows narrower than any tile
+    assert direct._oc_tile(wide.with_(n=1, h=16, w=16), params) is None  # 256 pixels < 1024
+    assert direct._oc_tile(wide, {**params, "oc_min": 0}) is None  # off
+    # a tile whose channel blocks would be mostly zero gives way to the next (or to none)
+    cols = direct.OC_TILES[0][1] * lanes
+    assert direct._oc_tile(wide.with_(k=3 * cols + 1), params) == direct.OC_TILES[0]
+    assert direct._oc_tile(wide.with_(k=cols + 1), params) == direct.OC_TILES[1]
+    assert direct._oc_tile(wide.with_(k=lanes + 1), params) is None
+
+
+def test_workspace_covers_the_packed_weights():
+    spec = ConvSpec(n=2, c=16, k=40, h=14, w=14, r=3, s=3, padding=1)
+    on = direct.workspace(spec, ON)
+    packed = spec.itemsize * 16 * 9 * -(-40 // (2 * current().lanes(4))) * 2 * current().lanes(4)
+    assert on >= packed + spec.itemsize * spec.n * spec.c * 16 * 16
