@@ -1,13 +1,18 @@
 """Direct's two kernels: the channel-lane one (output channels in the vector lanes) on the
 shapes that reach each of its tiles, against the float64 reference and against the
-pixel-lane kernel, which sums in the same order."""
+pixel-lane kernel, which sums in the same order; in the gradient of the input, its weights
+packed from the layer's own."""
+
+import functools
 
 import numpy as np
 import pytest
 
 from convbench.spec import ConvSpec
+from convbench_kernels import directions
 from convbench_kernels.cpu import direct
 from convbench_kernels.cpu.target import current
+from convbench_kernels.reference import reference_conv2d_input
 from tests.cases import random_arrays, relative_error
 from tests.kernels.test_algorithms import reference
 
@@ -65,3 +70,43 @@ def test_workspace_covers_the_packed_weights():
     on = direct.workspace(spec, ON)
     packed = spec.itemsize * 16 * 9 * -(-40 // (2 * current().lanes(4))) * 2 * current().lanes(4)
     assert on >= packed + spec.itemsize * spec.n * spec.c * 16 * 16
+
+
+def _gradient_of_input(spec, params, reads_swapped):
+    """Direct's gradient of the input for ``spec`` with ``params``, its forward kernels
+    handed each phase's filter described (``reads_swapped``) or built."""
+    prepare = functools.partial(direct.prepare, params=params)
+    prepare.reads_swapped = reads_swapped
+    x, w = random_arrays(spec)
+    dy = np.random.default_rng(1).standard_normal(spec.output_shape).astype(spec.dtype)
+    dx = np.full(spec.input_shape, np.nan, spec.dtype)
+    directions.preparing(prepare)(w, spec.with_(direction="bwd_d"))(dy, dx)
+    return dy, w, dx
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [
+    dict(n=1, c=40, k=9, h=15, w=15, r=3, s=3, padding=1),  # the phase's 40 outputs: a tail
+    dict(n=2, c=48, k=6, h=17, w=16, r=3, s=3, stride=2, padding=1),  # 4 phases, 2 or 1 taps
+    dict(n=1, c=64, k=8, h=10, w=12, r=3, s=3, groups=2, dilation=(2, 1), padding=2),
+    dict(n=1, c=32, k=16, h=9, w=9, r=1, s=1),
+], ids=lambda kw: ConvSpec(**kw).id)
+def test_a_gradients_filter_is_packed_from_the_layers_weights(shape, dtype):
+    """The channel-lane kernel packs each phase's swapped, flipped filter straight from the
+    layer's weights (even below ``oc_min``: the filter is copied anyway), and computes what
+    the pixel-lane kernel computes from the built filter, to the bit."""
+    spec = ConvSpec(dtype=dtype, **shape)
+    params = {"oc_min": 10 ** 9}
+    for phase in directions.data_phases(spec.with_(direction="bwd_d")):
+        if phase.problem is not None:
+            full = {**direct.defaults(current()), **params}
+            assert direct._oc_tile(phase.problem, full, packed_anyway=True) is not None
+            assert direct._oc_tile(phase.problem, full) is None
+    dy, w, dx = _gradient_of_input(spec, params, reads_swapped=True)
+    ref = reference_conv2d_input(dy, w, (spec.h, spec.w), stride=(spec.sh, spec.sw),
+                                 pads=spec.pads, dilation=(spec.dh, spec.dw),
+                                 groups=spec.groups)
+    err = relative_error(dx, ref)
+    assert err <= {"float32": 2e-6, "float64": 1e-14}[dtype], err
+    _, _, built = _gradient_of_input(spec, {"oc_min": 0}, reads_swapped=False)
+    np.testing.assert_array_equal(dx, built)
