@@ -108,11 +108,20 @@ def defaults(target: Target) -> dict:
     layers at batch 8, capped at AVX2, the tiles that fit (7 x 2, 4 x 3) took 0.95-1.8x the
     pixel-lane kernel's time (faster only at 3x3 stride 2 and 512@7, by 4-5 %), those of
     `OC_TILES` 1.1-1.6x.  (NEON, with 32 registers, gets the AVX-512 default unmeasured.)
+
+    ``oc_input_bytes``: the most input an image has per group (all its channels, padded)
+    where the channel-lane kernel runs, half the L2.  Each of its tiles reads a few pixels
+    of every input channel: while an image's channels stay in L2 those reads come from it;
+    beyond, each channel is a stream from memory, more streams than the prefetchers follow
+    (1x1 256 -> 64 @56, 3.2 MB an image: 8.5-9.3 ms at batch 8 against 7.2-8.0 for the
+    pixel-lane kernel; 3x3 s2 128 @56, 1.7 MB: 5 % slower; every layer of 0.9 MB or less
+    13-30 % faster).
     """
     regs = target.vector_registers
     chunk = (target.l1d_bytes or 32768) // 4 if regs <= 16 else 0
     return {"kb": max(regs // 4, 1), "nv": 3, "chunk_bytes": chunk,
-            "oc_min": OC_MIN_PIXELS if regs >= 32 else 0}
+            "oc_min": OC_MIN_PIXELS if regs >= 32 else 0,
+            "oc_input_bytes": (target.l2_bytes or 1 << 20) // 2}
 
 
 def space(target: Target) -> list[dict]:
@@ -389,9 +398,13 @@ def _oc_tile(spec, p, packed_anyway=False) -> tuple[int, int] | None:
     """The channel-lane tile ``(pixels, vectors)`` for ``spec`` under parameters ``p``, or None
     where the pixel-lane kernel runs: off (``oc_min`` 0), too few output pixels to pay for the
     pack (``oc_min``, unless the weights must be copied ``anyway``: a gradient's swapped
-    filter), rows narrower than every tile, or groups whose channels would leave most of a
-    block zero."""
+    filter), an image's input larger than ``oc_input_bytes``, rows narrower than every tile,
+    or groups whose channels would leave most of a block zero."""
     if not p["oc_min"] or (spec.n * spec.oh * spec.ow < p["oc_min"] and not packed_anyway):
+        return None
+    pt, pb, pl, pr = spec.pads
+    plane = (spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw) * spec.itemsize
+    if spec.cg * plane > p["oc_input_bytes"]:
         return None
     lanes = current().lanes(np.dtype(spec.dtype).itemsize)
     for ct, kv in OC_TILES:

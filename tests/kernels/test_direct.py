@@ -58,6 +58,10 @@ def test_channel_lanes_only_where_they_pay():
     assert direct._oc_tile(wide.with_(h=200, w=5), params) is None  # rows narrower than any tile
     assert direct._oc_tile(wide.with_(n=1, h=16, w=16), params) is None  # 256 pixels < 1024
     assert direct._oc_tile(wide, {**params, "oc_min": 0}) is None  # off
+    # an image's input (16 channels of 31 x 31 padded) beyond the budget
+    image = 16 * 31 * 31 * 4
+    assert direct._oc_tile(wide, {**params, "oc_input_bytes": image}) is not None
+    assert direct._oc_tile(wide, {**params, "oc_input_bytes": image - 1}) is None
     # a tile whose channel blocks would be mostly zero gives way to the next (or to none)
     cols = direct.OC_TILES[0][1] * lanes
     assert direct._oc_tile(wide.with_(k=3 * cols + 1), params) == direct.OC_TILES[0]

@@ -29,6 +29,7 @@ def test_derive_from_a_cpu_name_and_features(name, features, arch, bits, regs, i
     assert d["chunk_bytes"] == (8192 if regs == 16 else 0)
     # the channel-lane kernel where broadcasts need no register of their own
     assert d["oc_min"] == (direct.OC_MIN_PIXELS if regs == 32 else 0)
+    assert d["oc_input_bytes"] == (t.l2_bytes or 1 << 20) // 2
 
 
 def test_every_tile_of_the_space_fits_the_register_file():
