@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 from numba import njit, prange
@@ -142,10 +142,15 @@ class Phase:
     strides: tuple[int, int]  # of the backward problem: the step between a phase's rows
 
 
-def data_phases(spec) -> list[Phase]:
+@lru_cache(maxsize=256)
+def data_phases(spec) -> tuple[Phase, ...]:
     """The phases of ``spec``'s gradient of the input (non-empty in count), each with its
     forward problem: ``dy``'s cropped view as input (``k`` channels), ``c`` outputs, the
-    flipped taps as filter, stride 1."""
+    flipped taps as filter, stride 1.
+
+    Cached (a spec is immutable): every call of the gradient asks twice (whether the family
+    supports it, then to prepare it), and building the phases' validated problems took 0.2
+    ms a time for a stride of 2 (0.45 ms of a 2.3 ms call at 3x3 s2 128@56 batch 1)."""
     pt, pb, pl, pr = spec.pads
     rows = axis_phases(spec.h, (pt, pb), spec.r, spec.sh, spec.dh, spec.oh)
     cols = axis_phases(spec.w, (pl, pr), spec.s, spec.sw, spec.dw, spec.ow)
@@ -162,7 +167,7 @@ def data_phases(spec) -> list[Phase]:
                     padding=(*ra.pad, *cb.pad), dilation=(ra.dilation, cb.dilation),
                     direction="fwd")
             phases.append(Phase(ra, cb, problem, (spec.sh, spec.sw)))
-    return phases
+    return tuple(phases)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ with pixels (not channels) in the SIMD lanes so that the NCHW layout needs no tr
 """
 
 import functools
+import math
 
 import numba
 import numpy as np
@@ -389,18 +390,32 @@ OC_TILES = ((14, 2), (7, 3))
 # while 256@14 (1568 pixels) gained 0.8 ms.
 OC_MIN_PIXELS = 1024
 
+# ... and with one image it does not run at all: there the two kernels ran within noise of
+# each other forward (conv1, 64@56) and the pixel-lane kernel 7-15 % faster in the gradients
+# of the input at 64@56 and 128@28, unless the filter had to be copied anyway (see `_oc_tile`).
+OC_MIN_IMAGES = 2
+
 # The channel-lane kernel's last block of output channels may compute this many zero channels
 # per real one at most (a group of 40 channels in blocks of 32 would compute 64).
 OC_MAX_WASTE = 0.5
 
 
-def _oc_tile(spec, p, packed_anyway=False) -> tuple[int, int] | None:
+def _oc_tile(spec, p, copied_bytes=0) -> tuple[int, int] | None:
     """The channel-lane tile ``(pixels, vectors)`` for ``spec`` under parameters ``p``, or None
-    where the pixel-lane kernel runs: off (``oc_min`` 0), too few output pixels to pay for the
-    pack (``oc_min``, unless the weights must be copied ``anyway``: a gradient's swapped
-    filter), an image's input larger than ``oc_input_bytes``, rows narrower than every tile,
-    or groups whose channels would leave most of a block zero."""
-    if not p["oc_min"] or (spec.n * spec.oh * spec.ow < p["oc_min"] and not packed_anyway):
+    where the pixel-lane kernel runs: off (``oc_min`` 0), too few images or output pixels to
+    pay for the pack (`OC_MIN_IMAGES`, ``oc_min``), an image's input larger than
+    ``oc_input_bytes``, rows narrower than every tile, or groups whose channels would leave
+    most of a block zero.
+
+    ``copied_bytes``: a filter the pixel-lane kernel would have to copy (a gradient's
+    swapped filter, built by `convbench_kernels.directions.SwappedFilter.array`).  Where it
+    is at least half the L2 that copy is a pass through memory, as the pack is: the pack
+    then costs nothing more, and the channel-lane kernel runs whatever the pixels (3x3
+    256@14 and 512@7 at batch 1: 5-10 % faster a call; 128@28's 0.6 MB: 10 % slower).
+    """
+    pays = spec.n >= OC_MIN_IMAGES and spec.n * spec.oh * spec.ow >= p["oc_min"]
+    free = 2 * copied_bytes >= (current().l2_bytes or 1 << 20)
+    if not p["oc_min"] or not (pays or free):
         return None
     pt, pb, pl, pr = spec.pads
     plane = (spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw) * spec.itemsize
@@ -603,7 +618,7 @@ def prepare(w, spec, params=None):
     """
     p, tile = _params(spec, params)
     swapped = isinstance(w, SwappedFilter)
-    oc = _oc_tile(spec, p, packed_anyway=swapped)
+    oc = _oc_tile(spec, p, swapped and math.prod(w.shape) * spec.itemsize)
     if swapped and not oc:
         w = w.array()
     geometry = _geometry(spec.n, spec.c, spec.h, spec.w, spec.r, spec.s, spec.sh, spec.sw,

@@ -19,15 +19,15 @@ from tests.kernels.test_algorithms import reference
 # rows of 14 and more (14 x 2 tiles), of 7 to 13 (7 x 3), channel blocks with a tail, every
 # stride and padding form, dilation, groups, the unpadded 1x1 read in place, batches
 SHAPES = [
-    dict(n=1, c=9, k=72, h=15, w=15, r=3, s=3, padding=1),
+    dict(n=2, c=9, k=72, h=15, w=15, r=3, s=3, padding=1),
     dict(n=2, c=5, k=40, h=9, w=8, r=3, s=3, padding=1),
-    dict(n=1, c=6, k=33, h=13, w=17, r=3, s=5, stride=(2, 1), padding=(1, 2)),
-    dict(n=1, c=8, k=64, h=16, w=16, r=1, s=1),
+    dict(n=2, c=6, k=33, h=13, w=17, r=3, s=5, stride=(2, 1), padding=(1, 2)),
+    dict(n=2, c=8, k=64, h=16, w=16, r=1, s=1),
     dict(n=3, c=8, k=64, h=16, w=15, r=1, s=1, stride=2),
     dict(n=2, c=8, k=48, h=12, w=12, r=3, s=3, dilation=2, padding=2),
-    dict(n=1, c=8, k=64, h=10, w=10, r=3, s=3, groups=2),
-    dict(n=1, c=3, k=32, h=30, w=30, r=7, s=7, stride=2, padding=3),
-    dict(n=1, c=4, k=32, h=7, w=14, r=3, s=3, padding=(0, 1, 2, 0)),
+    dict(n=2, c=8, k=64, h=10, w=10, r=3, s=3, groups=2),
+    dict(n=2, c=3, k=32, h=30, w=30, r=7, s=7, stride=2, padding=3),
+    dict(n=2, c=4, k=32, h=7, w=14, r=3, s=3, padding=(0, 1, 2, 0)),
 ]
 ON = {"oc_min": 1}  # wherever the shape allows
 
@@ -56,7 +56,12 @@ def test_channel_lanes_only_where_they_pay():
     assert direct._oc_tile(wide, params) == direct.OC_TILES[0]
     assert direct._oc_tile(wide.with_(h=56, w=10), params) == direct.OC_TILES[1]
     assert direct._oc_tile(wide.with_(h=200, w=5), params) is None  # rows narrower than any tile
-    assert direct._oc_tile(wide.with_(n=1, h=16, w=16), params) is None  # 256 pixels < 1024
+    assert direct._oc_tile(wide.with_(h=16, w=16), params) is None  # 512 pixels < 1024
+    assert direct._oc_tile(wide.with_(n=1, h=56, w=56), params) is None  # one image
+    # unless the pixel-lane kernel would copy a filter of half the L2 or more
+    half_l2 = (current().l2_bytes or 1 << 20) // 2
+    assert direct._oc_tile(wide.with_(n=1), params, copied_bytes=half_l2) is not None
+    assert direct._oc_tile(wide.with_(n=1), params, copied_bytes=half_l2 - 4) is None
     assert direct._oc_tile(wide, {**params, "oc_min": 0}) is None  # off
     # an image's input (16 channels of 31 x 31 padded) beyond the budget
     image = 16 * 31 * 31 * 4
@@ -90,22 +95,21 @@ def _gradient_of_input(spec, params, reads_swapped):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [
-    dict(n=1, c=40, k=9, h=15, w=15, r=3, s=3, padding=1),  # the phase's 40 outputs: a tail
+    dict(n=2, c=40, k=9, h=15, w=15, r=3, s=3, padding=1),  # the phase's 40 outputs: a tail
     dict(n=2, c=48, k=6, h=17, w=16, r=3, s=3, stride=2, padding=1),  # 4 phases, 2 or 1 taps
-    dict(n=1, c=64, k=8, h=10, w=12, r=3, s=3, groups=2, dilation=(2, 1), padding=2),
-    dict(n=1, c=32, k=16, h=9, w=9, r=1, s=1),
+    dict(n=2, c=64, k=8, h=10, w=12, r=3, s=3, groups=2, dilation=(2, 1), padding=2),
+    dict(n=2, c=32, k=16, h=9, w=9, r=1, s=1),
 ], ids=lambda kw: ConvSpec(**kw).id)
 def test_a_gradients_filter_is_packed_from_the_layers_weights(shape, dtype):
     """The channel-lane kernel packs each phase's swapped, flipped filter straight from the
-    layer's weights (even below ``oc_min``: the filter is copied anyway), and computes what
-    the pixel-lane kernel computes from the built filter, to the bit."""
+    layer's weights, and computes what the pixel-lane kernel computes from the built filter,
+    to the bit."""
     spec = ConvSpec(dtype=dtype, **shape)
-    params = {"oc_min": 10 ** 9}
+    params = ON
     for phase in directions.data_phases(spec.with_(direction="bwd_d")):
         if phase.problem is not None:
             full = {**direct.defaults(current()), **params}
-            assert direct._oc_tile(phase.problem, full, packed_anyway=True) is not None
-            assert direct._oc_tile(phase.problem, full) is None
+            assert direct._oc_tile(phase.problem, full) is not None
     dy, w, dx = _gradient_of_input(spec, params, reads_swapped=True)
     ref = reference_conv2d_input(dy, w, (spec.h, spec.w), stride=(spec.sh, spec.sw),
                                  pads=spec.pads, dilation=(spec.dh, spec.dw),
