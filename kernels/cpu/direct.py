@@ -183,6 +183,22 @@ def _params(spec, given=None) -> tuple[dict, int]:
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch
 
 
+@njit(cache=True, inline="always")
+def split_row(src, s, px, left, step, w, dst, d, wq):
+    """One row of column phase ``px``: ``dst[d + j] = src[s + px + step*j - left]`` for the
+    plane columns ``j < wq`` that hold input (``0 <= px + step*j - left < w``), zero for the
+    others (``src[s:s + w]``: an input row, ``left`` columns of zeros before it)."""
+    j0 = min(max(-((px - left) // step), 0), wq)
+    j1 = min(max((w - 1 - px + left) // step + 1, j0), wq)
+    for j in range(U(j0)):
+        dst[U(d) + j] = 0
+    s0 = U(s) + U(px + step * j0 - left)  # both >= 0 (uint64 plus int64 would be a float)
+    for j in range(U(j1 - j0)):
+        dst[U(d + j0) + j] = src[s0 + U(step) * j]
+    for j in range(U(j1), U(wq)):
+        dst[U(d) + j] = 0
+
+
 @njit(parallel=True, cache=True)
 def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
     """Write the padded input ``x`` (n, c, h, w), split in stride phases, into ``xq`` (n, c, L).
@@ -249,17 +265,7 @@ def _phase_split(x, pt, pl, sh, sw, hq, wq, ps, nb, xq):
                         qf[U(de + n2)] = xf[src + U(w - 1)]
                 else:
                     for px in range(sw):
-                        # plane columns j with 0 <= px + sw*j - pl < w hold input
-                        j0 = min(max(-((px - pl) // sw), 0), wq)
-                        j1 = min(max((w - 1 - px + pl) // sw + 1, j0), wq)
-                        d = U(pbase + px * ps)
-                        for j in range(U(j0)):
-                            qf[d + j] = 0
-                        s0 = src + U(px + sw * j0 - pl)
-                        for j in range(U(j1 - j0)):
-                            qf[d + U(j0) + j] = xf[s0 + U(sw) * j]
-                        for j in range(U(j1), U(wq)):
-                            qf[d + j] = 0
+                        split_row(xf, src, px, pl, sw, w, qf, pbase + px * ps, wq)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

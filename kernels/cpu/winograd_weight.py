@@ -45,6 +45,7 @@ from numba import uint64 as u64
 
 from convbench_kernels.contract import winograd_3x3
 from convbench_kernels.cpu.common import carve, single_threaded_blas
+from convbench_kernels.cpu.direct import split_row
 from convbench_kernels.winograd_math import winograd_matrices
 
 supports = winograd_3x3
@@ -78,17 +79,8 @@ def _split(src, ch, top, left, step, hq, wq, planes):
                         for j in range(wq):
                             dst[d0 + j] = 0
                         continue
-                    # plane columns j with 0 <= px + step*j - left < w hold input
-                    j0 = min(max(-((px - left) // step), 0), wq)
-                    j1 = min(max((w - 1 - px + left) // step + 1, j0), wq)
-                    for j in range(j0):
-                        dst[d0 + j] = 0
-                    s0 = u64((b * chans + ch) * h * w + row * w + px + step * j0 - left)
-                    d1 = u64((py * step + px) * length + d0 + j0)
-                    for j in range(u64(j1 - j0)):
-                        flat_dst[d1 + j] = flat_src[s0 + u64(step) * j]
-                    for j in range(j1, wq):
-                        dst[d0 + j] = 0
+                    split_row(flat_src, (b * chans + ch) * h * w + row * w, px, left, step,
+                              w, flat_dst, (py * step + px) * length + d0, wq)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
