@@ -37,6 +37,10 @@ CASES = {
                                               dilation=2, padding=2),
     "batch 3": ConvSpec(n=3, c=5, h=8, k=7, r=3, padding=1),
     "batch 2, 4x4 tiles": ConvSpec(n=2, c=5, h=24, k=6, r=3, padding=1),
+    # enough images, pixels and output channels for direct's channel-lane kernel (32
+    # registers): its 14-pixel tile, then its 7-pixel one
+    "batch 2, channel lanes": ConvSpec(n=2, c=4, h=24, k=32, r=3, padding=1),
+    "batch 8, 12 wide, channel lanes": ConvSpec(n=8, c=4, h=12, k=48, r=3, padding=1),
     "depthwise 3x3 stride 2, 28x28": ConvSpec(c=3, h=28, k=3, r=3, stride=2, padding=1,
                                               groups=3),
     "batch 3 depthwise": ConvSpec(n=3, c=4, h=7, k=4, r=5, groups=4, padding="same"),
