@@ -406,6 +406,13 @@ OC_MIN_IMAGES = 2
 OC_MAX_WASTE = 0.5
 
 
+def _plane_bound(spec) -> int:
+    """At least the elements of one channel's phase planes (the padded image, each side
+    rounded up to whole strides)."""
+    pt, pb, pl, pr = spec.pads
+    return (spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
+
+
 def _oc_tile(spec, p, copied_bytes=0) -> tuple[int, int] | None:
     """The channel-lane tile ``(pixels, vectors)`` for ``spec`` under parameters ``p``, or None
     where the pixel-lane kernel runs: off (``oc_min`` 0), too few images or output pixels to
@@ -423,9 +430,7 @@ def _oc_tile(spec, p, copied_bytes=0) -> tuple[int, int] | None:
     free = 2 * copied_bytes >= (current().l2_bytes or 1 << 20)
     if not p["oc_min"] or not (pays or free):
         return None
-    pt, pb, pl, pr = spec.pads
-    plane = (spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw) * spec.itemsize
-    if spec.cg * plane > p["oc_input_bytes"]:
+    if spec.cg * _plane_bound(spec) * spec.itemsize > p["oc_input_bytes"]:
         return None
     lanes = current().lanes(np.dtype(spec.dtype).itemsize)
     for ct, kv in OC_TILES:
@@ -551,9 +556,7 @@ def workspace(spec, params=None):
     and with several channel chunks the tiles' partial sums; for the channel-lane kernel the
     packed weights instead."""
     p, tile = _params(spec, params)
-    pt, pb, pl, pr = spec.pads
-    xq = spec.n * spec.c * ((spec.h + pt + pb + spec.sh) * (spec.w + pl + pr + spec.sw)
-                            + tile + spec.r * spec.s)
+    xq = spec.n * spec.c * (_plane_bound(spec) + tile + spec.r * spec.s)
     oc = _oc_tile(spec, p)
     taps = spec.groups * spec.cg * spec.r * spec.s
     if oc:
