@@ -71,7 +71,9 @@ def catalogue(dtype):
             (_arr(ft, 3),) * 3, t.ty * t.tx) for t in tiles]
     for kb in (4, 1):
         out.append(("direct", f"direct kb={kb}", direct._kernel(kb, ix),
-                    (_arr(ft, 4), _arr(ft, 6), i, i, i, i, i, i, _arr(ft, 4)), direct.THREADS))
+                    (_arr(ft, 4), _arr(ft, 6), *(i,) * 7, _arr(ft, 5)), direct.THREADS))
+    out.append(("direct", "sum_parts", direct._sum_parts, (_arr(ft, 2), _arr(ft, 1)),
+                direct.THREADS))
     out.append(("im2col", "im2col", im2col._im2col_kernel(ix),
                 (_arr(ft, 4), *(i,) * 10, _arr(ft, 3)), im2col.IM2COL_THREADS))
     out.append(("depthwise", "depthwise", depthwise._depthwise_kernel(np.dtype(dtype), ix),

@@ -8,12 +8,19 @@ array of ``KB`` values, unrolled): each input value it loads feeds ``KB`` fused
 multiply-adds.  Taps that fall in the padding are skipped by bounds checks on the input row
 and column, so the input is read in place (no padded copy).
 
-Work items ``(b, g, channel block, pixel)`` are flattened with the pixel innermost:
+Work items ``(part, b, g, channel block, pixel)`` are flattened with the pixel innermost:
 consecutive threads of a warp read consecutive (stride-``sw``) input pixels and write
 consecutive output pixels (coalesced), and share their channel block, so that their weight
 loads are one broadcast address.  1-D grid of ``THREADS`` threads per block (fewer, down to a
 warp, for a layer that would not give every SM 2 blocks), at most
 ``MAX_BLOCKS`` blocks, threads looping in grid strides over the rest.
+
+A layer with few outputs (ResNet-50's 512 -> 512 3x3 at 7x7 and batch 1: 6272 items of 4
+channels, 49 full blocks) splits its sums over the input channels into ``parts`` (`_parts`):
+as many as bring the items to `BLOCKS_PER_SM` blocks of ``THREADS`` per SM, each part still
+summing at least `MIN_PART_PRODUCTS` products.  Each part writes its partial sums to a
+workspace array, which a second kernel adds up in part order into ``out`` (so that a result
+does not depend on the order blocks run in, as float atomics would make it).
 
 The weights are reordered once, on the host, to ``wt`` (groups, kblocks, cg, r, s, KB),
 zero-padded past ``kg`` so that the last block of a group reads no other group's weights; the
@@ -26,7 +33,8 @@ Every valid problem (`convbench_kernels.contract.every_problem`).
 
 Error
 -----
-Each output is one sequential sum of ``cg*r*s`` products in the input dtype: ~1e-6 relative
+Each output is a sequential sum of ``cg*r*s`` products in the input dtype (in ``parts``
+sequential pieces, added in order): ~1e-6 relative
 in float32 and ~1e-16 in float64 against the float64 oracle.
 """
 
@@ -36,12 +44,13 @@ import numpy as np
 from numba import cuda
 
 from convbench_kernels.contract import every_problem as supports
-from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, splitter
+from convbench_kernels.cuda.launch import grid_1d, index_type, launcher, min_blocks, splitter
 
 __all__ = ["supports", "prepare", "workspace", "channel_block", "launches"]
 
 THREADS = 128  # threads per block
 MAX_BLOCKS = 1 << 16  # blocks at most (threads then loop in grid strides)
+MIN_PART_PRODUCTS = 64  # products a part of a split sum adds up, at least
 
 
 def channel_block(kg):
@@ -57,23 +66,24 @@ def _kernel(kb, ix):
     split = splitter(ix)
 
     @cuda.jit
-    def direct_kernel(x, wt, sh, sw, dh, dw, pt, pl, out):
+    def direct_kernel(x, wt, sh, sw, dh, dw, pt, pl, per_part, out):
         h, w = x.shape[2], x.shape[3]
         groups, kblocks, cg, r, s = wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3], wt.shape[4]
-        n, k, oh, ow = out.shape[0], out.shape[1], out.shape[2], out.shape[3]
+        parts, n, k, oh, ow = out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4]
         kg = k // groups
         npix = oh * ow
         acc = cuda.local.array(kb, out.dtype)
-        for item in range(cuda.grid(1), n * groups * kblocks * npix, cuda.gridsize(1)):
+        for item in range(cuda.grid(1), parts * n * groups * kblocks * npix, cuda.gridsize(1)):
             rest, p = split(item, npix)
             rest, blk = split(rest, kblocks)
-            b, g = split(rest, groups)
+            rest, g = split(rest, groups)
+            part, b = split(rest, n)
             y, xo = split(p, ow)
             iy0 = y * sh - pt
             ix0 = xo * sw - pl
             for kk in range(kb):
                 acc[kk] = 0
-            for ci in range(cg):
+            for ci in range(part * per_part, min(cg, part * per_part + per_part)):
                 ch = g * cg + ci
                 for i in range(r):
                     iy = iy0 + i * dh
@@ -87,9 +97,19 @@ def _kernel(kb, ix):
             for kk in range(kb):
                 ko = blk * kb + kk
                 if ko < kg:
-                    out[b, g * kg + ko, y, xo] = acc[kk]
+                    out[part, b, g * kg + ko, y, xo] = acc[kk]
 
     return direct_kernel
+
+
+@cuda.jit
+def _sum_parts(parts, out):
+    """``out[i] = parts[0, i] + parts[1, i] + ...``, in that order, over the flat outputs."""
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        total = parts[0, i]
+        for p in range(1, parts.shape[0]):
+            total += parts[p, i]
+        out[i] = total
 
 
 def _blocked_weights(w, spec, kb):
@@ -103,19 +123,45 @@ def _blocked_weights(w, spec, kb):
 
 
 def launches(spec, sms=None):
-    """``[(kernel, grid, block)]``: the one launch of a call on ``spec``."""
-    return [("direct", *grid_1d(_items(spec), THREADS, sms, MAX_BLOCKS))]
+    """``[(kernel, grid, block)]``: the launches of a call on ``spec`` (the direct kernel,
+    then the sum of its parts when it splits its sums)."""
+    parts = _parts(spec, sms)
+    out = [("direct", *grid_1d(parts * _items(spec), THREADS, sms, MAX_BLOCKS))]
+    if parts > 1:
+        out.append(("sum_parts", *grid_1d(_outputs(spec), THREADS, sms, MAX_BLOCKS)))
+    return out
 
 
 def _items(spec):
-    """Work items: (image, group, channel block, output pixel)."""
+    """Work items of one part: (image, group, channel block, output pixel)."""
     return spec.n * spec.groups * -(-spec.kg // channel_block(spec.kg)) * spec.oh * spec.ow
 
 
+def _outputs(spec):
+    return spec.n * spec.k * spec.oh * spec.ow
+
+
+def _parts(spec, sms=None):
+    """Input-channel parts each output's sum is split into: the fewest that give
+    ``min_blocks(sms)`` blocks of `THREADS`, with at least `MIN_PART_PRODUCTS` products a
+    part and no empty part; 1 (no split) when the items fill the GPU already."""
+    want = -(-min_blocks(sms) * THREADS // _items(spec))
+    parts = max(1, min(want, spec.cg * spec.r * spec.s // MIN_PART_PRODUCTS, spec.cg))
+    return -(-spec.cg // _per_part(spec, parts))
+
+
+def _per_part(spec, parts):
+    """Input channels of each part but the last."""
+    return -(-spec.cg // parts)
+
+
 def workspace(spec):
-    """Device bytes `prepare` allocates: the blocked, zero-padded weights."""
+    """Device bytes `prepare` allocates: the blocked, zero-padded weights, and the partial
+    sums of a split call."""
     kb = channel_block(spec.kg)
-    return spec.groups * -(-spec.kg // kb) * kb * spec.cg * spec.r * spec.s * spec.itemsize
+    weights = spec.groups * -(-spec.kg // kb) * kb * spec.cg * spec.r * spec.s
+    parts = _parts(spec)
+    return (weights + (parts * _outputs(spec) if parts > 1 else 0)) * spec.itemsize
 
 
 def prepare(w, spec):
@@ -137,11 +183,18 @@ def prepare(w, spec):
     kb = channel_block(spec.kg)
     wt = cuda.to_device(_blocked_weights(w, spec, kb))
     pt, _, pl, _ = spec.pads
-    (_, grid, block), = launches(spec)
-    launch = launcher(_kernel(kb, index_type(_items(spec))), grid, block)
-    args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl)
+    parts = _parts(spec)
+    (_, grid, block), *reduce = launches(spec)
+    launch = launcher(_kernel(kb, index_type(parts * _items(spec))), grid, block)
+    args = (spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, _per_part(spec, parts))
+    if parts == 1:
+        return lambda x, out: launch(x, wt, *args, out.reshape((1, *out.shape)))
+    sums = cuda.device_array((parts, spec.n, spec.k, spec.oh, spec.ow), dtype=spec.dtype)
+    (_, grid, block), = reduce
+    add = launcher(_sum_parts, grid, block)
 
     def compute(x, out):
-        launch(x, wt, *args, out)
+        launch(x, wt, *args, sums)
+        add(sums.reshape((parts, _outputs(spec))), out.reshape((_outputs(spec),)))
 
     return compute

@@ -94,6 +94,34 @@ def test_direct_grid_stride(monkeypatch):
     check(direct, ConvSpec(n=2, c=2, h=9, k=5, r=3, padding=1))  # 2 * 2 blocks * 81 > 128
 
 
+@pytest.mark.parametrize("case, products, parts", [
+    ("tail channels", 18, 2),  # 5 channels: parts of 3 and 2
+    ("tail channels", 9, 5),  # one channel a part
+    ("groups 2", 9, 2), ("stride (2,3) dilation (2,1)", 1, 2), ("batch 2", 9, 3)])
+def test_direct_split_over_channels(monkeypatch, case, products, parts):
+    """A layer too small to fill the GPU splits each sum into parts over the input channels,
+    added up in part order by a second kernel; the workspace holds the partial sums."""
+    spec = CASES[case]
+    monkeypatch.setattr(direct, "min_blocks", lambda sms=None: 1 << 20)
+    monkeypatch.setattr(direct, "MIN_PART_PRODUCTS", products)
+    assert direct._parts(spec) == parts
+    assert [kernel for kernel, *_ in direct.launches(spec)] == ["direct", "sum_parts"]
+    blocked = spec.groups * -(-spec.kg // direct.channel_block(spec.kg)) * direct.channel_block(
+        spec.kg) * spec.cg * spec.r * spec.s
+    assert direct.workspace(spec) == (blocked + parts * spec.n * spec.k * spec.oh * spec.ow) * 4
+    check(direct, spec)
+    check(direct, spec.with_(dtype="float64"))
+
+
+def test_direct_splits_only_sums_long_enough():
+    """The parts of a split sum add up at least MIN_PART_PRODUCTS products each, and a layer
+    that fills the GPU is not split."""
+    small = ConvSpec(n=1, c=512, h=7, k=512, r=3, padding=1)
+    assert direct._parts(small, sms=132) == 6  # 6272 items of 4 channels -> 294 full blocks
+    assert direct._parts(small.with_(c=8, r=1, s=1, padding=0), sms=132) == 1  # 8 products
+    assert direct._parts(small.with_(n=32), sms=132) == 1
+
+
 def test_im2col_chunks_and_grid_stride(monkeypatch):
     """Column matrices for 2 of 3 images at a time (a short last chunk), and fewer unfolding
     threads than column elements."""
