@@ -229,11 +229,22 @@ def _run_ksplit(x, wmat, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, col_buf
                 _scatter(tmp, out, b, 0, p0)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _run_1x1(x, wmat, kblocks, out):
-    """1x1, stride 1, no padding: ``out[b, group] = wmat[g] @ x[b, group]`` viewed (cg, h*w)."""
-    for b in range(x.shape[0]):
-        _gemms(wmat, x[b], out[b], kblocks)
+    """1x1, stride 1, no padding: ``out[b, group] = wmat[g] @ x[b, group]`` viewed (cg, h*w),
+    one single-threaded GEMM per Numba thread for each (image, group, block of ``kblocks``
+    of the group's output channels).
+
+    Images are shared before channels: two threads splitting one image's GEMM by output
+    channels each pack the whole image into BLAS' panels, so from as many images as threads
+    on, each GEMM is a whole image's (``kblocks`` 1).  Measured on 2 cores at batch 8, 256
+    -> 64 at 56 x 56: 71 GFLOP/s split by channels, 107 by images."""
+    groups, kg, kcol = wmat.shape
+    per_image = groups * kblocks
+    for j in prange(x.shape[0] * per_image):
+        b, g, kb = j // per_image, j % per_image // kblocks, j % kblocks
+        k0, k1 = kb * kg // kblocks, (kb + 1) * kg // kblocks
+        np.dot(wmat[g, k0:k1], x[b, g * kcol:(g + 1) * kcol], out[b, g * kg + k0:g * kg + k1])
 
 
 def _blocks(spec, p, threads) -> tuple[str, int, int]:
@@ -292,10 +303,11 @@ def prepare(w, spec, params=None):
     split, rows_blk, _ = _blocks(spec, p, threads)
 
     if split == "1x1":
+        per_image = max(1, min(kg, -(-threads // (g * spec.n))))
 
         def compute(x, out):
             with single_threaded_blas():
-                _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat, kblocks,
+                _run_1x1(x.reshape(spec.n, spec.c, spec.h * spec.w), wmat, per_image,
                          out.reshape(spec.n, spec.k, oh * ow))
 
         compute.params = p
