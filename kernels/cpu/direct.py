@@ -448,21 +448,28 @@ def _pack_oc(w, groups, taps, swapped, wp):
     `convbench_kernels.directions.SwappedFilter` describes (``w`` its source): ``f[g*kg +
     kk, ci, t] = w[g*cg + ci, kk, taps[t]]``, read here in the same pass.  One work item per
     (group, block)."""
-    kblocks, cg, nt, cols = wp.shape[1], wp.shape[2], wp.shape[3], wp.shape[4]
+    kblocks = wp.shape[1]
     kg = w.shape[1] if swapped else w.shape[0] // groups
     for item in prange(groups * kblocks):
         g, kb = item // kblocks, item % kblocks
-        k0 = kb * cols
-        real = min(cols, kg - k0)
-        dst = wp[g, kb]
-        for ci in range(cg):
-            src = w[g * cg + ci, k0:k0 + real] if swapped else w[g * kg + k0:g * kg + k0 + real, ci]
-            d = dst[ci]
+        _pack_block(w, g, kb, kg, taps, swapped, wp[g, kb])
+
+
+@njit(cache=True, inline="always")
+def _pack_block(w, g, kb, kg, taps, swapped, dst):
+    """Block ``kb`` of group ``g`` of `_pack_oc`'s ``wp`` into ``dst`` (cg, taps, cols)."""
+    cg, nt, cols = dst.shape
+    k0 = kb * cols
+    real = min(cols, kg - k0)
+    for ci in range(cg):
+        src = w[g * cg + ci, k0:k0 + real] if swapped else w[g * kg + k0:g * kg + k0 + real, ci]
+        d = dst[ci]
+        for t in range(nt):
+            tap = taps[t]
+            dt = d[t]
             for j in range(real):
-                s = src[j]
-                for t in range(nt):
-                    d[t, j] = s[taps[t]]
-            d[:, real:] = 0
+                dt[j] = src[j, tap]
+            dt[real:] = 0
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -482,15 +489,10 @@ def _direct_oc(xq, wp, toff, wq, out, pixels, vecs, lanes):
     width.  Work item: (image, group, channel block, output row, pixel tile), pixel tiles
     innermost, so that a thread's consecutive items reuse one block's weights from L2.
     """
-    ct = len(pixels)
-    n, c, L = xq.shape
-    groups, kblocks, cg, taps, cols = wp.shape
-    k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    kg = k // groups
-    xf = xq.reshape(-1)
-    wf = wp.reshape(-1)
-    of = out.reshape(-1)
-    xtiles = -(-ow // ct)
+    n = xq.shape[0]
+    groups, kblocks = wp.shape[0], wp.shape[1]
+    oh, ow = out.shape[2], out.shape[3]
+    xtiles = -(-ow // len(pixels))
     for item in prange(n * groups * kblocks * oh * xtiles):
         xt = item % xtiles
         rest = item // xtiles
@@ -498,24 +500,79 @@ def _direct_oc(xq, wp, toff, wq, out, pixels, vecs, lanes):
         rest //= oh
         kb = rest % kblocks
         rest //= kblocks
-        g = rest % groups
-        b = rest // groups
-        x0 = min(xt * ct, ow - ct)
-        acc = stack_tile(xq, pixels, vecs, lanes)  # (ct, cols)
-        for r in range(ct):
-            for j in range(acc.shape[1]):
-                acc[r, j] = 0
-        for ci in range(cg):
-            xc = ((b * c + g * cg + ci) * L) + y * wq + x0
-            wc = (((g * kblocks + kb) * cg + ci) * taps) * cols
-            for t in range(taps):
-                fma_tile(acc, wf, U(wc + t * cols), xf, xc + toff[t], 1, pixels, vecs, lanes)
-        kcount = min(cols, kg - kb * cols)
-        o = ((b * k + g * kg + kb * cols) * oh + y) * ow + x0
-        for r in range(ct):
-            for j in range(acc.shape[1]):
-                if j < kcount:
-                    of[o + j * oh * ow + r] = acc[r, j]
+        _oc_tile_at(xq, wp[rest % groups, kb], toff, wq, out, rest // groups, rest % groups,
+                    kb, y, xt, pixels, vecs, lanes)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _direct_oc_packing(xq, w, groups, taps, swapped, toff, wq, out, wbuf, pixels, vecs,
+                       lanes):
+    """`_direct_oc` packing its weights as it goes: each thread takes whole jobs, (group,
+    channel block), packs the job's block (`_pack_block`, from ``w`` as `_pack_oc` reads
+    it) into its own ``wbuf[t]`` (cg, taps, cols) and computes every tile of it.  The jobs
+    that would not share evenly among the threads (11 blocks of 48 channels for 2 threads)
+    are each split by output rows (of all images) among the threads, each packing the block.
+
+    For a filter that must be packed on every call (a gradient's swapped filter, ``w`` its
+    source) and does not fit the caches: the pack reads the filter once, as `_pack_oc` does,
+    but writes blocks that stay in the threads' L2 for their tiles, where `_pack_oc` writes
+    the whole packed filter to memory for the multiply to read back (3x3 512 -> 512 at 7 x 7,
+    9.4 MB: a pass each way through memory)."""
+    n = xq.shape[0]
+    threads = wbuf.shape[0]
+    cols = wbuf.shape[3]
+    oh, ow = out.shape[2], out.shape[3]
+    kg = out.shape[1] // groups
+    kblocks = -(-kg // cols)
+    xtiles = -(-ow // len(pixels))
+    rows = n * oh
+    jobs = groups * kblocks
+    whole = jobs - jobs % threads  # jobs run whole; each of the rest in `threads` parts
+    for t in prange(threads):
+        block = wbuf[t]
+        for unit in range(t, whole + (jobs - whole) * threads, threads):
+            job, part, parts = unit, 0, 1
+            if unit >= whole:
+                job, part = divmod(unit - whole, threads)
+                job, parts = whole + job, threads
+            g, kb = job // kblocks, job % kblocks
+            _pack_block(w, g, kb, kg, taps, swapped, block)
+            for row in range(part * rows // parts, (part + 1) * rows // parts):
+                for xt in range(xtiles):
+                    _oc_tile_at(xq, block, toff, wq, out, row // oh, g, kb, row % oh, xt,
+                                pixels, vecs, lanes)
+
+
+@njit(cache=True, inline="always")
+def _oc_tile_at(xq, block, toff, wq, out, b, g, kb, y, xt, pixels, vecs, lanes):
+    """One tile of `_direct_oc`: pixel tile ``xt`` of output row ``y`` of image ``b`` by
+    output-channel block ``kb`` of group ``g``, whose packed weights are ``block`` (cg,
+    taps, cols)."""
+    ct = len(pixels)
+    c, L = xq.shape[1], xq.shape[2]
+    cg, taps, cols = block.shape
+    k, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    groups = c // cg
+    kg = k // groups
+    xf = xq.reshape(-1)
+    wf = block.reshape(-1)
+    of = out.reshape(-1)
+    x0 = min(xt * ct, ow - ct)
+    acc = stack_tile(xq, pixels, vecs, lanes)  # (ct, cols)
+    for r in range(ct):
+        for j in range(acc.shape[1]):
+            acc[r, j] = 0
+    for ci in range(cg):
+        xc = ((b * c + g * cg + ci) * L) + y * wq + x0
+        wc = ci * taps * cols
+        for t in range(taps):
+            fma_tile(acc, wf, U(wc + t * cols), xf, xc + toff[t], 1, pixels, vecs, lanes)
+    kcount = min(cols, kg - kb * cols)
+    o = ((b * k + g * kg + kb * cols) * oh + y) * ow + x0
+    for r in range(ct):
+        for j in range(acc.shape[1]):
+            if j < kcount:
+                of[o + j * oh * ow + r] = acc[r, j]
 
 
 def _chunk(toff, tile, itemsize, chunk_bytes, cg) -> int:
@@ -679,24 +736,48 @@ def _pixel_lanes(w, spec, p, geometry):
 
 def _channel_lanes(w, spec, tile, geometry):
     """``multiply(xq, out)`` by `_direct_oc`, the weights (an array, or a `SwappedFilter`)
-    packed now (`_pack_oc`)."""
+    packed now (`_pack_oc`), or by `_direct_oc_packing` for a swapped filter that
+    `_packs_in_jobs`."""
     dtype = np.dtype(spec.dtype)
     ct, kv = tile
     lanes = current().lanes(dtype.itemsize)
     cols = kv * lanes
     toff, wq = geometry[3], geometry[1]
+    tokens = (token(ct), token(kv), token(lanes))
+    swapped = isinstance(w, SwappedFilter)
+    if swapped and _packs_in_jobs(w, dtype.itemsize):
+        threads = numba.get_num_threads()
+        wbuf = pooled_empty((threads, spec.cg, spec.r * spec.s, cols), dtype)
+
+        def multiply(xq, out):
+            _direct_oc_packing(xq, w.source, spec.groups, w.taps, True, toff, wq, out, wbuf,
+                               *tokens)
+
+        return multiply
     wp = pooled_empty((spec.groups, -(-spec.kg // cols), spec.cg, spec.r * spec.s, cols), dtype)
-    if isinstance(w, SwappedFilter):
+    if swapped:
         _pack_oc(w.source, spec.groups, w.taps, True, wp)
     else:
         _pack_oc(w.reshape(spec.k, spec.cg, spec.r * spec.s), spec.groups,
                  np.arange(spec.r * spec.s), False, wp)
-    tokens = (token(ct), token(kv), token(lanes))
 
     def multiply(xq, out):
         _direct_oc(xq, wp, toff, wq, out, *tokens)
 
     return multiply
+
+
+def _packs_in_jobs(w: SwappedFilter, itemsize: int) -> bool:
+    """Whether a gradient's swapped filter is packed block by block inside the multiply's
+    jobs (`_direct_oc_packing`) rather than whole before it (`_pack_oc`): where the filter
+    is larger than a core's L2, so that the packed filter would go to memory and back.
+
+    Per call, input gradient (AVX-512, 2 cores, ms, whole filter packed first -> in the
+    jobs): 3x3 512 -> 512 at 7 x 7 (9.4 MB) 2.0 -> 1.66 at batch 1 and 9.8 -> 8.2 at batch
+    8, 256 -> 256 at 14 x 14 (2.4 MB) 1.18 -> 1.14 and 7.6 -> 7.4; below the L2 the jobs
+    lost: 1x1 256 -> 1024 at 14 x 14 (1 MB) 4.8 -> 5.6 and 128 -> 128 at 28 x 28 7.5 -> 7.9
+    at batch 8 (every block packed by one thread, none shared)."""
+    return math.prod(w.shape) * itemsize > (current().l2_bytes or 1 << 20)
 
 
 def _on_input(spec, geometry, multiply):

@@ -81,6 +81,14 @@ def test_workspace_covers_the_packed_weights():
     assert on >= packed + spec.itemsize * spec.n * spec.c * 16 * 16
 
 
+def test_a_filter_larger_than_the_l2_is_packed_in_jobs():
+    l2 = current().l2_bytes or 1 << 20
+    swapped = directions.SwappedFilter(np.empty((1, 1, 1), np.float32), 1, np.zeros(1),
+                                       (l2 // 4, 1, 1, 1))
+    assert not direct._packs_in_jobs(swapped, 4)
+    assert direct._packs_in_jobs(swapped, 8)
+
+
 def _gradient_of_input(spec, params, reads_swapped):
     """Direct's gradient of the input for ``spec`` with ``params``, its forward kernels
     handed each phase's filter described (``reads_swapped``) or built."""
@@ -100,10 +108,14 @@ def _gradient_of_input(spec, params, reads_swapped):
     dict(n=2, c=64, k=8, h=10, w=12, r=3, s=3, groups=2, dilation=(2, 1), padding=2),
     dict(n=2, c=32, k=16, h=9, w=9, r=1, s=1),
 ], ids=lambda kw: ConvSpec(**kw).id)
-def test_a_gradients_filter_is_packed_from_the_layers_weights(shape, dtype):
+@pytest.mark.parametrize("in_jobs", [False, True], ids=["packed first", "packed in jobs"])
+def test_a_gradients_filter_is_packed_from_the_layers_weights(shape, dtype, in_jobs,
+                                                              monkeypatch):
     """The channel-lane kernel packs each phase's swapped, flipped filter straight from the
-    layer's weights, and computes what the pixel-lane kernel computes from the built filter,
-    to the bit."""
+    layer's weights (whole before the multiply, or each block inside the job that uses it,
+    a block shared by threads split by rows), and computes what the pixel-lane kernel
+    computes from the built filter, to the bit."""
+    monkeypatch.setattr(direct, "_packs_in_jobs", lambda w, itemsize: in_jobs)
     spec = ConvSpec(dtype=dtype, **shape)
     params = ON
     for phase in directions.data_phases(spec.with_(direction="bwd_d")):
