@@ -375,21 +375,38 @@ def _run_weight(x, dy, groups, r, s, sh, sw, dh, dw, pt, pl, oh, ow, rows_blk, c
 
 
 @njit(parallel=True, cache=True)
-def _weight_gemms(dy, b, col, groups, kblocks, first, tmp, dw):
-    """``dw[g, k0:k1] (+)= dy[b, g's k0:k1] @ col[g's rows].T`` for every group and block of
-    output channels, one single-threaded BLAS GEMM per Numba thread; ``first``: write rather
-    than add (each thread adds through its own ``tmp`` block)."""
-    groups_, kg, kcol = dw.shape
-    for j in prange(groups * kblocks):
-        g, kb = j // kblocks, j % kblocks
+def _weight_gemms(dy, b, col, groups, kblocks, jblocks, first, tmp, dw):
+    """``dw[g, k0:k1, j0:j1] (+)= dy[b, g's k0:k1] @ col[g's rows j0:j1].T`` for every group
+    and block, one single-threaded BLAS GEMM per Numba thread; ``first``: write rather than
+    add (each thread adds through its own ``tmp`` row).
+
+    The blocks cut one side of ``dw``: ``kblocks`` blocks of output channels, or
+    ``jblocks`` of columns (the other 1).  Each thread's GEMM packs its own rows of the
+    operand it cuts and all of the other, so the larger operand is cut: 1x1 1024 -> 256 @14
+    at batch 8 (a column matrix of 1024 x 1568 against 256 rows of dy), 3.7 ms cut by
+    output channels, 3.2 by columns.  A column block's GEMM writes into ``tmp``, whose
+    rows are then copied (or added) into ``dw``'s."""
+    kg, kcol = dw.shape[1], dw.shape[2]
+    blocks = kblocks * jblocks
+    for j in prange(groups * blocks):
+        g, kb, jb = j // blocks, j % blocks // jblocks, j % jblocks
         k0, k1 = kb * kg // kblocks, (kb + 1) * kg // kblocks
+        j0, j1 = jb * kcol // jblocks, (jb + 1) * kcol // jblocks
         rows = dy[b, g * kg + k0:g * kg + k1]
-        if first:
-            np.dot(rows, col[g * kcol:(g + 1) * kcol].T, dw[g, k0:k1])
-        else:
-            t = tmp[j, : k1 - k0]
-            np.dot(rows, col[g * kcol:(g + 1) * kcol].T, t)
+        cols = col[g * kcol + j0:g * kcol + j1]
+        if jblocks == 1 and first:
+            np.dot(rows, cols.T, dw[g, k0:k1])
+        elif jblocks == 1:
+            t = tmp[j, : (k1 - k0) * kcol].reshape(k1 - k0, kcol)
+            np.dot(rows, cols.T, t)
             dw[g, k0:k1] += t
+        else:
+            t = tmp[j, : (k1 - k0) * (j1 - j0)].reshape(k1 - k0, j1 - j0)
+            np.dot(rows, cols.T, t)
+            if first:
+                dw[g, k0:k1, j0:j1] = t
+            else:
+                dw[g, k0:k1, j0:j1] += t
 
 
 @njit(parallel=True, cache=True)
@@ -416,7 +433,8 @@ def _weight_blocks(spec, params) -> int:
 
 
 def _weight_by_channels(spec, p) -> bool:
-    """Whether the weight gradient splits by output channels (`_prepare_weight_ksplit`)."""
+    """Whether the weight gradient splits the gradient, by output channels or columns,
+    rather than the pixels (`_prepare_weight_ksplit`)."""
     npix = spec.oh * spec.ow
     return (npix < 4 * p["small_image"] * numba.get_num_threads()
             and spec.c * spec.r * spec.s * npix * spec.itemsize <= p["col_budget"])
@@ -426,6 +444,17 @@ def _images_a_gemm(spec, p) -> int:
     """Images whose column matrices `_prepare_weight_ksplit` packs side by side."""
     crs_pix = spec.c * spec.r * spec.s * spec.oh * spec.ow * spec.itemsize
     return max(1, min(spec.n, p["col_budget"] // crs_pix))
+
+
+def _cuts_columns(spec, depth) -> bool:
+    """Whether `_weight_gemms` cuts the gradient's columns rather than its output channels:
+    where the column matrix is the larger operand (each thread then packs only its share
+    of it) and the GEMMs are deep enough (``depth`` pixels) to pay for copying their blocks
+    into the gradient, at least twice its output channels.  Per call at batch 8 (AVX-512,
+    2 cores, ms, output channels -> columns): 1x1 1024 -> 256 @14 5.3 -> 4.5, 3x3 256 @14
+    11.5 -> 9.7 (depth 1568); 3x3 512 @7 9.8 -> 10.0 (392); at batch 1, 512 @7 1.86 ->
+    2.13 (49: its 9.4 MB gradient copied)."""
+    return spec.cg * spec.r * spec.s > spec.kg and depth >= 2 * spec.kg
 
 
 def workspace_weight(spec, params=None):
@@ -483,8 +512,9 @@ def prepare_weight(x, spec, params=None):
 
 def _prepare_weight_ksplit(x, spec, p, threads):
     """`prepare_weight` for images too small to split by pixels: the GEMMs split by output
-    channels instead (512 -> 512 @7: the pixel split's per-thread partial gradients, 9 MB
-    each, cost more than the GEMMs; 2.3 ms against 6 ms).
+    channels or columns of the gradient instead (`_weight_gemms`; 512 -> 512 @7: the pixel
+    split's per-thread partial gradients, 9 MB each, cost more than the GEMMs; 2.3 ms
+    against 6 ms).
 
     As many images as ``col_budget`` holds are packed side by side and multiplied at once,
     their pixels one GEMM's depth: 512 -> 512 @7 at batch 8 is one GEMM of depth 392 (6.6 ms,
@@ -494,10 +524,11 @@ def _prepare_weight_ksplit(x, spec, p, threads):
     npix = spec.oh * spec.ow
     crs = spec.c * spec.r * spec.s
     nb = _images_a_gemm(spec, p)
-    kblocks = max(1, min(spec.kg, -(-threads // spec.groups)))
+    blocks = max(1, min(max(spec.kg, kcol), -(-threads // spec.groups)))
+    kblocks, jblocks = (1, blocks) if _cuts_columns(spec, nb * npix) else (blocks, 1)
     col = pooled_empty((crs, nb * npix), dtype)
     dys = pooled_empty((1, spec.k, nb * npix), dtype)
-    tmp = np.empty((spec.groups * kblocks, -(-spec.kg // kblocks), kcol), dtype)
+    tmp = np.empty((spec.groups * blocks, -(-spec.kg // kblocks) * -(-kcol // jblocks)), dtype)
     pt, _, pl, _ = spec.pads
     geometry = (spec.r, spec.s, spec.sh, spec.sw, spec.dh, spec.dw, pt, pl, spec.oh, spec.ow)
 
@@ -510,7 +541,7 @@ def _prepare_weight_ksplit(x, spec, p, threads):
             dyb.reshape(spec.k, m, npix)[:] = dy[b0:b0 + m].transpose(1, 0, 2)
             with single_threaded_blas():
                 _pack_images(x, b0, *geometry, cols, threads)
-                _weight_gemms(dyb, 0, cols, spec.groups, kblocks, b0 == 0, tmp,
+                _weight_gemms(dyb, 0, cols, spec.groups, kblocks, jblocks, b0 == 0, tmp,
                               dw.reshape(spec.groups, spec.kg, kcol))
 
     compute.params = p

@@ -141,8 +141,10 @@ def test_phases_cover_dx_once():
 @pytest.mark.parametrize("case", ["tail channels", "groups 4 stride 2", "batch 3", "float64",
                                   "padding beyond the filter"])
 def test_im2col_weight_gradient_both_splits(case, small_image, images):
-    """Split by pixels, or by channels with every image in one GEMM or (a column budget of
-    two images) in chunks of two, the last one partial at batch 3."""
+    """Split by pixels, or by blocks of the gradient with every image in one GEMM or (a
+    column budget of two images) in chunks of two, the last one partial at batch 3; the
+    blocks cut the columns (cg*r*s > kg) or, padding beyond the filter (3 columns, 4 output
+    channels), the output channels."""
     from convbench_kernels.cpu import im2col
 
     spec = CASES[case].with_(direction="bwd_w")
@@ -155,6 +157,17 @@ def test_im2col_weight_gradient_both_splits(case, small_image, images):
     im2col.prepare_weight(b, spec, params)(a, out)
     err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
     assert err <= registry.get("im2col").tolerance[spec.dtype]
+
+
+def test_im2col_weight_gradient_cuts_the_larger_side():
+    """The split by blocks of the gradient cuts its columns where they outnumber its output
+    channels and the GEMMs are at least twice as deep as those, else its output channels
+    (the cases of the test above reach both)."""
+    from convbench_kernels.cpu import im2col
+
+    assert im2col._cuts_columns(CASES["tail channels"], 38)  # 117 columns, 19 channels
+    assert not im2col._cuts_columns(CASES["tail channels"], 37)
+    assert not im2col._cuts_columns(CASES["padding beyond the filter"], 100)  # 3 < 4
 
 
 @pytest.mark.parametrize("k_inner", [False, True], ids=["dy-rows-shared", "x-columns-shared"])
