@@ -22,20 +22,20 @@ loads of dy and ``nj`` of x feed ``kb * nj`` fused multiply-adds), summed across
 the tile's pixels are done.  Consecutive columns are neighbouring taps of one channel, whose
 reads overlap: the x loads hit L1.
 
-Work: the pixels (images x grid) are cut in chunks of about ``chunk_bytes`` of dy and x rows;
-every chunk runs all tiles, (group, output-channel block, column block), in one ``prange``,
-and each tile adds its cross-lane sums (`convbench_kernels.cpu.microkernel.lane_sum`) into
-``dw`` (a tile's outputs belong to one work item: no race).  The output gradient goes onto
-the grid a chunk at a time, just before the chunk's tiles, into one chunk's workspace: the
-tiles read it from the caches, where a copy of the whole of it went through memory and back
-(conv1 at batch 8: 26 MB; 12.7 -> 11.2 ms a call with the copy's loops unsigned).  Images whose grids are smaller
-than a chunk share one (512 -> 512 @7 at batch 8: the eight images in one chunk of 512
-pixels), so that a tile's cross-lane sums are amortised over more pixels.  Every row and
-column of a tile reads at its own offset (``ko``, ``jo``): a last block of output channels
-or columns that the tile overhangs repeats its last valid row or column, whose sums are
-dropped.  An unpadded 1x1 stride-1 layer whose images are whole vectors reads x and dy in
-place: its grid is the image (ResNet-50's 1x1 64 -> 256 @56 at batch 8: copying dy, 26 MB,
-was a quarter of the call).
+Work: the pixels (images x grid) are cut in chunks of about ``chunk_bytes`` of dy and x
+rows; every chunk runs all tiles, (group, output-channel block, column block), in one
+``prange``, and each tile adds its cross-lane sums
+(`convbench_kernels.cpu.microkernel.lane_sum`) into ``dw`` (a tile's outputs belong to one
+work item: no race). The output gradient goes onto the grid a chunk at a time, just before
+the chunk's tiles, into one chunk's workspace: the tiles read it from the caches, where a
+copy of the whole of it went through memory and back (conv1 at batch 8: 26 MB; 12.7 -> 11.2
+ms a call with the copy's loops unsigned). Images whose grids are smaller than a chunk share
+one (512 -> 512 @7 at batch 8: the eight images in one chunk of 512 pixels), so that a
+tile's cross-lane sums are amortised over more pixels. Every row and column of a tile reads
+at its own offset (``ko``, ``jo``): a last block of output channels or columns that the tile
+overhangs repeats its last valid row or column, whose sums are dropped. An unpadded 1x1
+stride-1 layer whose images are whole vectors reads x and dy in place: its grid is the image
+(ResNet-50's 1x1 64 -> 256 @56 at batch 8: copying dy, 26 MB, was a quarter of the call).
 
 Supported problems
 ------------------
