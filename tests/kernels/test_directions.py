@@ -159,6 +159,22 @@ def test_im2col_weight_gradient_both_splits(case, small_image, images):
     assert err <= registry.get("im2col").tolerance[spec.dtype]
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_im2col_weight_gradient_reads_a_1x1_in_place(groups):
+    """Split by pixels, whole images of an unpadded 1x1 stride-1 layer are their own column
+    matrices: x and dy read in place (batch 3: one thread takes two images)."""
+    from convbench_kernels.cpu import im2col
+
+    spec = CASES["1x1 pointwise"].with_(n=3, c=6, k=8, groups=groups, direction="bwd_w")
+    a, b, ref = operands(spec)
+    params = {**im2col._params(), "small_image": 1}
+    assert im2col._weight_blocks(spec, params) == spec.oh  # whole images a block
+    out = np.full(spec.result_shape, np.nan, spec.dtype)
+    im2col.prepare_weight(b, spec, params)(a, out)
+    err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+    assert err <= registry.get("im2col").tolerance[spec.dtype]
+
+
 def test_im2col_weight_gradient_cuts_the_larger_side():
     """The split by blocks of the gradient cuts its columns where they outnumber its output
     channels and the GEMMs are at least twice as deep as those, else its output channels
