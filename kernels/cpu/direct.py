@@ -39,7 +39,8 @@ its last pixel tile moved back so as not to read past the array.
 
 A second kernel puts output channels in the lanes instead (`_direct_oc`): a tile of ``ct``
 pixels of one output row by ``kv`` vectors of output channels, each step broadcasting the
-``ct`` input pixels into ``kv`` weight vectors, from weights packed per call (`_pack_oc`).  It
+``ct`` input pixels into ``kv`` weight vectors, from weights packed per call (`_pack_oc`; a
+gradient's filter larger than the L2 block by block inside the jobs, `_direct_oc_packing`).  It
 computes only real pixels (no dropped grid columns, no pixel vector half past a small
 image's end) and, with AVX-512's broadcasts as memory operands, loads less per multiply-add;
 it runs where there are enough pixels to pay for the pack and registers for its tile
