@@ -489,6 +489,7 @@ def prepare_weight(x, spec, params=None):
     p = _params(params)
     dtype = np.dtype(spec.dtype)
     threads = numba.get_num_threads()
+    x = np.ascontiguousarray(x)  # a 1x1 layer's images are read in place as matrices
     pt, _, pl, _ = spec.pads
     kcol = spec.cg * spec.r * spec.s
     crs = spec.c * spec.r * spec.s
