@@ -225,6 +225,7 @@ def prepare(x, spec, params=None):
     tile = (token(p["kb"]), token(p["nj"]), token(vl))
     k_inner = p["k_inner"] if p.get("k_inner") is not None else spec.cg > spec.kg
     x = np.ascontiguousarray(x)
+
     def tiles(xq, dyq, chunk, first_image, first, dw):
         _weight(xq, dyq, ko, jo, chunk, first_image, first, k_inner,
                 dw.reshape(spec.groups, kg, cg * taps), *tile)
@@ -241,9 +242,9 @@ def prepare(x, spec, params=None):
 
         def compute(dy, dw):
             direct._phase_split(x, pt, pl, spec.sh, spec.sw, hq, wq, ps, nb, xq)
-            for i, (b0, b1, p0, p1) in enumerate(chunks):
-                _grid_dy(dy, wq, b0, b1, p0, p1, dyq)
-                tiles(xq, dyq, chunks[i], b0, i == 0, dw)
+            for i, chunk in enumerate(chunks):
+                _grid_dy(dy, wq, *chunk, dyq)
+                tiles(xq, dyq, chunk, chunk[0], i == 0, dw)
 
     compute.params = p
     compute.chunks = chunks  # rows (first image, end image, first pixel, end pixel)

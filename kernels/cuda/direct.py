@@ -138,6 +138,7 @@ def _items(spec):
 
 
 def _outputs(spec):
+    """Elements of the output."""
     return spec.n * spec.k * spec.oh * spec.ow
 
 
@@ -190,11 +191,12 @@ def prepare(w, spec):
     if parts == 1:
         return lambda x, out: launch(x, wt, *args, out.reshape((1, *out.shape)))
     sums = cuda.device_array((parts, spec.n, spec.k, spec.oh, spec.ow), dtype=spec.dtype)
+    flat_sums = sums.reshape((parts, _outputs(spec)))
     (_, grid, block), = reduce
     add = launcher(_sum_parts, grid, block)
 
     def compute(x, out):
         launch(x, wt, *args, sums)
-        add(sums.reshape((parts, _outputs(spec))), out.reshape((_outputs(spec),)))
+        add(flat_sums, out.reshape((_outputs(spec),)))
 
     return compute
