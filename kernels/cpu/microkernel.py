@@ -284,6 +284,107 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
                        lanes), codegen)
 
 
+@intrinsic
+def dot_lanes(typingctx, dst, di, src, si, step, coef, ci, terms, lanes):
+    """``dst.flat[di:di + VL] = sum_i coef.flat[ci + i] * src.flat[si + i*step : +VL]`` over
+    the ``len(terms)`` terms (VL: the ``lanes`` token's length): a linear combination of
+    vectors, summed in one register (fused multiply-adds) and stored once.  A sum kept in
+    memory and added to term by term waits for each store to reach the next load: the
+    Winograd tile transforms ran 4x slower so."""
+    if not all(isinstance(t, types.BaseTuple) for t in (terms, lanes)):
+        return None
+    dt = dst.dtype
+    nt, vl = len(terms), len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, srca, sio, sto, cfa, cio = args[:7]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        align = dt.bitwidth // 8
+        cptr = context.make_array(sig.args[5])(context, builder, cfa).data
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+        total = ir.Constant(vty, [ir.Constant(fty, 0.0)] * vl)
+        for i in range(nt):
+            c = builder.load(cgutils.gep(builder, cptr, builder.add(
+                cio, ir.Constant(cio.type, i))), align=align)
+            cv = builder.shuffle_vector(builder.insert_element(undef, c, ir.Constant(
+                ir.IntType(32), 0)), undef, zeros)
+            off = builder.add(sio, builder.mul(sto, ir.Constant(sto.type, i)))
+            v = builder.load(_vector_at(context, builder, sig.args[2], srca, off, vty),
+                             align=align)
+            total = builder.call(fma, [cv, v, total])
+        builder.store(total, _vector_at(context, builder, sig.args[0], dsta, dio, vty),
+                      align=align)
+        return context.get_dummy_value()
+
+    return (types.void(dst, types.int64, src, types.int64, types.int64, coef, types.int64,
+                       terms, lanes), codegen)
+
+
+@intrinsic
+def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side, lanes):
+    """One tile's 2-D transform in vectors: ``dst.flat[di + (e1*a + e2)*dstep : +VL] = (mat
+    @ d @ mat.T)[e1, e2]`` with ``d[i, j] = src.flat[si + i*rstep + j*cstep : +VL]`` and
+    ``mat`` (a x a, C order; a = len(side)), every element a vector of VL lanes (VL = len(lanes)).
+
+    Written out for each row e1: its a sums ``sum_i mat[e1, i] d[i, j]`` stay in registers
+    and feed the a outputs of that row directly, each a chain of fused multiply-adds stored
+    once: no intermediate in memory and each coefficient loaded once a row (a loop over
+    `dot_lanes` calls stored and reloaded the intermediate and loaded 864 vectors a 6 x 6
+    tile instead of about 470).
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (side, lanes)):
+        return None
+    dt = dst.dtype
+    a, vl = len(side), len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, dso, srca, sio, rso, cso, mata = args[:8]
+        fty = context.get_data_type(dt)
+        vty = ir.VectorType(fty, vl)
+        align = dt.bitwidth // 8
+        mptr = context.make_array(sig.args[7])(context, builder, mata).data
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        undef = ir.Constant(vty, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
+        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * vl)
+        i64 = ir.IntType(64)
+
+        def coef(k):
+            c = builder.load(cgutils.gep(builder, mptr, ir.Constant(i64, k)), align=align)
+            return builder.shuffle_vector(builder.insert_element(
+                undef, c, ir.Constant(ir.IntType(32), 0)), undef, zeros)
+
+        def at(arr, argty, off):
+            return _vector_at(context, builder, argty, arr, off, vty)
+
+        for e1 in range(a):
+            row = [zero] * a
+            for i in range(a):
+                c = coef(e1 * a + i)
+                base = builder.add(sio, builder.mul(rso, ir.Constant(rso.type, i)))
+                for j in range(a):
+                    off = builder.add(base, builder.mul(cso, ir.Constant(cso.type, j)))
+                    v = builder.load(at(srca, sig.args[3], off), align=align)
+                    row[j] = builder.call(fma, [c, v, row[j]])
+            for e2 in range(a):
+                total = zero
+                for j in range(a):
+                    total = builder.call(fma, [coef(e2 * a + j), row[j], total])
+                off = builder.add(dio, builder.mul(dso, ir.Constant(dso.type, e1 * a + e2)))
+                builder.store(total, at(dsta, sig.args[0], off), align=align)
+        return context.get_dummy_value()
+
+    return (types.void(dst, types.int64, types.int64, src, types.int64, types.int64,
+                       types.int64, mat, side, lanes), codegen)
+
+
 def _vector_at(context, builder, arrty, arr, off, vty):
     """A pointer to the vector of type ``vty`` at ``arr.flat[off]`` (``arr`` of type
     ``arrty``)."""

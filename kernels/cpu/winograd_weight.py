@@ -36,6 +36,7 @@ Those of the forward Winograd kernels: 3 x 3, stride 1, dilation 1; any padding,
 batch; float32 and float64.
 """
 
+import math
 from functools import cache
 
 import numba
@@ -46,6 +47,14 @@ from numba import uint64 as u64
 from convbench_kernels.contract import winograd_3x3
 from convbench_kernels.cpu.common import carve, single_threaded_blas
 from convbench_kernels.cpu.direct import split_row
+from convbench_kernels.cpu.microkernel import (
+    combine_lanes,
+    copy_lanes,
+    fma_tile,
+    stack_tile,
+    transform_lanes,
+)
+from convbench_kernels.cpu.target import current, token
 from convbench_kernels.winograd_math import winograd_matrices
 
 supports = winograd_3x3
@@ -161,7 +170,8 @@ def _output(M, AT, dw):
     """``dw[g*kg + k, c] = AT @ M[:, g, k, c] (n x n) @ AT.T`` (3 x 3), vectorized over the
     channels c, each ``M[e, g, k]`` a unit-stride row (one 3 x 3 product at a time, reading
     ``M`` at a stride of k*c per element, took 16 ms for 512 -> 512 @7)."""
-    ne, groups, kg, cg = M.shape
+    groups = M.shape[1]
+    kg, cg = dw.shape[0] // groups, dw.shape[1]  # M may be padded past them
     m, n = AT.shape
     for job in prange(groups * kg):
         g, kk = job // kg, job % kg
@@ -187,26 +197,231 @@ def _output(M, AT, dw):
                     dw[g * kg + kk, c, i, j] = r[c]
 
 
+@njit(cache=True)
+def _strip(src, b, cb, y0, left, strip):
+    """``strip[i, q, l] = src[b, cb*VL + l, y0 + i, q - left]`` (VL = strip.shape[2]), zero
+    outside ``src`` and past its channels: rows of one image's channel block with the
+    channels in vector lanes, each patch element of a tile one vector.  Each vector is
+    gathered across the VL channel planes (lanes innermost: one store a vector, where
+    channels outermost stored every element alone)."""
+    n, chans, h, w = src.shape
+    rows, cols, vl = strip.shape
+    sf = src.reshape(-1)
+    for i in range(rows):
+        y = y0 + i
+        for q in range(cols):
+            x = q - left
+            if y < 0 or y >= h or x < 0 or x >= w:
+                for lane in range(vl):
+                    strip[i, q, lane] = 0
+                continue
+            base = ((b * chans + cb * vl) * h + y) * w + x
+            if cb * vl + vl <= chans:
+                for lane in range(vl):
+                    strip[i, q, lane] = sf[base + lane * h * w]
+            else:
+                for lane in range(vl):
+                    strip[i, q, lane] = sf[base + lane * h * w] if cb * vl + lane < chans else 0
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _tile_transforms(src, top, left, step, th, tw, r0, r1, mat, strips, out, group, cap, side,
+                     lanes):
+    """``out[e1*a + e2, (j*cap + tile)*group + i : +VL] = (mat @ d @ mat.T)[e1, e2]`` for every tile
+    of the tile rows ``r0 <= r < r1`` (row ``r = b*th + ty``; ``tile = (r - r0)*tw + tx``)
+    and channel block cb, ``d`` the a x a patch at (ty*step, tx*step) of ``src`` (n, C, H,
+    W) padded by ``top`` rows and ``left`` columns of zeros, and ``(j, i)`` = ``divmod(cb*VL,
+    group)``: the channels in blocks of ``group``, each block's ``cap`` tiles in a run.
+
+    A job is a tile row and channel block: its a rows of the image go into the thread's
+    ``strips[thread]`` (`_strip`, channels in lanes, in L1), then each of its tiles is
+    transformed in vectors of VL channels, in registers
+    (`convbench_kernels.cpu.microkernel.transform_lanes`).  ``side``, ``lanes``:
+    `convbench_kernels.cpu.target.token` s of a and VL."""
+    cblocks = -(-src.shape[1] // len(lanes))
+    cols, vl = strips.shape[2], len(lanes)
+    of = out.reshape(-1)
+    for job in prange((r1 - r0) * cblocks):
+        r, cb = r0 + job // cblocks, job % cblocks
+        b, ty = r // th, r % th
+        strip = strips[numba.get_thread_id()]
+        _strip(src, b, cb, ty * step - top, left, strip)
+        sf = strip.reshape(-1)
+        j, i = (cb * vl) // group, (cb * vl) % group
+        for tx in range(tw):
+            tile = (r - r0) * tw + tx
+            transform_lanes(of, (j * cap + tile) * group + i, out.shape[1], sf, tx * step * vl,
+                            cols * vl, vl, mat, side, lanes)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _block_products(U, V, kp, cp, cap, tiles, first, span, M, rows, vecs, lanes):
+    """``M[e] (+)= U[e, :tiles].T @ V[e, :tiles]`` (``first``: =) for every element e: row e
+    of U holds its tiles' kp channels one tile after the other, row e of V its cp channels
+    in column blocks of ``vecs`` vectors, each block's ``cap`` tiles one after the other
+    (`_tile_transforms`); M (ne, kp, cp).
+
+    Register tiles of ``rows`` output channels by a column block
+    (`convbench_kernels.cpu.microkernel.fma_tile`: per tile one U element broadcast a row,
+    the block's vectors of V loaded once).  A job is an (element, column block); it walks
+    the tiles in spans of ``span`` whose V (in L1) every row block then reads, each adding
+    its span's sums, started from zero, into M (summing all the tiles in one chain of
+    additions lost up to 10x more precision, F(3x3, 2x2) on 64 -> 64 @56 at batch 8)."""
+    KB, NV, vl = len(rows), len(vecs), len(lanes)
+    cols = NV * vl
+    ne, us, vs = U.shape[0], U.shape[1], V.shape[1]
+    kblocks, jblocks = kp // KB, cp // cols
+    uf, vf, mf = U.reshape(-1), V.reshape(-1), M.reshape(-1)
+    for job in prange(ne * jblocks):
+        e, jb = job // jblocks, job % jblocks
+        vbase = e * vs + jb * cap * cols
+        for s0 in range(0, tiles, span):
+            s1 = min(s0 + span, tiles)
+            for kb in range(kblocks):
+                acc = stack_tile(U, rows, vecs, lanes)
+                for r in range(KB):
+                    for j in range(cols):
+                        acc[r, j] = 0
+                for q in range(s0, s1):
+                    fma_tile(acc, vf, u64(vbase + q * cols), uf, e * us + q * kp + kb * KB, 1,
+                             rows, vecs, lanes)
+                base = (e * kp + kb * KB) * cp + jb * cols
+                for v in range(KB * NV):  # whole vectors at constant offsets: in registers
+                    o = base + v // NV * cp + v % NV * vl
+                    if first and s0 == 0:
+                        copy_lanes(mf, o, acc, v * vl, False, lanes)
+                    else:
+                        combine_lanes(mf, o, mf, o, acc, v * vl, 1.0, False, lanes)
+
 def _grid(spec, t):
     return -(-spec.oh // t), -(-spec.ow // t)
 
 
 def workspace(spec, t=2):
-    """Bytes of one call: the two transformed operands, the per-element products, and per
-    thread the phase planes of a channel and their row pass (at most the input's)."""
+    """Bytes of one call.  Blocked (`uses_blocks`): each thread's strip, U and V of one block of
+    tiles, and the per-element products.  Otherwise: the two transformed operands, the
+    products, and per thread the phase planes of a channel and their row pass (at most the
+    input's)."""
+    threads = numba.get_num_threads()
+    if uses_blocks(spec, t):
+        shapes = _blocked_arrays(spec, t, current(), threads)
+        return sum(math.prod(shape) for shape in shapes) * spec.itemsize
     th, tw = _grid(spec, t)
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
     per_thread = (t * t + ne + 1) * (spec.n * (th + 2) * (tw + 2) + tw + 3)
     return (ne * ((spec.k + spec.c) * tiles + spec.k * spec.cg)
-            + numba.get_num_threads() * per_thread) * spec.itemsize
+            + threads * per_thread) * spec.itemsize
 
 
-def prepare(x, spec, t=2):
+def _product_tile(target, cvecs) -> tuple[int, int]:
+    """``(kb, nv)``: the blocked products' register tile, ``kb`` output channels by ``nv``
+    vectors of input channels, whose accumulators, ``nv`` input vectors and one broadcast
+    fit in the register file: 6 x 4 with 32 registers, 6 x 2 or 4 x 3 with 16; ``nv``
+    divides the channels' vectors where it can (no padded columns)."""
+    if target.vector_registers >= 32:
+        prefer = (4, 2)
+    else:
+        prefer = (3, 2)
+    nv = next((v for v in prefer if cvecs % v == 0), prefer[0])
+    return (target.vector_registers - nv - 1) // nv, nv
+
+
+def _blocked_layout(spec, t, target, threads):
+    """Sizes of the blocked path: ``(kb, nv, vl, kp, cp, tile rows a block)``: the
+    products' register tile, the lanes, U's and V's channels padded to whole tiles, and the
+    rows of tiles a block transforms, whose U and V fill the L2 of all the threads."""
+    vl = target.lanes(spec.itemsize)
+    kvecs, cvecs = -(-spec.k // vl), -(-spec.c // vl)
+    kb, nv = _product_tile(target, cvecs)
+    kp = -(-kvecs * vl // kb) * kb
+    cp = -(-cvecs // nv) * nv * vl
+    ne = (t + 2) ** 2
+    th, tw = _grid(spec, t)
+    tiles = (target.l2_bytes or 1 << 20) * threads // (ne * (kp + cp) * spec.itemsize)
+    return kb, nv, vl, kp, cp, min(max(1, tiles // tw), spec.n * th)
+
+
+def _blocked_arrays(spec, t, target, threads):
+    """Shapes of the blocked path's workspace: a strip for every thread of Numba's pool
+    (indexed by ``numba.get_thread_id``), U and V of a block (each element's row one line
+    longer than its tiles, so that a tile's ne stores do not all fall in one L1 set), and
+    M."""
+    a, (_, tw) = t + 2, _grid(spec, t)
+    kb, nv, vl, kp, cp, block = _blocked_layout(spec, t, target, threads)
+    return ((numba.config.NUMBA_NUM_THREADS, a, tw * t + 2, vl), (a * a, block * tw * kp + vl),
+            (a * a, block * tw * cp + vl), (a * a, 1, kp, cp))
+
+
+def uses_blocks(spec, t) -> bool:
+    """Whether the weight gradient runs block by block of tiles (`_prepare_blocked`): one
+    group, and the products of every element (ne x k x c) within the L2 of all the threads,
+    each thread keeping its elements' share there while the blocks stream through.  Deeper
+    layers have few tiles and products larger than the caches, which every block would read
+    and write again; their U and V go through memory either way, and BLAS multiplies them
+    (F(3x3, 2x2), 256 -> 256 @14 and 512 -> 512 @7 at batch 8 on the Intel Xeon, AVX-512:
+    0.80-0.89x the blocked path's time)."""
+    target, threads = current(), numba.get_num_threads()
+    kb, nv, vl, kp, cp, _ = _blocked_layout(spec, t, target, threads)
+    products = (t + 2) ** 2 * kp * cp * spec.itemsize
+    return spec.groups == 1 and products <= (target.l2_bytes or 1 << 20) * threads
+
+
+def _prepare_blocked(x, spec, t, block_rows=None):
+    """``compute(dy, dw)`` block by block of tile rows: both transforms of a block
+    (`_tile_transforms`, channels in vector lanes) into L2-sized U and V, then their
+    products added into M (`_block_products`); last, the output transform.  The
+    transformed operands never leave the caches.  ``block_rows``: the rows of tiles a block
+    takes, instead of `_blocked_layout`'s."""
+    target = current()
+    AT, G, BT = _matrices(t, spec.dtype)
+    a = t + 2
+    Gp = np.zeros((a, a), G.dtype)
+    Gp[:, :t] = G  # G padded to the patch of x: one compiled transform for both operands
+    th, tw = _grid(spec, t)
+    ne, tile_rows = a * a, spec.n * th
+    threads = numba.get_num_threads()
+    kb, nv, vl, kp, cp, block = _blocked_layout(spec, t, target, threads)
+    block = block_rows or block
+    cap = block * tw  # tiles a block holds
+    span = max(1, (target.l1d_bytes or 32 << 10) // 2 // (nv * vl * spec.itemsize))
+    dtype = np.dtype(spec.dtype)
+    pt, _, pl, _ = spec.pads
+    shapes = _blocked_arrays(spec, t, target, threads)
+    strips, U, V, M = carve(dtype, shapes[0], (ne, block * tw * kp + vl),
+                            (ne, block * tw * cp + vl), shapes[3])
+    U[:] = 0  # the channels past the last vector of k and c: zero, never written
+    V[:] = 0
+    lanes, tile = token(vl), (token(kb), token(nv), token(vl))
+    side = token(a)
+    x = np.ascontiguousarray(x)
+
+    def compute(dy, dw):
+        dy = np.ascontiguousarray(dy)
+        for i, r0 in enumerate(range(0, tile_rows, block)):
+            r1 = min(r0 + block, tile_rows)
+            _tile_transforms(x, pt, pl, t, th, tw, r0, r1, BT, strips, V, nv * vl, cap, side,
+                             lanes)
+            _tile_transforms(dy, 0, 0, t, th, tw, r0, r1, Gp, strips, U, kp, cap, side, lanes)
+            _block_products(U, V, kp, cp, cap, (r1 - r0) * tw, i == 0, span,
+                            M.reshape(ne, kp, cp), *tile)
+        _output(M, AT, dw)
+
+    compute.params = {"t": t, "blocked": True}
+    return compute
+
+
+def prepare(x, spec, t=2, params=None):
     """``compute(dy, dw)``: the weight gradient by F(3x3, t x t); ``x`` kept by reference
-    (every transform is the call's: x and dy are new at each training step)."""
+    (every transform is the call's: x and dy are new at each training step).
+
+    ``params``: ``blocked``, block by block of tiles (`_prepare_blocked`; by default where
+    `uses_blocks`), and ``block_rows``."""
     reason = supports(spec)
     if reason:
         raise ValueError(reason)
+    p = params or {}
+    if p.get("blocked", uses_blocks(spec, t)):
+        return _prepare_blocked(x, spec, t, p.get("block_rows"))
     AT, G, BT = _matrices(t, spec.dtype)
     th, tw = _grid(spec, t)
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
@@ -223,7 +438,7 @@ def prepare(x, spec, t=2):
             _gemms(U, V, spec.groups, M)
         _output(M, AT, dw)
 
-    compute.params = {"t": t}
+    compute.params = {"t": t, "blocked": False}
     return compute
 
 

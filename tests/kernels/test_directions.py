@@ -219,6 +219,55 @@ def test_direct_weight_gradient_tiles_and_chunks(case, chunk, tile, k_inner):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("t", [2, 4])
+@pytest.mark.parametrize("shape", [(2, 5, 11, 9, 7, (1, 1, 1, 1)), (3, 21, 8, 13, 19, (0, 2, 1, 0)),
+                                   (1, 3, 14, 6, 34, (1, 1, 1, 1))],
+                         ids=["odd", "channel tails", "one image"])
+def test_winograd_weight_gradient_blocks(shape, t, dtype):
+    """The blocked weight gradient (channels in lanes, tile rows in blocks) against the
+    float64 oracle and the unblocked one: channel counts off the vector and the register
+    tile, odd images and padding, and blocks of one tile row, two, and all of them (the
+    last one partial)."""
+    from convbench_kernels.cpu import winograd_weight
+
+    n, c, h, w, k, pads = shape
+    spec = ConvSpec(n=n, c=c, h=h, w=w, k=k, r=3, padding=pads, dtype=dtype, direction="bwd_w")
+    a, b, ref = operands(spec)
+    algo = registry.get({2: "winograd_f23", 4: "winograd_f43"}[t])
+    tile_rows = n * -(-spec.oh // t)
+    outs = []
+    for params in [{"blocked": False}, {"blocked": True, "block_rows": 1},
+                   {"blocked": True, "block_rows": 2}, {"blocked": True}]:
+        out = np.full(spec.result_shape, np.nan, spec.dtype)
+        compute = winograd_weight.prepare(b, spec, t, params)
+        assert compute.params["blocked"] == params["blocked"]
+        compute(a, out)
+        err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+        assert err <= algo.tolerance[dtype], (params, err)
+        outs.append(out)
+    assert tile_rows > 2  # so that blocks of 1 and 2 rows make several, the last partial
+    atol = algo.tolerance[dtype] * np.max(np.abs(ref))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=atol)
+
+
+def test_winograd_weight_gradient_blocks_where_its_products_fit_the_caches():
+    """Blocked by default with one group and products (36 x k x c) within the threads' L2s:
+    a grouped layer, or one with more channels, runs unblocked."""
+    import numba
+
+    from convbench_kernels.cpu import winograd_weight
+    from convbench_kernels.cpu.target import current
+
+    caches = (current().l2_bytes or 1 << 20) * numba.get_num_threads()
+    wide = int((caches / 36 / 4) ** 0.5) + 64  # channels whose float32 products exceed them
+    for groups, chans, blocked in [(1, 4, True), (2, 4, False), (1, wide, False)]:
+        spec = ConvSpec(n=1, c=chans, h=6, k=chans, r=3, groups=groups, direction="bwd_w")
+        x = np.zeros(spec.input_shape, spec.dtype)
+        assert winograd_weight.uses_blocks(spec, 4) == blocked
+        assert winograd_weight.prepare(x, spec, 4).params["blocked"] == blocked
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_direct_weight_gradient_reads_whole_vector_1x1_images_in_place(dtype):
     """An unpadded 1x1 stride-1 layer whose images are whole vectors needs no workspace (x
     and dy read as they are); one a pixel short of that is copied, and both are right."""
