@@ -366,6 +366,18 @@ def uses_blocks(spec, t) -> bool:
     return spec.groups == 1 and products <= (target.l2_bytes or 1 << 20) * threads
 
 
+def _zero_padding(U, V, kw, kp, cvecs, cpvecs, nv, vl, cap):
+    """Zero the channels of U and V that the transforms never write and the products read:
+    U's columns ``kw <= j < kp`` of every tile, and V's channel vectors ``cvecs <= v <
+    cpvecs`` (block ``v // nv``, lanes ``v % nv`` of it)."""
+    ne, cols = U.shape[0], nv * vl
+    U[:, :cap * kp].reshape(ne, cap, kp)[:, :, kw:] = 0
+    for v in range(cvecs, cpvecs):
+        j, i = divmod(v, nv)
+        block = V[:, j * cap * cols:(j + 1) * cap * cols].reshape(ne, cap, cols)
+        block[:, :, i * vl:(i + 1) * vl] = 0
+
+
 def _prepare_blocked(x, spec, t, block_rows=None):
     """``compute(dy, dw)`` block by block of tile rows: both transforms of a block
     (`_tile_transforms`, channels in vector lanes) into L2-sized U and V, then their
@@ -389,8 +401,7 @@ def _prepare_blocked(x, spec, t, block_rows=None):
     shapes = _blocked_arrays(spec, t, target, threads)
     strips, U, V, M = carve(dtype, shapes[0], (ne, block * tw * kp + vl),
                             (ne, block * tw * cp + vl), shapes[3])
-    U[:] = 0  # the channels past the last vector of k and c: zero, never written
-    V[:] = 0
+    _zero_padding(U, V, -(-spec.k // vl) * vl, kp, -(-spec.c // vl), cp // vl, nv, vl, cap)
     lanes, tile = token(vl), (token(kb), token(nv), token(vl))
     side = token(a)
     x = np.ascontiguousarray(x)
