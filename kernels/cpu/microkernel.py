@@ -326,10 +326,11 @@ def dot_lanes(typingctx, dst, di, src, si, step, coef, ci, terms, lanes):
 
 
 @intrinsic
-def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side, lanes):
+def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side, taps, lanes):
     """One tile's 2-D transform in vectors: ``dst.flat[di + (e1*a + e2)*dstep : +VL] = (mat
-    @ d @ mat.T)[e1, e2]`` with ``d[i, j] = src.flat[si + i*rstep + j*cstep : +VL]`` and
-    ``mat`` (a x a, C order; a = len(side)), every element a vector of VL lanes (VL = len(lanes)).
+    @ d @ mat.T)[e1, e2]`` with ``d[i, j] = src.flat[si + i*rstep + j*cstep : +VL]`` (s x s)
+    and ``mat`` (a x s, C order; a = len(side), s = len(taps)), every element a vector of VL
+    lanes (VL = len(lanes)).
 
     Written out for each row e1: its a sums ``sum_i mat[e1, i] d[i, j]`` stay in registers
     and feed the a outputs of that row directly, each a chain of fused multiply-adds stored
@@ -337,10 +338,10 @@ def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side,
     `dot_lanes` calls stored and reloaded the intermediate and loaded 864 vectors a 6 x 6
     tile instead of about 470).
     """
-    if not all(isinstance(t, types.BaseTuple) for t in (side, lanes)):
+    if not all(isinstance(t, types.BaseTuple) for t in (side, taps, lanes)):
         return None
     dt = dst.dtype
-    a, vl = len(side), len(lanes)
+    a, size, vl = len(side), len(taps), len(lanes)
 
     def codegen(context, builder, sig, args):
         dsta, dio, dso, srca, sio, rso, cso, mata = args[:8]
@@ -365,24 +366,24 @@ def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side,
             return _vector_at(context, builder, argty, arr, off, vty)
 
         for e1 in range(a):
-            row = [zero] * a
-            for i in range(a):
-                c = coef(e1 * a + i)
+            row = [zero] * size
+            for i in range(size):
+                c = coef(e1 * size + i)
                 base = builder.add(sio, builder.mul(rso, ir.Constant(rso.type, i)))
-                for j in range(a):
+                for j in range(size):
                     off = builder.add(base, builder.mul(cso, ir.Constant(cso.type, j)))
                     v = builder.load(at(srca, sig.args[3], off), align=align)
                     row[j] = builder.call(fma, [c, v, row[j]])
             for e2 in range(a):
                 total = zero
-                for j in range(a):
-                    total = builder.call(fma, [coef(e2 * a + j), row[j], total])
+                for j in range(size):
+                    total = builder.call(fma, [coef(e2 * size + j), row[j], total])
                 off = builder.add(dio, builder.mul(dso, ir.Constant(dso.type, e1 * a + e2)))
                 builder.store(total, at(dsta, sig.args[0], off), align=align)
         return context.get_dummy_value()
 
     return (types.void(dst, types.int64, types.int64, src, types.int64, types.int64,
-                       types.int64, mat, side, lanes), codegen)
+                       types.int64, mat, side, taps, lanes), codegen)
 
 
 def _vector_at(context, builder, arrty, arr, off, vty):

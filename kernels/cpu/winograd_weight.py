@@ -224,34 +224,48 @@ def _strip(src, b, cb, y0, left, strip):
                     strip[i, q, lane] = sf[base + lane * h * w] if cb * vl + lane < chans else 0
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _tile_transforms(src, top, left, step, th, tw, r0, r1, mat, strips, out, group, cap, side,
-                     lanes):
-    """``out[e1*a + e2, (j*cap + tile)*group + i : +VL] = (mat @ d @ mat.T)[e1, e2]`` for every tile
-    of the tile rows ``r0 <= r < r1`` (row ``r = b*th + ty``; ``tile = (r - r0)*tw + tx``)
-    and channel block cb, ``d`` the a x a patch at (ty*step, tx*step) of ``src`` (n, C, H,
-    W) padded by ``top`` rows and ``left`` columns of zeros, and ``(j, i)`` = ``divmod(cb*VL,
-    group)``: the channels in blocks of ``group``, each block's ``cap`` tiles in a run.
+@njit(cache=True, fastmath={"contract"})
+def _transform_row(src, top, left, step, th, tw, r, tile0, cb, mat, strip, out, group, cap,
+                   side, taps, lanes):
+    """``out[e1*a + e2, (j*cap + tile0 + tx)*group + i : +VL] = (mat @ d @ mat.T)[e1, e2]``
+    for every tile tx of tile row ``r = b*th + ty`` in channel block cb: ``d`` the s x s
+    patch at (ty*step, tx*step) of ``src`` (n, C, H, W) padded by ``top`` rows and ``left``
+    columns of zeros, ``(j, i) = divmod(cb*VL, group)``: the channels in blocks of
+    ``group``, each block's ``cap`` tiles in a run.  The row's s image rows go into
+    ``strip`` first (`_strip`: channels in lanes, in L1); each tile is then transformed in
+    registers (`convbench_kernels.cpu.microkernel.transform_lanes`).  ``side``, ``taps``,
+    ``lanes``: `convbench_kernels.cpu.target.token` s of a, s and VL."""
+    vl, size = len(lanes), len(taps)
+    b, ty = r // th, r % th
+    rows = strip[:size]
+    _strip(src, b, cb, ty * step - top, left, rows)
+    sf, of = rows.reshape(-1), out.reshape(-1)
+    cols = strip.shape[1]
+    j, i = (cb * vl) // group, (cb * vl) % group
+    for tx in range(tw):
+        transform_lanes(of, (j * cap + tile0 + tx) * group + i, out.shape[1], sf,
+                        tx * step * vl, cols * vl, vl, mat, side, taps, lanes)
 
-    A job is a tile row and channel block: its a rows of the image go into the thread's
-    ``strips[thread]`` (`_strip`, channels in lanes, in L1), then each of its tiles is
-    transformed in vectors of VL channels, in registers
-    (`convbench_kernels.cpu.microkernel.transform_lanes`).  ``side``, ``lanes``:
-    `convbench_kernels.cpu.target.token` s of a and VL."""
-    cblocks = -(-src.shape[1] // len(lanes))
-    cols, vl = strips.shape[2], len(lanes)
-    of = out.reshape(-1)
-    for job in prange((r1 - r0) * cblocks):
-        r, cb = r0 + job // cblocks, job % cblocks
-        b, ty = r // th, r % th
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _tile_transforms(x, top, left, dy, step, th, tw, r0, r1, BT, G, strips, V, vgroup, U,
+                     ugroup, cap, side, taps, lanes):
+    """V and U of the tile rows ``r0 <= r < r1``: every (tile row, channel block) of ``x``
+    through ``BT`` (a x a taps) into V, channels in blocks of ``vgroup``, and of ``dy``
+    through ``G`` (a x t) into U, channels in blocks of ``ugroup`` (`_transform_row`; tile
+    ``(r - r0)*tw + tx``).  One job a tile row and channel block of either operand.
+    ``side``, ``taps``, ``lanes``: `convbench_kernels.cpu.target.token` s of a, t and VL."""
+    vl = len(lanes)
+    cblocks, kblocks = -(-x.shape[1] // vl), -(-dy.shape[1] // vl)
+    for job in prange((r1 - r0) * (cblocks + kblocks)):
+        r, q = r0 + job // (cblocks + kblocks), job % (cblocks + kblocks)
         strip = strips[numba.get_thread_id()]
-        _strip(src, b, cb, ty * step - top, left, strip)
-        sf = strip.reshape(-1)
-        j, i = (cb * vl) // group, (cb * vl) % group
-        for tx in range(tw):
-            tile = (r - r0) * tw + tx
-            transform_lanes(of, (j * cap + tile) * group + i, out.shape[1], sf, tx * step * vl,
-                            cols * vl, vl, mat, side, lanes)
+        if q < cblocks:
+            _transform_row(x, top, left, step, th, tw, r, (r - r0) * tw, q, BT, strip, V,
+                           vgroup, cap, side, side, lanes)
+        else:
+            _transform_row(dy, 0, 0, step, th, tw, r, (r - r0) * tw, q - cblocks, G, strip, U,
+                           ugroup, cap, side, taps, lanes)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -387,8 +401,6 @@ def _prepare_blocked(x, spec, t, block_rows=None):
     target = current()
     AT, G, BT = _matrices(t, spec.dtype)
     a = t + 2
-    Gp = np.zeros((a, a), G.dtype)
-    Gp[:, :t] = G  # G padded to the patch of x: one compiled transform for both operands
     th, tw = _grid(spec, t)
     ne, tile_rows = a * a, spec.n * th
     threads = numba.get_num_threads()
@@ -403,16 +415,15 @@ def _prepare_blocked(x, spec, t, block_rows=None):
                             (ne, block * tw * cp + vl), shapes[3])
     _zero_padding(U, V, -(-spec.k // vl) * vl, kp, -(-spec.c // vl), cp // vl, nv, vl, cap)
     lanes, tile = token(vl), (token(kb), token(nv), token(vl))
-    side = token(a)
+    side, taps = token(a), token(t)
     x = np.ascontiguousarray(x)
 
     def compute(dy, dw):
         dy = np.ascontiguousarray(dy)
         for i, r0 in enumerate(range(0, tile_rows, block)):
             r1 = min(r0 + block, tile_rows)
-            _tile_transforms(x, pt, pl, t, th, tw, r0, r1, BT, strips, V, nv * vl, cap, side,
-                             lanes)
-            _tile_transforms(dy, 0, 0, t, th, tw, r0, r1, Gp, strips, U, kp, cap, side, lanes)
+            _tile_transforms(x, pt, pl, dy, t, th, tw, r0, r1, BT, G, strips, V, nv * vl, U,
+                             kp, cap, side, taps, lanes)
             _block_products(U, V, kp, cp, cap, (r1 - r0) * tw, i == 0, span,
                             M.reshape(ne, kp, cp), *tile)
         _output(M, AT, dw)
