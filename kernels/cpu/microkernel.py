@@ -386,6 +386,47 @@ def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side,
                        types.int64, mat, side, taps, lanes), codegen)
 
 
+@intrinsic
+def transpose_lanes(typingctx, dst, di, dstep, src, si, sstep, lanes):
+    """``dst.flat[di + q*dstep + l] = src.flat[si + l*sstep + q]`` for ``l, q < VL`` (VL =
+    len(lanes), a power of two): a VL x VL block transposed in registers, VL loads, VL
+    stores and VL log2(VL) two-vector shuffles (log2(VL) rounds of interleaving the low and
+    high halves of row pairs), where element by element it takes VL^2 loads and stores."""
+    if not isinstance(lanes, types.BaseTuple):
+        return None
+    dt = dst.dtype
+    vl = len(lanes)
+
+    def codegen(context, builder, sig, args):
+        dsta, dio, dso, srca, sio, sso = args[:6]
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        align = dt.bitwidth // 8
+        i32 = ir.IntType(32)
+
+        def mask(values):
+            return ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, v) for v in values])
+
+        half = vl // 2
+        lo = mask([v for i in range(half) for v in (i, vl + i)])
+        hi = mask([v for i in range(half, vl) for v in (i, vl + i)])
+        rows = []
+        for r in range(vl):
+            off = builder.add(sio, builder.mul(sso, ir.Constant(sso.type, r)))
+            rows.append(builder.load(_vector_at(context, builder, sig.args[3], srca, off, vty),
+                                     align=align))
+        for _ in range(vl.bit_length() - 1):
+            pairs = [(rows[i], rows[i + half]) for i in range(half)]
+            rows = [builder.shuffle_vector(a, b, m) for a, b in pairs for m in (lo, hi)]
+        for q in range(vl):
+            off = builder.add(dio, builder.mul(dso, ir.Constant(dso.type, q)))
+            builder.store(rows[q], _vector_at(context, builder, sig.args[0], dsta, off, vty),
+                          align=align)
+        return context.get_dummy_value()
+
+    return (types.void(dst, types.int64, types.int64, src, types.int64, types.int64, lanes),
+            codegen)
+
+
 def _vector_at(context, builder, arrty, arr, off, vty):
     """A pointer to the vector of type ``vty`` at ``arr.flat[off]`` (``arr`` of type
     ``arrty``)."""

@@ -53,6 +53,7 @@ from convbench_kernels.cpu.microkernel import (
     fma_tile,
     stack_tile,
     transform_lanes,
+    transpose_lanes,
 )
 from convbench_kernels.cpu.target import current, token
 from convbench_kernels.winograd_math import winograd_matrices
@@ -198,30 +199,31 @@ def _output(M, AT, dw):
 
 
 @njit(cache=True)
-def _strip(src, b, cb, y0, left, strip):
-    """``strip[i, q, l] = src[b, cb*VL + l, y0 + i, q - left]`` (VL = strip.shape[2]), zero
+def _strip(src, b, cb, y0, left, strip, lanes):
+    """``strip[i, q, l] = src[b, cb*VL + l, y0 + i, q - left]`` (VL = len(lanes)), zero
     outside ``src`` and past its channels: rows of one image's channel block with the
-    channels in vector lanes, each patch element of a tile one vector.  Each vector is
-    gathered across the VL channel planes (lanes innermost: one store a vector, where
-    channels outermost stored every element alone)."""
+    channels in vector lanes, each patch element of a tile one vector.  Where a row has all
+    VL channels, runs of VL pixels are transposed in registers (`transpose_lanes`); the
+    rest, element by element (the whole strip so: 2.5x the time on 64 -> 64 @56)."""
     n, chans, h, w = src.shape
     rows, cols, vl = strip.shape
-    sf = src.reshape(-1)
+    sf, df = src.reshape(-1), strip.reshape(-1)
     for i in range(rows):
         y = y0 + i
-        for q in range(cols):
+        full = cb * vl + vl <= chans and 0 <= y < h
+        q = 0
+        while q < cols:
             x = q - left
-            if y < 0 or y >= h or x < 0 or x >= w:
-                for lane in range(vl):
-                    strip[i, q, lane] = 0
+            if full and 0 <= x and x + vl <= w and q + vl <= cols:
+                transpose_lanes(df, (i * cols + q) * vl, vl, sf,
+                                ((b * chans + cb * vl) * h + y) * w + x, h * w, lanes)
+                q += vl
                 continue
-            base = ((b * chans + cb * vl) * h + y) * w + x
-            if cb * vl + vl <= chans:
-                for lane in range(vl):
-                    strip[i, q, lane] = sf[base + lane * h * w]
-            else:
-                for lane in range(vl):
-                    strip[i, q, lane] = sf[base + lane * h * w] if cb * vl + lane < chans else 0
+            for lane in range(vl):
+                ch = cb * vl + lane
+                inside = ch < chans and 0 <= y < h and 0 <= x < w
+                strip[i, q, lane] = sf[((b * chans + ch) * h + y) * w + x] if inside else 0
+            q += 1
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -238,7 +240,7 @@ def _transform_row(src, top, left, step, th, tw, r, tile0, cb, mat, strip, out, 
     vl, size = len(lanes), len(taps)
     b, ty = r // th, r % th
     rows = strip[:size]
-    _strip(src, b, cb, ty * step - top, left, rows)
+    _strip(src, b, cb, ty * step - top, left, rows, lanes)
     sf, of = rows.reshape(-1), out.reshape(-1)
     cols = strip.shape[1]
     j, i = (cb * vl) // group, (cb * vl) % group
