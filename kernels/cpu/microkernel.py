@@ -9,7 +9,10 @@ asked (`copy_lanes`, `combine_lanes`).  The tile's shape is given by
 `convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
 it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
 (complex: the per-frequency channel GEMMs); `outer_tile`, whose operands are both vectors, by
-`convbench_kernels.cpu.direct_weight`.
+`convbench_kernels.cpu.direct_weight`.  Two whole-tile steps serve the Winograd weight
+gradient (`convbench_kernels.cpu.winograd_weight`): `transpose_lanes` (a VL x VL block
+transposed in registers) and `transform_lanes` (a tile's 2-D transform, every element a
+vector of channels).
 """
 
 from llvmlite import ir
@@ -285,47 +288,6 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
 
 
 @intrinsic
-def dot_lanes(typingctx, dst, di, src, si, step, coef, ci, terms, lanes):
-    """``dst.flat[di:di + VL] = sum_i coef.flat[ci + i] * src.flat[si + i*step : +VL]`` over
-    the ``len(terms)`` terms (VL: the ``lanes`` token's length): a linear combination of
-    vectors, summed in one register (fused multiply-adds) and stored once.  A sum kept in
-    memory and added to term by term waits for each store to reach the next load: the
-    Winograd tile transforms ran 4x slower so."""
-    if not all(isinstance(t, types.BaseTuple) for t in (terms, lanes)):
-        return None
-    dt = dst.dtype
-    nt, vl = len(terms), len(lanes)
-
-    def codegen(context, builder, sig, args):
-        dsta, dio, srca, sio, sto, cfa, cio = args[:7]
-        fty = context.get_data_type(dt)
-        vty = ir.VectorType(fty, vl)
-        align = dt.bitwidth // 8
-        cptr = context.make_array(sig.args[5])(context, builder, cfa).data
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
-        undef = ir.Constant(vty, ir.Undefined)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
-        total = ir.Constant(vty, [ir.Constant(fty, 0.0)] * vl)
-        for i in range(nt):
-            c = builder.load(cgutils.gep(builder, cptr, builder.add(
-                cio, ir.Constant(cio.type, i))), align=align)
-            cv = builder.shuffle_vector(builder.insert_element(undef, c, ir.Constant(
-                ir.IntType(32), 0)), undef, zeros)
-            off = builder.add(sio, builder.mul(sto, ir.Constant(sto.type, i)))
-            v = builder.load(_vector_at(context, builder, sig.args[2], srca, off, vty),
-                             align=align)
-            total = builder.call(fma, [cv, v, total])
-        builder.store(total, _vector_at(context, builder, sig.args[0], dsta, dio, vty),
-                      align=align)
-        return context.get_dummy_value()
-
-    return (types.void(dst, types.int64, src, types.int64, types.int64, coef, types.int64,
-                       terms, lanes), codegen)
-
-
-@intrinsic
 def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side, taps, lanes):
     """One tile's 2-D transform in vectors: ``dst.flat[di + (e1*a + e2)*dstep : +VL] = (mat
     @ d @ mat.T)[e1, e2]`` with ``d[i, j] = src.flat[si + i*rstep + j*cstep : +VL]`` (s x s)
@@ -334,9 +296,9 @@ def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side,
 
     Written out for each row e1: its a sums ``sum_i mat[e1, i] d[i, j]`` stay in registers
     and feed the a outputs of that row directly, each a chain of fused multiply-adds stored
-    once: no intermediate in memory and each coefficient loaded once a row (a loop over
-    `dot_lanes` calls stored and reloaded the intermediate and loaded 864 vectors a 6 x 6
-    tile instead of about 470).
+    once: no intermediate in memory and each coefficient loaded once a row (each sum of a
+    pass computed alone, its results stored and reloaded by the next pass, loaded 864
+    vectors a 6 x 6 tile instead of about 470).
     """
     if not all(isinstance(t, types.BaseTuple) for t in (side, taps, lanes)):
         return None

@@ -24,11 +24,27 @@ one (t = 6 here, 8 x 8 transforms) would do 64 multiplies per tile and channel p
 324 directly (5.06x fewer instead of 4x), at the larger rounding of 8-point transforms; it
 is not built.
 
+Two forms
+---------
+*Blocked* (`uses_blocks`: one group, M within the threads' L2s).  The tiles go block by
+block of tile rows, a block's U and V as large as the L2s: one launch transforms both
+operands of the block (`_tile_transforms`: per tile row and block of VL channels, the rows
+of x or dy moved into a strip with the channels in vector lanes, then each tile's transform
+computed in registers), a second adds their products into M (`_block_products`: register
+tiles of kb output channels by nv vectors of input channels, V in column blocks so that a
+span of tiles of one block stays in L1 while every row block reads it).  U, V and M stay in
+the caches; on 64 -> 64 @56 at batch 8 the unblocked form wrote and read back 29 MB of them.
+*Unblocked* (grouped layers, and products larger than the caches, where a block would read
+and write M again and the few tiles leave U and V small): each channel's transforms over
+the phase planes of all its images (`_transform`), then one BLAS GEMM per element and group
+(`_gemms`).
+
 Error
 -----
-The sums over tiles run in the transformed domain, in the input dtype; against the float64
-oracle max|out - ref| / max|ref| measured on the kernel test cases stays within the forward
-kernels' tolerances (F(3x3, 2x2) like F(2, 3), F(3x3, 4x4) like F(4, 3)).
+The sums over tiles run in the transformed domain, in the input dtype (blocked: each span
+of tiles summed from zero, then added to M); against the float64 oracle max|out - ref| /
+max|ref| measured on the kernel test cases stays within the forward kernels' tolerances
+(F(3x3, 2x2) like F(2, 3), F(3x3, 4x4) like F(4, 3)).
 
 Supported problems
 ------------------
@@ -332,14 +348,11 @@ def workspace(spec, t=2):
 def _product_tile(target, cvecs) -> tuple[int, int]:
     """``(kb, nv)``: the blocked products' register tile, ``kb`` output channels by ``nv``
     vectors of input channels, whose accumulators, ``nv`` input vectors and one broadcast
-    fit in the register file: 6 x 4 with 32 registers, 6 x 2 or 4 x 3 with 16; ``nv``
-    divides the channels' vectors where it can (no padded columns)."""
-    if target.vector_registers >= 32:
-        prefer = (4, 2)
-    else:
-        prefer = (3, 2)
-    nv = next((v for v in prefer if cvecs % v == 0), prefer[0])
-    return (target.vector_registers - nv - 1) // nv, nv
+    fit in the register file (at most 12 rows): 6 x 4 with 32 registers, 4 x 3 or 6 x 2
+    with 16; ``nv`` the widest that divides the channels' vectors (no padded columns)."""
+    prefer = (4, 2, 1) if target.vector_registers >= 32 else (3, 2, 1)
+    nv = next(v for v in prefer if cvecs % v == 0)
+    return min(12, (target.vector_registers - nv - 1) // nv), nv
 
 
 def _blocked_layout(spec, t, target, threads):
@@ -370,16 +383,19 @@ def _blocked_arrays(spec, t, target, threads):
 
 def uses_blocks(spec, t) -> bool:
     """Whether the weight gradient runs block by block of tiles (`_prepare_blocked`): one
-    group, and the products of every element (ne x k x c) within the L2 of all the threads,
-    each thread keeping its elements' share there while the blocks stream through.  Deeper
+    group, at least a vector of input and of output channels (its lanes hold channels:
+    U-Net's first layer, one input channel, would compute 16 lanes for 1), and the
+    products of every element (ne x k x c) within the L2 of all the threads, each thread
+    keeping its elements' share there while the blocks stream through.  Deeper
     layers have few tiles and products larger than the caches, which every block would read
-    and write again; their U and V go through memory either way, and BLAS multiplies them
-    (F(3x3, 2x2), 256 -> 256 @14 and 512 -> 512 @7 at batch 8 on the Intel Xeon, AVX-512:
-    0.80-0.89x the blocked path's time)."""
+    and write again; their U and V go through memory either way, and the blocked form was
+    no faster there (F(3x3, 2x2), 256 -> 256 @14 and 512 -> 512 @7 at batch 8 on the Intel
+    Xeon, AVX-512, in two noisy runs: unblocked 0.8-1.1x its time)."""
     target, threads = current(), numba.get_num_threads()
     kb, nv, vl, kp, cp, _ = _blocked_layout(spec, t, target, threads)
     products = (t + 2) ** 2 * kp * cp * spec.itemsize
-    return spec.groups == 1 and products <= (target.l2_bytes or 1 << 20) * threads
+    return (spec.groups == 1 and min(spec.c, spec.k) >= vl
+            and products <= (target.l2_bytes or 1 << 20) * threads)
 
 
 def _zero_padding(U, V, kw, kp, cvecs, cpvecs, nv, vl, cap):

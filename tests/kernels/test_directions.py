@@ -253,8 +253,9 @@ def test_winograd_weight_gradient_blocks(shape, t, dtype):
 
 
 def test_winograd_weight_gradient_blocks_where_its_products_fit_the_caches():
-    """Blocked by default with one group and products (36 x k x c) within the threads' L2s:
-    a grouped layer, or one with more channels, runs unblocked."""
+    """Blocked by default with one group, a vector of channels or more, and products (36 x
+    k x c) within the threads' L2s: a grouped layer, one with fewer channels than lanes, or
+    one with more channels than the caches hold, runs unblocked."""
     import numba
 
     from convbench_kernels.cpu import winograd_weight
@@ -262,7 +263,9 @@ def test_winograd_weight_gradient_blocks_where_its_products_fit_the_caches():
 
     caches = (current().l2_bytes or 1 << 20) * numba.get_num_threads()
     wide = int((caches / 36 / 4) ** 0.5) + 64  # channels whose float32 products exceed them
-    for groups, chans, blocked in [(1, 4, True), (2, 4, False), (1, wide, False)]:
+    vl = current().lanes(4)
+    for groups, chans, blocked in [(1, vl, True), (2, 2 * vl, False), (1, vl - 1, False),
+                                   (1, wide, False)]:
         spec = ConvSpec(n=1, c=chans, h=6, k=chans, r=3, groups=groups, direction="bwd_w")
         x = np.zeros(spec.input_shape, spec.dtype)
         assert winograd_weight.uses_blocks(spec, 4) == blocked
