@@ -348,10 +348,11 @@ def workspace(spec, t=2):
 def _product_tile(target, cvecs) -> tuple[int, int]:
     """``(kb, nv)``: the blocked products' register tile, ``kb`` output channels by ``nv``
     vectors of input channels, whose accumulators, ``nv`` input vectors and one broadcast
-    fit in the register file (at most 12 rows): 6 x 4 with 32 registers, 4 x 3 or 6 x 2
-    with 16; ``nv`` the widest that divides the channels' vectors (no padded columns)."""
-    prefer = (4, 2, 1) if target.vector_registers >= 32 else (3, 2, 1)
-    nv = next(v for v in prefer if cvecs % v == 0)
+    fit in the register file (at most 12 rows): 6 x 4 with 32 registers, 6 x 2 with 16,
+    where that width divides the channels' vectors (no padded columns), else 12 x 1.  Two
+    shapes only: each is a parallel kernel compiled per dtype."""
+    wide = 4 if target.vector_registers >= 32 else 2
+    nv = wide if cvecs % wide == 0 else 1
     return min(12, (target.vector_registers - nv - 1) // nv), nv
 
 

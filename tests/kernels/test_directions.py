@@ -218,18 +218,19 @@ def test_direct_weight_gradient_tiles_and_chunks(case, chunk, tile, k_inner):
     assert err <= registry.get("direct").tolerance[spec.dtype], err
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("t", [2, 4])
+@pytest.mark.parametrize(("t", "dtype"), [(2, "float32"), (4, "float32"), (4, "float64")])
 @pytest.mark.parametrize("shape", [(2, 5, 11, 9, 7, (1, 1, 1, 1)),
                                    (3, 21, 8, 13, 19, (0, 2, 1, 0)),
                                    (1, 3, 14, 6, 34, (1, 1, 1, 1)),
-                                   (2, 19, 5, 37, 9, (1, 1, 1, 1))],
-                         ids=["odd", "channel tails", "one image", "wide rows"])
+                                   (2, 19, 5, 37, 9, (1, 1, 1, 1)),
+                                   (1, 64, 13, 6, 20, (1, 1, 1, 1))],
+                         ids=["odd", "channel tails", "one image", "wide rows", "wide tile"])
 def test_winograd_weight_gradient_blocks(shape, t, dtype):
     """The blocked weight gradient (channels in lanes, tile rows in blocks) against the
     float64 oracle and the unblocked one: channel counts off the vector and the register
-    tile, odd images and padding, rows wide enough for whole vectors of pixels (moved by
-    transposes), and blocks of one tile row, two, and all of them (the last one partial)."""
+    tile (and its default width), odd images and padding, rows wide enough for whole vectors
+    of pixels (moved by transposes), and blocks of one tile row, two, and all of them (the
+    last one partial).  F(3x3, 2x2) in float32 alone: each case compiles its kernels."""
     from convbench_kernels.cpu import winograd_weight
 
     n, c, h, w, k, pads = shape
