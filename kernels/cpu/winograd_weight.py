@@ -325,6 +325,7 @@ def _block_products(U, V, kp, cp, cap, tiles, first, span, M, rows, vecs, lanes)
                     else:
                         combine_lanes(mf, o, mf, o, acc, v * vl, 1.0, False, lanes)
 
+
 def _grid(spec, t):
     return -(-spec.oh // t), -(-spec.ow // t)
 
@@ -336,7 +337,7 @@ def workspace(spec, t=2):
     input's)."""
     threads = numba.get_num_threads()
     if uses_blocks(spec, t):
-        shapes = _blocked_arrays(spec, t, current(), threads)
+        shapes = _blocked_arrays(spec, t, _blocked_layout(spec, t, current(), threads))
         return sum(math.prod(shape) for shape in shapes) * spec.itemsize
     th, tw = _grid(spec, t)
     ne, tiles = (t + 2) ** 2, spec.n * th * tw
@@ -371,13 +372,13 @@ def _blocked_layout(spec, t, target, threads):
     return kb, nv, vl, kp, cp, min(max(1, tiles // tw), spec.n * th)
 
 
-def _blocked_arrays(spec, t, target, threads):
-    """Shapes of the blocked path's workspace: a strip for every thread of Numba's pool
-    (indexed by ``numba.get_thread_id``), U and V of a block (each element's row one line
-    longer than its tiles, so that a tile's ne stores do not all fall in one L1 set), and
-    M."""
+def _blocked_arrays(spec, t, layout):
+    """Shapes of the blocked path's workspace for ``layout`` (`_blocked_layout`'s sizes): a
+    strip for every thread of Numba's pool (indexed by ``numba.get_thread_id``), U and V of
+    a block (each element's row one line longer than its tiles, so that a tile's ne stores
+    do not all fall in one L1 set), and M."""
     a, (_, tw) = t + 2, _grid(spec, t)
-    kb, nv, vl, kp, cp, block = _blocked_layout(spec, t, target, threads)
+    kb, nv, vl, kp, cp, block = layout
     return ((numba.config.NUMBA_NUM_THREADS, a, tw * t + 2, vl), (a * a, block * tw * kp + vl),
             (a * a, block * tw * cp + vl), (a * a, 1, kp, cp))
 
@@ -422,16 +423,13 @@ def _prepare_blocked(x, spec, t, block_rows=None):
     a = t + 2
     th, tw = _grid(spec, t)
     ne, tile_rows = a * a, spec.n * th
-    threads = numba.get_num_threads()
-    kb, nv, vl, kp, cp, block = _blocked_layout(spec, t, target, threads)
+    kb, nv, vl, kp, cp, block = _blocked_layout(spec, t, target, numba.get_num_threads())
     block = block_rows or block
     cap = block * tw  # tiles a block holds
     span = max(1, (target.l1d_bytes or 32 << 10) // 2 // (nv * vl * spec.itemsize))
     dtype = np.dtype(spec.dtype)
     pt, _, pl, _ = spec.pads
-    shapes = _blocked_arrays(spec, t, target, threads)
-    strips, U, V, M = carve(dtype, shapes[0], (ne, block * tw * kp + vl),
-                            (ne, block * tw * cp + vl), shapes[3])
+    strips, U, V, M = carve(dtype, *_blocked_arrays(spec, t, (kb, nv, vl, kp, cp, block)))
     _zero_padding(U, V, -(-spec.k // vl) * vl, kp, -(-spec.c // vl), cp // vl, nv, vl, cap)
     lanes, tile = token(vl), (token(kb), token(nv), token(vl))
     side, taps = token(a), token(t)
