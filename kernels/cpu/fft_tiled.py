@@ -407,20 +407,28 @@ def _geometry(spec, params=None):
 
 def register_tile(nt, itemsize) -> tuple[int, int, int]:
     """``(kb, nv, vl)``: `_cgemm`'s tile of ``kb`` output channels x ``nv`` vectors of ``vl``
-    tiles.  Two vectors a row unless one wastes less than three quarters as many padding
-    columns; ``kb`` as many rows as the register file holds beside the inputs and three
-    broadcasts (`cfma_tile`): 6 x 2 or 13 x 1 with 32 registers, 2 x 2 or 5 x 1 with 16.
-    Measured on 144 frequencies of 512 -> 512 channels: 64 tiles 293 GFLOP/s at 13 x 1 and
-    268 at 6 x 2, 256 tiles 202 and 260, against 180-218 for OpenBLAS' cgemm."""
+    tiles.  ``kb``: as many rows as the register file holds beside the ``2 nv`` input vectors
+    and one broadcast (`cfma_tile`): 6 x 2 or 14 x 1 with 32 registers, 6 x 1 with 16.  Two
+    vectors a row only where that leaves at least four rows (a row block re-reads the input
+    spectra, whose traffic per multiply-add falls with the rows) and one vector would not
+    waste less than three quarters as many padding columns.
+    Measured on 144 frequencies of 512 -> 512 channels (AVX-512): 64 tiles 293 GFLOP/s at 13
+    x 1 and 268 at 6 x 2, 256 tiles 202 and 260, against 180-218 for OpenBLAS' cgemm.  With
+    16 registers (AVX2), multiply ms at 2 x 2 / 6 x 1 on NNPACK's layers at batch 16: AlexNet
+    conv3 21.0 / 13.4, conv5 17.8 / 9.7, conv4 11.8 / 12.6, VGG-A conv3.1 (256 tiles) 63.0 /
+    63.1 (docs/kernel-measurements.md)."""
     target = current()
     vl = target.lanes(itemsize)
     regs = target.vector_registers
 
+    def rows(nv):
+        return max((regs - 2 * nv - 1) // (2 * nv), 1)
+
     def waste(nv):
         return -(-nt // (nv * vl)) * nv * vl - nt
 
-    nv = 1 if waste(1) < 0.75 * waste(2) else 2
-    return max((regs - 2 * nv - 3) // (2 * nv), 1), nv, vl
+    nv = 1 if rows(2) < 4 or waste(1) < 0.75 * waste(2) else 2
+    return rows(nv), nv, vl
 
 
 def _filter_spectra(w, spec, t, out):

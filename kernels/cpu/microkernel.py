@@ -229,8 +229,9 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
     ``wr = wf[wo + r]``, ``wi = wf[wo + rows + r]``: the ``2 len(vecs)`` input vectors are
     loaded once, each row's weight pair broadcast, four fused multiply-adds per vector.
 
-    Registers live at once: ``2 rows vecs`` accumulators, ``2 vecs`` inputs and three
-    broadcasts (wr, wi, -wi), which `convbench_kernels.cpu.fft_tiled.register_tile` fits in
+    Registers live at once: ``2 rows vecs`` accumulators, ``2 vecs`` inputs and one
+    broadcast (LLVM loads each of wr and wi just before its multiply-adds and folds the
+    negation of wi into them), which `convbench_kernels.cpu.fft_tiled.register_tile` fits in
     the register file.
     """
     if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
