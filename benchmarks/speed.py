@@ -98,7 +98,9 @@ def contenders(spec: ConvSpec, only=None) -> list[Contender]:
 
 
 def time_layer(spec: ConvSpec, min_time: float, rounds: int, only=None) -> list[Contender]:
-    """Every contender on ``spec`` in ``rounds`` interleaved rounds; best round's medians."""
+    """Every contender on ``spec`` in ``rounds`` interleaved rounds; best round's medians.
+    The contenders come back with their prepared kernels released: a preset's layers each
+    kept alive with its workspaces (U-Net's at batch 8: 2-4 GB each) outgrow the memory."""
     found = contenders(spec, only)
     for _ in range(rounds):
         for c in found:
@@ -106,6 +108,8 @@ def time_layer(spec: ConvSpec, min_time: float, rounds: int, only=None) -> list[
                 t = measure(getattr(c, kind), min_time=min_time / rounds / 2, values=5,
                             warmups=1).stats["median"]
                 c.best[kind] = min(c.best[kind], t)
+    for c in found:
+        c.call = c.compute = None
     return found
 
 
