@@ -150,6 +150,19 @@ def space(target: Target) -> list[dict]:
 SMALLER_TILE_SAVES = 0.2
 
 
+# A tile one vector wider a row (as many accumulators, fewer rows: 8 x 3 -> 6 x 4 with 32
+# registers) is used where each output sums at most this many products (input channels x
+# taps) and the wider row computes no more of the grid: there a tile's fixed cost (its
+# accumulators zeroed and stored, its weights' rows found) is paid over few multiply-adds,
+# and the wider row pays it for more pixels.  AVX-512, 2 cores, batch 1, fraction of the GEMM
+# peak, 8 x 3 against 6 x 4: 1x1 64 -> 256 @56 (64 products) 64-68 against 79-81 %, 128 ->
+# 256 @56 69 against 82, 64 -> 256 @28 60 against 70, 7x7 stride 2 3 -> 64 @224 (147) 73
+# against 86; but 1x1 256 -> 64 @56 (256) 62 against 61, 3x3 32 @56 (288) 93 against 93, 3x3
+# 64 @56 (576) 82 against 77.  Only where the wider tile fits the register file (not 4 x 3's
+# 16 registers).
+SHORT_REDUCTION = 192
+
+
 def _grid_pixels(spec) -> int:
     """Pixels of the flattened output grid: oh rows of the phase planes' width (see
     `_geometry`; the columns past ow are computed and dropped)."""
@@ -166,8 +179,9 @@ def _partial_sums(spec, tile, kblocks, kb) -> int:
 def _params(spec, given=None) -> tuple[dict, int]:
     """The tile parameters and the pixels of a tile row for ``spec``'s dtype: the resolved
     parameters, with ``nv`` lowered by one where that computes `SMALLER_TILE_SAVES` less of
-    the flattened output grid (small images; one step only, so that a tile compiles at most
-    two ways per dtype)."""
+    the flattened output grid (small images), or raised by one, ``kb`` lowered to keep the
+    accumulators, for a `SHORT_REDUCTION` (one step only, so that a tile compiles at most
+    three ways per dtype)."""
     p = resolve("direct", defaults(current()), given)
     vl = current().lanes(np.dtype(spec.dtype).itemsize)
     npix = _grid_pixels(spec)
@@ -175,10 +189,15 @@ def _params(spec, given=None) -> tuple[dict, int]:
     def computed(nv):
         return -(-npix // (nv * vl)) * nv * vl
 
-    nv = p["nv"]
+    kb, nv = p["kb"], p["nv"]
+    wide = kb * nv // (nv + 1)
     if nv > 1 and computed(nv - 1) <= (1 - SMALLER_TILE_SAVES) * computed(nv):
         nv -= 1
-    return {**p, "nv": nv}, nv * vl
+    elif (spec.cg * spec.r * spec.s <= SHORT_REDUCTION and wide * (nv + 1) == kb * nv
+          and (wide + 1) * (nv + 1) + 1 <= current().vector_registers
+          and computed(nv + 1) <= 1.05 * computed(nv)):
+        kb, nv = wide, nv + 1
+    return {**p, "kb": kb, "nv": nv}, nv * vl
 
 
 supports = every_problem  # any filter, stride, padding, dilation, groups, batch

@@ -74,6 +74,48 @@ def test_channel_lanes_only_where_they_pay():
     assert direct._oc_tile(wide.with_(k=lanes + 1), params) is None
 
 
+def _tile(spec):
+    p = direct._params(spec)[0]
+    return p["kb"], p["nv"]
+
+
+def test_pixel_tiles_follow_the_grid_and_the_reduction():
+    p = direct.defaults(current())
+    kb, nv = p["kb"], p["nv"]
+    deep = ConvSpec(c=256, k=64, h=56, w=56, r=1, s=1)  # 256 products an output
+    assert _tile(deep) == (kb, nv)
+    # short reductions take a row one vector wider with as many accumulators, where it fits
+    wide = kb * nv // (nv + 1)
+    fits = (wide * (nv + 1) == kb * nv
+            and (wide + 1) * (nv + 1) + 1 <= current().vector_registers)
+    for short in (deep.with_(c=64), ConvSpec(c=3, k=64, h=224, r=7, stride=2, padding=3)):
+        assert _tile(short) == ((wide, nv + 1) if fits else (kb, nv))
+    # a grid of one narrower row takes that row, whatever the reduction
+    row = (nv - 1) * current().lanes(4)
+    assert _tile(ConvSpec(c=512, k=512, h=1, w=row, r=1, s=1)) == (kb, nv - 1)
+    assert _tile(ConvSpec(c=8, k=64, h=1, w=row, r=1, s=1)) == (kb, nv - 1)
+
+
+# short reductions (the wide pixel tile on targets whose registers hold it), one image
+SHORT = [
+    dict(c=64, k=37, h=23, w=19, r=1, s=1),
+    dict(c=3, k=20, h=41, w=37, r=7, s=7, stride=2, padding=3),
+    dict(c=5, k=70, h=33, w=30, r=3, s=3, stride=(2, 1), padding=(1, 0, 2, 1)),
+    dict(c=12, k=24, h=40, w=40, r=3, s=3, groups=2, padding=1, dilation=2),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHORT, ids=lambda kw: ConvSpec(**kw).id)
+def test_short_reductions_match_the_reference(shape, dtype):
+    spec = ConvSpec(dtype=dtype, **shape)
+    x, w = random_arrays(spec)
+    out = np.full(spec.output_shape, np.nan, spec.dtype)
+    direct.prepare(w, spec)(x, out)
+    err = relative_error(out, reference(spec, x, w))
+    assert err <= {"float32": 2e-6, "float64": 1e-14}[dtype], err
+
+
 def test_workspace_covers_the_packed_weights():
     spec = ConvSpec(n=2, c=16, k=40, h=14, w=14, r=3, s=3, padding=1)
     on = direct.workspace(spec, ON)
