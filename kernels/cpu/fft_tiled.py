@@ -79,7 +79,13 @@ from numba import njit, prange
 
 from convbench_kernels.contract import with_phases
 from convbench_kernels.cpu.common import carve, single_threaded_blas
-from convbench_kernels.cpu.microkernel import cfma_tile, combine_lanes, copy_lanes, stack_tile
+from convbench_kernels.cpu.microkernel import (
+    cfma_tile,
+    combine_lanes,
+    copy_lanes,
+    fma_tile,
+    stack_tile,
+)
 from convbench_kernels.cpu.target import Target, current, resolve, token
 
 TILES = (8, 16, 32)
@@ -94,16 +100,25 @@ def defaults(target: Target) -> dict:
     64 planes of 16 x 16 on a 1 MB L2.
     ``tile``: 0 lets `choose_tile` pick the tile size, else that size (an error where the
     filter does not fit).  ``byte_cost``: what one byte of filter spectra costs in `_cost`,
-    in flops of the channel GEMM (larger: smaller tiles where the spectra dominate)."""
+    in flops of the channel GEMM (larger: smaller tiles where the spectra dominate).
+    ``gauss``: the tiles from which the channel GEMMs run in Gauss's three-multiply form
+    (`_gauss`) rather than as complex products (`_cgemm`), 0 never: 48 where the register
+    file has 16 vector registers (AVX2, NEON: the complex tile holds one vector a row, Gauss's
+    real tiles two), never with 32.  Gauss's form streams 1.5x the filter spectra for 0.75x
+    the multiply-adds, so it needs tiles enough to stay compute-bound (measured in
+    `_gauss`)."""
     l2 = target.l2_bytes or 1 << 20
-    return {"block": 64 if l2 >= 1 << 20 else 32, "tile": 0, "byte_cost": 4.0}
+    return {"block": 64 if l2 >= 1 << 20 else 32, "tile": 0, "byte_cost": 4.0,
+            "gauss": 48 if target.vector_registers < 32 else 0}
 
 
 def space(target: Target) -> list[dict]:
-    """Jobs of 32 to 128 planes and the spectra's byte cost quartered or quadrupled (the tile
-    stays the model's: a forced size would not fit every filter)."""
-    return [{"block": b, "tile": 0, "byte_cost": c} for b in (32, 64, 128)
-            for c in (1.0, 4.0, 16.0)]
+    """Jobs of 32 to 128 planes and the spectra's byte cost quartered or quadrupled in the
+    target's form of the channel GEMMs, and the other form at the default job and cost (the
+    tile stays the model's: a forced size would not fit every filter)."""
+    base = defaults(target)
+    return ([{**base, "block": b, "byte_cost": c} for b in (32, 64, 128)
+             for c in (1.0, 4.0, 16.0)] + [{**base, "gauss": 0 if base["gauss"] else 48}])
 
 
 def _params(given=None) -> dict:
@@ -135,18 +150,27 @@ def _tiles(spec, t):
     return mh, mw, nth, ntw, spec.n * nth * ntw
 
 
-def _cost(spec, t, byte_cost):
+def _cost(spec, t, byte_cost, gauss):
     """Relative cost of tile size ``t``, in flops: the channel GEMM's (8 a complex
-    multiply-add, over the tiles rounded up to the register tile's columns), the transforms'
-    (both GEMMs of each input and output plane), and the filter spectra's bytes (written, then
-    streamed through the GEMMs) at ``byte_cost`` flops each."""
+    multiply-add, 6 in Gauss's form, over the tiles rounded up to the register tile's
+    columns), the transforms' (both GEMMs of each input and output plane), and the filter
+    spectra's bytes (written, then streamed through the GEMMs; three real planes in Gauss's
+    form, two otherwise) at ``byte_cost`` flops each."""
     nt = _tiles(spec, t)[-1]
-    _, nv, vl = register_tile(nt, spec.itemsize)
+    gauss = _gauss_form(nt, gauss)
+    _, nv, vl = register_tile(nt, spec.itemsize, gauss)
     h = t // 2 + 1
-    gemm = 8.0 * t * h * -(-nt // (nv * vl)) * nv * vl * spec.cg * spec.k
+    parts = 3 if gauss else 2
+    gemm = 2.0 * parts * t * h * -(-nt // (nv * vl)) * nv * vl * spec.cg * spec.k
     transforms = 2.0 * nt * (spec.c + spec.k) * (t * t * 2 * h + 2 * t * t * 2 * h)
-    spectra = 2.0 * t * h * spec.cg * spec.k * spec.itemsize * 2
+    spectra = parts * t * h * spec.cg * spec.k * spec.itemsize * 2
     return gemm + transforms + byte_cost * spectra
+
+
+def _gauss_form(nt, from_tiles) -> bool:
+    """Whether ``nt`` tiles run Gauss's form, which the parameter ``gauss`` allows from
+    ``from_tiles`` tiles (0: never)."""
+    return bool(from_tiles) and nt >= from_tiles
 
 
 def choose_tile(spec, params=None) -> int:
@@ -161,7 +185,7 @@ def choose_tile(spec, params=None) -> int:
             raise ValueError(f"fft_tiled tile must be one of {fits} for a {re}x{se} filter, "
                              f"got {p['tile']}")
         return p["tile"]
-    return min(fits, key=lambda t: _cost(spec, t, p["byte_cost"]))
+    return min(fits, key=lambda t: _cost(spec, t, p["byte_cost"], p["gauss"]))
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -210,12 +234,14 @@ def _job(job, nt, tb, groups, ch, lc):
 
 
 @njit(cache=True, inline="always")
-def _store_run(xf, d, im, cf, a, b, planes, n, stream, lanes):
+def _store_run(xf, d, im, cf, a, b, planes, n, stream, lanes, tmp):
     """One frequency of ``n`` tiles into the spectra: ``xf[d:d + n]`` (real parts) and ``xf[d +
     im:d + im + n]`` (imaginary) from the column pass ``cf``: cosine rows' real and imaginary
     parts at ``a`` and ``a + planes``, sine rows' at ``b`` and ``b + planes``
-    (``X = C - i S`` of the row pass' complex values).  Whole vectors (`combine_lanes`,
-    non-temporal with ``stream``) when ``n`` is a multiple of the vector, else scalars."""
+    (``X = C - i S`` of the row pass' complex values).  With ``tmp`` (not empty: Gauss's
+    form) also their sums at ``xf[d + 2 im:]``, through ``tmp``.  Whole vectors
+    (`combine_lanes`, `copy_lanes`, non-temporal with ``stream``) when ``n`` is a multiple of
+    the vector, else scalars."""
     vl = len(lanes)
     if n % vl == 0:
         for q in range(0, n, vl):
@@ -225,11 +251,21 @@ def _store_run(xf, d, im, cf, a, b, planes, n, stream, lanes):
         for q in range(n):
             xf[d + q] = cf[a + q] + cf[b + planes + q]
             xf[d + im + q] = cf[a + planes + q] - cf[b + q]
+    if len(tmp) == 0:
+        return
+    for q in range(n):
+        tmp[q] = (cf[a + q] + cf[b + planes + q]) + (cf[a + planes + q] - cf[b + q])
+    if n % vl == 0:
+        for q in range(0, n, vl):
+            copy_lanes(xf, d + 2 * im + q, tmp, q, stream, lanes)
+    else:
+        xf[d + 2 * im:d + 2 * im + n] = tmp[:n]
 
 
 @njit(parallel=True, cache=True)
 def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, stream, lanes):
-    """Input spectra ``xs`` (groups, F, 2, ccg, ntp >= nt) (real, imaginary planes) of every tile.
+    """Input spectra ``xs`` (groups, F, P, ccg, ntp >= nt) of every tile: real and imaginary
+    planes, and with ``P = 3`` (Gauss's form) their sums.
 
     One job is (block of ``tb`` tiles, group, block of ``lc`` channels): its ``tb lc`` planes
     (plane ``l tb + tt``) are gathered, transformed by the GEMMs and stored (`_store_run`),
@@ -238,7 +274,7 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, strea
     of jobs.
     """
     n, c, h, w = x.shape
-    groups, f, _, ccg, ntp = xs.shape
+    groups, f, parts, ccg, ntp = xs.shape
     xf = xs.reshape(-1)
     nt = nth * ntw * n
     hh2, t2 = rows.shape
@@ -276,14 +312,15 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, strea
             cp = sc[o1 + n1:o1 + 3 * n1].reshape(2 * t2, 2 * hh, planes)
             np.dot(cols, rp.reshape(t2, 2 * hh * planes), cp.reshape(2 * t2, 2 * hh * planes))
             cf = cp.reshape(-1)
+            tmp = sc[o1 + 3 * n1:o1 + 3 * n1 + (ntt if parts == 3 else 0)]
             for u in range(t2):
                 for v in range(hh):
                     a = (u * 2 * hh + 2 * v) * planes  # cosine rows' real part, then imaginary
                     b = ((t2 + u) * 2 * hh + 2 * v) * planes  # sine rows'
-                    d = ((g * f + u * hh + v) * 2 * ccg + c0) * ntp + t0  # xs[g, f, 0, c0, t0]
+                    d = ((g * f + u * hh + v) * parts * ccg + c0) * ntp + t0  # xs[g, f, 0, c0, t0]
                     for ll in range(ncc):
                         _store_run(xf, d + ll * ntp, ccg * ntp, cf, a + ll * ntt, b + ll * ntt,
-                                   planes, ntt, stream, lanes)
+                                   planes, ntt, stream, lanes, tmp)
 
 
 @njit(parallel=True, cache=True)
@@ -379,6 +416,78 @@ def _cgemm(wp, xs, ys, stream, rows, vecs, lanes):
                         copy_lanes(yf, o + lk * tb + t % tb, acci, r * cols + j, stream, lanes)
 
 
+@njit(parallel=True, cache=True)
+def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
+    """`_cgemm`'s product in Gauss's three-multiply form: with ``W = c + i d`` and ``X = a + i
+    b``, ``Re Y = sum c (a + b) - sum (c + d) b`` and ``Im Y = sum c (a + b) + sum (d - c)
+    a``: three real GEMMs, three quarters of the multiply-adds of four, each in a real
+    register tile (`fma_tile`).
+
+    wp (groups, F, nkb, 3, cg, kb): the planes c, c + d and d - c of the filter spectra by
+    blocks of ``kb = len(rows)`` output channels; xs (groups, F, 3, cg, ntp): a, b and a + b
+    (`_forward`); ys as `_cgemm`'s.  The first sum leaves the registers while the other two
+    accumulate (once a tile, not once a channel).
+
+    Measured on NNPACK's layers at batch 16, the multiply alone (ms, complex / Gauss): on AVX2
+    (16 registers; 6 x 1 complex, 6 x 2 real tiles) VGG-A conv3.1 (256 tiles) 52.8 / 46.2,
+    conv3.2 101 / 91, conv4.1 (64) 48.3 / 42.9, conv4.2 95 / 84, but AlexNet conv4 (16
+    tiles) 10.2 / 14.1: the filter spectra, 1.5x as many bytes, then bound it from memory.
+    With AVX-512 (32 registers) conv4.1 28.9 (6 x 2) / 28.5 (6 x 4): three input planes,
+    re-read for every block of output channels, then come from the L2.
+    """
+    groups, f, nkb, _, cg, kb = wp.shape
+    ntp = xs.shape[4]
+    _, nbt, nkl, _, _, lk, tb = ys.shape
+    yf = ys.reshape(-1)
+    vl = len(lanes)
+    cols = len(vecs) * vl
+    for job in prange(groups * f):
+        g, fi = job // f, job % f
+        xf = xs[g, fi].reshape(-1)
+        wf = wp[g, fi].reshape(-1)
+        for b in range(nkb):
+            for t0 in range(0, ntp, cols):
+                first = stack_tile(xf, rows, vecs, lanes)
+                acc = stack_tile(xf, rows, vecs, lanes)
+                for r in range(kb):
+                    for j in range(cols):
+                        first[r, j] = 0
+                        acc[r, j] = 0
+                for c in range(cg):  # c (a + b)
+                    fma_tile(first, xf, (2 * cg + c) * ntp + t0, wf, (3 * b * cg + c) * kb, 1,
+                             rows, vecs, lanes)
+                for c in range(cg):  # (c + d) b
+                    fma_tile(acc, xf, (cg + c) * ntp + t0, wf, ((3 * b + 1) * cg + c) * kb, 1,
+                             rows, vecs, lanes)
+                _combine_tile(yf, 0, first, acc, -1.0, g, fi, b * kb, t0, f, nbt, nkl, lk, tb,
+                              stream, lanes)
+                for r in range(kb):
+                    for j in range(cols):
+                        acc[r, j] = 0
+                for c in range(cg):  # (d - c) a
+                    fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1,
+                             rows, vecs, lanes)
+                _combine_tile(yf, lk * tb, first, acc, 1.0, g, fi, b * kb, t0, f, nbt, nkl, lk,
+                              tb, stream, lanes)
+
+
+@njit(cache=True, inline="always")
+def _combine_tile(yf, part, first, acc, sign, g, fi, k0, t0, f, nbt, nkl, lk, tb, stream,
+                  lanes):
+    """``first + sign acc`` of a (rows, cols) tile of output channels ``k0 + r`` x tiles ``t0 +
+    j`` into its places in ys (see `_cgemm`), ``part`` floats into each row's block (0: real
+    parts, ``lk tb``: imaginary)."""
+    vl = len(lanes)
+    rows, cols = first.shape
+    for r in range(rows):
+        kl, ll = (k0 + r) // lk, (k0 + r) % lk
+        for j in range(0, cols, vl):
+            t = t0 + j
+            o = ((((g * nbt + t // tb) * nkl + kl) * f + fi) * 2 * lk + ll) * tb + part
+            combine_lanes(yf, o + t % tb, first, r * cols + j, acc, r * cols + j, sign, stream,
+                          lanes)
+
+
 # ----------------------------------------------------------------------------- entry point
 def _geometry(spec, params=None):
     """Tile size, outputs per tile, tile counts and the workspace shapes (dtype elements)."""
@@ -387,7 +496,8 @@ def _geometry(spec, params=None):
     mh, mw, nth, ntw, nt = _tiles(spec, t)
     h = t // 2 + 1
     f = t * h
-    kb, nv, vl = register_tile(nt, spec.itemsize)
+    gauss = _gauss_form(nt, p["gauss"])
+    kb, nv, vl = register_tile(nt, spec.itemsize, gauss)
     tb = min(TILE_BLOCK, nt)  # the forward transform's tiles a job
     yb = max(TILE_BLOCK, vl)  # the inverse's (a whole number of vectors)
     lc = max(1, min(p["block"] // tb, spec.cg))
@@ -396,46 +506,56 @@ def _geometry(spec, params=None):
     ntp = -(-nt // (nv * vl)) * nv * vl
     nkb = -(-spec.kg // kb)
     threads = numba.config.NUMBA_NUM_THREADS
-    shapes = {"wp": (spec.groups, f, nkb, spec.cg, 2 * kb),
-              "xs": (spec.groups, f, 2, spec.cg, ntp),
+    parts = 3 if gauss else 2
+    shapes = {"wp": (spec.groups, f, nkb, 3, spec.cg, kb) if gauss
+              else (spec.groups, f, nkb, spec.cg, 2 * kb),
+              "xs": (spec.groups, f, parts, spec.cg, ntp),
               "ys": (spec.groups, -(-ntp // yb), -(-nkb * kb // lk), f, 2, lk, yb),
               # forward: patch, row pass, column pass; inverse: column pass, half
               "scratch": (threads, block * (t * t + 4 * t * 2 * h))}
-    return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt,
+    return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt, gauss=gauss,
                 tile=(kb, nv, vl), shapes=shapes, params=p)
 
 
-def register_tile(nt, itemsize) -> tuple[int, int, int]:
-    """``(kb, nv, vl)``: `_cgemm`'s tile of ``kb`` output channels x ``nv`` vectors of ``vl``
-    tiles.  ``kb``: as many rows as the register file holds beside the ``2 nv`` input vectors
-    and one broadcast (`cfma_tile`): 6 x 2 or 14 x 1 with 32 registers, 6 x 1 with 16.  Two
-    vectors a row only where that leaves at least four rows (a row block re-reads the input
-    spectra, whose traffic per multiply-add falls with the rows) and one vector would not
-    waste less than three quarters as many padding columns.
+def register_tile(nt, itemsize, gauss=False) -> tuple[int, int, int]:
+    """``(kb, nv, vl)``: the channel GEMMs' tile of ``kb`` output channels x ``nv`` vectors of
+    ``vl`` tiles.  ``kb``: as many rows as the register file holds beside the input vectors
+    and one broadcast: ``2 kb nv`` accumulators and ``2 nv`` inputs for the complex tile
+    (`cfma_tile`: 6 x 2 or 14 x 1 with 32 registers, 6 x 1 with 16), ``kb nv`` and ``nv`` for
+    Gauss's real tiles (`fma_tile`: 6 x 2 with 16 registers, 6 x 4 with 32).  Two vectors a
+    row (four in Gauss's form with 32 registers) only where that leaves at least four complex
+    rows or six real ones (a row block re-reads the input spectra, whose traffic per
+    multiply-add falls with the rows) and the narrower tile would not waste less than three
+    quarters as many padding columns.
     Measured on 144 frequencies of 512 -> 512 channels (AVX-512): 64 tiles 293 GFLOP/s at 13
     x 1 and 268 at 6 x 2, 256 tiles 202 and 260, against 180-218 for OpenBLAS' cgemm.  With
     16 registers (AVX2), multiply ms at 2 x 2 / 6 x 1 on NNPACK's layers at batch 16: AlexNet
     conv3 21.0 / 13.4, conv5 17.8 / 9.7, conv4 11.8 / 12.6, VGG-A conv3.1 (256 tiles) 63.0 /
-    63.1 (docs/kernel-measurements.md)."""
+    63.1; Gauss's real tiles on VGG-A conv4.1, 6 x 2 / 5 x 2 / 4 x 2 / 12 x 1: 45 / 48 / 54 /
+    54 (docs/kernel-measurements.md)."""
     target = current()
     vl = target.lanes(itemsize)
     regs = target.vector_registers
+    per = 1 if gauss else 2  # accumulators and inputs per vector of a row
 
     def rows(nv):
-        return max((regs - 2 * nv - 1) // (2 * nv), 1)
+        return max((regs - per * nv - 1) // (per * nv), 1)
 
     def waste(nv):
         return -(-nt // (nv * vl)) * nv * vl - nt
 
-    nv = 1 if rows(2) < 4 or waste(1) < 0.75 * waste(2) else 2
+    wide = 2 * (1 + (gauss and regs >= 32))
+    enough = 6 if gauss else 4
+    nv = 1 if rows(wide) < enough or waste(1) < 0.75 * waste(wide) else wide
     return rows(nv), nv, vl
 
 
-def _filter_spectra(w, spec, t, out):
-    """``conj(DFT_t(w[g k, c]))`` of the dilated taps into ``out``, packed for `_cgemm` in
-    blocks of ``kb`` output channels: (groups, F, nkb, cg, 2 kb) (real parts, then imaginary),
-    channels past ``kg`` zero.  Computed in float64 from the taps alone and rounded once
-    (`_spectra`)."""
+def _filter_spectra(w, spec, t, out, kb, gauss):
+    """``conj(DFT_t(w[g k, c])) = c + i d`` of the dilated taps into ``out``, packed in blocks
+    of ``kb`` output channels: for `_cgemm` (groups, F, nkb, cg, 2 kb) (per channel the
+    block's c, then its d), for `_gauss` (groups, F, nkb, 3, cg, kb) (the planes c, c + d and
+    d - c), channels past ``kg`` zero.  Computed in float64 from the taps alone and rounded
+    once (`_spectra`)."""
     h = t // 2 + 1
     out[:, :, -1] = 0
     tau = 2 * np.pi / t
@@ -443,24 +563,23 @@ def _filter_spectra(w, spec, t, out):
     eu = tau * (np.outer(np.arange(t), np.arange(spec.r) * spec.dh) % t)  # (t, r)
     wt = w.transpose(0, 2, 3, 1).reshape(spec.groups, spec.kg, spec.r, spec.s, spec.cg)
     _spectra(np.ascontiguousarray(wt, dtype=np.float64), np.cos(ev), np.sin(ev), np.cos(eu),
-             np.sin(eu), out)
+             np.sin(eu), out.reshape(*out.shape[:3], -1), kb, gauss)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _spectra(wt, cv, sv, cu, su, out):
-    """The conjugated spectra of every filter into ``out`` (groups, F, nkb, cg, 2 kb) (see
-    `_filter_spectra`), float64 sums.
+def _spectra(wt, cv, sv, cu, su, out, kb, gauss):
+    """The conjugated spectra of every filter into ``out`` (groups, F, nkb, blocks of either
+    layout of `_filter_spectra`, flat), float64 sums.
 
     ``wt`` (groups, kg, r, s, cg) float64: the taps with input channels innermost.
     ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}`` (angles ``cv + i sv`` of
     (s, H), ``cu + i su`` of (T, r)).  One job per (group, block of kb output channels): a row
     pass over the taps of the block, then per frequency a column pass per channel of the
     block, every innermost loop over input channels; the job alone writes its blocks of
-    ``out``, one frequency's (cg, 2 kb) block at a time (in cache while it fills).
+    ``out``, one frequency's block at a time (in cache while it fills).
     """
     groups, kg, r, s, cg = wt.shape
-    _, f, nkb, _, kb2 = out.shape
-    kb = kb2 // 2
+    _, f, nkb, _ = out.shape
     hh = cv.shape[1]
     t2 = cu.shape[0]
     for job in prange(groups * nkb):
@@ -486,9 +605,15 @@ def _spectra(wt, cv, sv, cu, su, out):
                         for c in range(cg):
                             acc[0, c] += ca * row[kk, a, v, 0, c] - sa * row[kk, a, v, 1, c]
                             acc[1, c] += ca * row[kk, a, v, 1, c] + sa * row[kk, a, v, 0, c]
-                    for c in range(cg):
-                        dst[c, kk] = acc[0, c]
-                        dst[c, kb + kk] = acc[1, c]
+                    if gauss:
+                        for c in range(cg):
+                            dst[c * kb + kk] = acc[0, c]
+                            dst[(cg + c) * kb + kk] = acc[0, c] + acc[1, c]
+                            dst[(2 * cg + c) * kb + kk] = acc[1, c] - acc[0, c]
+                    else:
+                        for c in range(cg):
+                            dst[c * 2 * kb + kk] = acc[0, c]
+                            dst[(c * 2 + 1) * kb + kk] = acc[1, c]
 
 
 def workspace(spec, params=None):
@@ -529,7 +654,7 @@ def prepare(w, spec, params=None):
     tokens = (token(kb), token(nv), token(vl))
     # one pooled block: a layer prepared per call reuses the last call's pages
     wp, xs, ys, scratch = carve(dtype, *geo["shapes"].values())
-    _filter_spectra(w, spec, t, wp)
+    _filter_spectra(w, spec, t, wp, kb, geo["gauss"])
     xs[..., geo["nt"]:] = 0  # padding columns: the forward transform writes the rest
     kgp = wp.shape[2] * kb  # channels the multiply writes; the inverse reads whole blocks
     if kgp // lk < -(-spec.kg // lk):
@@ -543,8 +668,10 @@ def prepare(w, spec, params=None):
             _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, stream_x,
                      tokens[2])
 
+    gemm = _gauss if geo["gauss"] else _cgemm
+
     def multiply(x, out):
-        _cgemm(wp, xs, ys, stream_y, *tokens)
+        gemm(wp, xs, ys, stream_y, *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
@@ -553,6 +680,6 @@ def prepare(w, spec, params=None):
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))
     compute.plan = dict(tile=t, outputs=(mh, mw), tiles=(nth, ntw), job=(tb, lc, lk),
-                        register_tile=(kb, nv * vl))
+                        register_tile=(kb, nv * vl), form="gauss" if geo["gauss"] else "complex")
     compute.params = geo["params"]
     return compute

@@ -1,6 +1,8 @@
 """The tiled FFT's transforms against numpy.fft, every tile size through the named cases, and
 its tile choice."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,49 @@ def test_every_tile_size_matches_the_reference(case, t):
     assert compute.plan["tile"] == t
     err = relative_error(out, reference(spec, x, w))
     assert np.isfinite(out).all() and err <= TOLERANCE[spec.dtype], err
+
+
+@pytest.mark.parametrize("t", [8, 16])
+@pytest.mark.parametrize("case", [c for c in sorted(CASES)
+                                  if fft_tiled.supports(CASES[c]) is None])
+def test_gauss_form_matches_the_reference(case, t):
+    """The channel GEMMs in Gauss's three-multiply form (forced from one tile) on every case
+    the tiled FFT takes, against the float64 reference."""
+    spec = CASES[case]
+    if max(fft_tiled._extent(spec)) > t // 2:
+        return
+    x, w = random_arrays(spec)
+    out = np.full(spec.output_shape, np.nan, spec.dtype)
+    compute = fft_tiled.prepare(w, spec, {"tile": t, "gauss": 1})
+    compute(x, out)
+    assert compute.plan["form"] == "gauss"
+    err = relative_error(out, reference(spec, x, w))
+    assert np.isfinite(out).all() and err <= TOLERANCE[spec.dtype], err
+
+
+@pytest.mark.parametrize(("regs", "bits", "gauss", "nt", "want"), [
+    (16, 256, False, 256, (6, 1, 8)), (16, 256, True, 256, (6, 2, 8)),
+    (16, 256, True, 8, (14, 1, 8)), (32, 512, False, 64, (6, 2, 16)),
+    (32, 512, False, 16, (14, 1, 16)), (32, 512, True, 256, (6, 4, 16)),
+    (32, 512, True, 16, (30, 1, 16))])
+def test_register_tiles_fit_the_register_file(regs, bits, gauss, nt, want, monkeypatch):
+    """Complex tiles hold 2 kb nv accumulators, Gauss's real ones kb nv, beside their inputs
+    and one broadcast; the wider tile only where it keeps enough rows and wastes no more
+    padding columns."""
+    target = dataclasses.replace(current(), vector_registers=regs, vector_bits=bits)
+    monkeypatch.setattr(fft_tiled, "current", lambda: target)
+    kb, nv, vl = fft_tiled.register_tile(nt, 4, gauss)
+    assert (kb, nv, vl) == want
+    per = 1 if gauss else 2
+    assert per * kb * nv + per * nv + 1 <= regs
+
+
+def test_gauss_form_needs_tiles_enough():
+    """The parameter is the tile count from which Gauss's form runs; 0 never."""
+    spec = ConvSpec(n=4, c=8, h=30, k=8, r=3, padding=1)  # 16 x 16 tiles: 3 x 3 an image
+    assert fft_tiled._geometry(spec, {"tile": 16, "gauss": 36})["gauss"]
+    assert not fft_tiled._geometry(spec, {"tile": 16, "gauss": 37})["gauss"]
+    assert not fft_tiled._geometry(spec, {"tile": 16, "gauss": 0})["gauss"]
 
 
 def test_supports_names_what_it_needs():
