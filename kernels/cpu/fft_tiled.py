@@ -1,4 +1,4 @@
-"""Tiled FFT convolution: small fixed transforms (8 x 8, 16 x 16, 32 x 32) as GEMMs.
+"""Tiled FFT convolution: small fixed transforms (8 x 8, 16 x 16, 32 x 32) over blocks of tiles.
 
 Algorithm
 ---------
@@ -9,22 +9,25 @@ and Winograd convolutions on modern CPUs", ICS 2019).  Each output tile of m x m
 input tile with the (dilated) filter: ``Z = X conj(W)`` frequency by frequency, where a
 tile's spectrum has ``F = T (T/2 + 1)`` frequencies (real input).  Per frequency and group
 the sum over input channels is one complex GEMM, ``Y[f] (k x tiles) = W[f] (k x c) @ X[f]
-(c x tiles)`` (`_cgemm`): a register tile of output channels x tiles accumulates real and
-imaginary parts over all input channels, four fused multiply-adds per complex product, with
-the filter spectra packed in `prepare` in the order the micro-kernel reads them (NNPACK's
-"tuple GEMM": nothing is packed per call, where BLAS' cgemm repacks the filter spectra of
-every frequency on every call and ran 1.4-1.6x slower on VGG's and AlexNet's deep layers).
+(c x tiles)``: a register tile of output channels x tiles accumulates over all input
+channels, with the filter spectra packed in `prepare` in the order the micro-kernel reads
+them (NNPACK's "tuple GEMM": nothing is packed per call, where BLAS' cgemm repacks the filter
+spectra of every frequency on every call and ran 1.4-1.6x slower on VGG's and AlexNet's deep
+layers).  Two forms: complex products, four fused multiply-adds each (`_cgemm`), or Gauss's
+three real products (`_gauss`), from enough tiles that streaming its 1.5x filter spectra
+does not bound it (the parameter ``gauss``).
 
-The transforms are not FFT calls: at these sizes a transform is a pair of small dense DFTs
-(rows, then columns) run over a block of L planes (tiles x channels) at once as GEMMs whose
-results keep the planes innermost: the row pass ``(2H, T) @ (T, L)`` once per patch row (H =
-T/2 + 1 frequencies, re/im interleaved; the patch rows enter transposed), the column pass
-``(2T, T) @ (T, 2H L)`` (cosine and sine halves stacked).  Each frequency's run of tiles then
-leaves for the spectra as whole vectors.  Their flops (about 28 k a 16 x 16 plane) are a
-tenth of the channel GEMM's on ResNet-50 and VGG layers and run at BLAS speed, where a
-general FFT library pays a fixed cost per small plane.  The inverse keeps only the m valid
-rows and columns: its column pass is ``(2m, T)`` and its row pass (complex to real, once per
-output row) ``(2H, m)``, with ``1 / T^2`` folded in.
+The transforms are not FFT library calls, which pay a fixed cost per small plane: they run
+over a block of L planes (tiles x channels) at once, the planes innermost, so that every
+step is a loop over vectors of planes.  The forward row pass (real to complex) is the small
+dense DFT ``(2H, T) @ (T, L)`` once per patch row (H = T/2 + 1 frequencies, re/im
+interleaved; the patch rows enter transposed), a BLAS GEMM; the column pass is a radix-2
+FFT of the H complex columns in place (`_dif_columns`: about 5 T log2 T flops a column
+where the DFT as a GEMM took 8 T^2, which made the transforms as slow as the channel GEMMs
+with 16 registers).  Each frequency's run of tiles then leaves for the spectra as whole
+vectors.  The inverse runs the column FFT in place on the multiply's output, then its row
+pass (complex to real, once per output row, keeping the m valid columns) as the GEMM
+``(L, 2H) @ (2H, m)`` with ``1 / T^2`` folded in.
 
 The tile size (`choose_tile`) minimises a flop count: the channel GEMM's, the transforms',
 and the filter spectra's bytes at ``byte_cost`` flops each (``F c k`` complex numbers,
@@ -36,23 +39,23 @@ deep, small layers.
 
 Layout (``nt`` tiles = images x tile rows x tile columns, ``H = T//2 + 1``, ``F = T H``)
 -------------------------------------------------------------------------------
-``X`` (groups, F, 2, ccg, ntp) real and imaginary planes
+``X`` (groups, F, P, ccg, ntp) real and imaginary planes (and their sums: P = 3 in Gauss's form)
     Input spectra, written by `_forward`: per job (block of 16 tiles, group, channel block)
     the T x T patches are gathered (padding read as zeros, never materialised), transformed
-    by the GEMMs and stored frequency by frequency as runs of 16 tiles, by non-temporal
+    and stored frequency by frequency as runs of 16 tiles, by non-temporal
     stores when the spectra outgrow the caches (`_streams`: a run is one cache line, and 288
     lines a job, one per frequency and part, cost a read for ownership each otherwise).
     ``ntp``: the tiles rounded up to the register tile's columns (the padding columns stay
     zero).
-``W`` (groups, F, nkb, ccg, 2 kb)
+``W`` (groups, F, nkb, ccg, 2 kb), in Gauss's form (groups, F, nkb, 3, ccg, kb)
     Conjugated filter spectra packed by blocks of ``kb`` output channels (`_filter_spectra`),
     computed in float64 in `prepare` (`_spectra`) and rounded once.
 ``Y`` (groups, tile blocks, channel blocks, F, 2, lk, 16)
-    `_cgemm`'s result, stored (non-temporal, as ``X``) in the inverse's jobs: one job (block
-    of 16 tiles, group, block of ``lk`` output channels) reads one contiguous block that is
-    already its column pass' right-hand side, with no gather.
-Output: `_inverse` per job: two GEMMs, crop into ``out`` (partial tiles at the right and
-bottom edges write their valid part).
+    The multiply's result, stored (non-temporal, as ``X``) in the inverse's jobs: one job
+    (block of 16 tiles, group, block of ``lk`` output channels) transforms one contiguous
+    block in place, with no gather.
+Output: `_inverse` per job: column FFTs, the row GEMMs, crop into ``out`` (partial tiles at
+the right and bottom edges write their valid part).
 
 Speed and error
 ---------------
@@ -102,14 +105,12 @@ def defaults(target: Target) -> dict:
     filter does not fit).  ``byte_cost``: what one byte of filter spectra costs in `_cost`,
     in flops of the channel GEMM (larger: smaller tiles where the spectra dominate).
     ``gauss``: the tiles from which the channel GEMMs run in Gauss's three-multiply form
-    (`_gauss`) rather than as complex products (`_cgemm`), 0 never: 48 where the register
-    file has 16 vector registers (AVX2, NEON: the complex tile holds one vector a row, Gauss's
-    real tiles two), never with 32.  Gauss's form streams 1.5x the filter spectra for 0.75x
-    the multiply-adds, so it needs tiles enough to stay compute-bound (measured in
-    `_gauss`)."""
+    (`_gauss`) rather than as complex products (`_cgemm`), 0 never.  Gauss's form streams
+    1.5x the filter spectra for 0.75x the multiply-adds, so it needs tiles enough to stay
+    compute-bound: 48 (it won from 64 tiles and lost at 16 with 16 and 32 registers alike;
+    measured in `_gauss`)."""
     l2 = target.l2_bytes or 1 << 20
-    return {"block": 64 if l2 >= 1 << 20 else 32, "tile": 0, "byte_cost": 4.0,
-            "gauss": 48 if target.vector_registers < 32 else 0}
+    return {"block": 64 if l2 >= 1 << 20 else 32, "tile": 0, "byte_cost": 4.0, "gauss": 48}
 
 
 def space(target: Target) -> list[dict]:
@@ -118,7 +119,7 @@ def space(target: Target) -> list[dict]:
     tile stays the model's: a forced size would not fit every filter)."""
     base = defaults(target)
     return ([{**base, "block": b, "byte_cost": c} for b in (32, 64, 128)
-             for c in (1.0, 4.0, 16.0)] + [{**base, "gauss": 0 if base["gauss"] else 48}])
+             for c in (1.0, 4.0, 16.0)] + [{**base, "gauss": 0}])
 
 
 def _params(given=None) -> dict:
@@ -190,12 +191,14 @@ def choose_tile(spec, params=None) -> int:
 
 # ----------------------------------------------------------------------------- matrices
 @lru_cache(maxsize=16)
-def _dft(t, mh, mw, dtype):
-    """The real matrices of one tile size (see the module docstring), read-only.
+def _dft(t, mw, dtype):
+    """The read-only tables of one tile size (see the module docstring).
 
-    Returns ``rows (2h, t)`` (forward row DFT, re/im interleaved rows), ``cols (2t, t)`` (cosine
-    rows over sine rows), ``icols (2 mh, t)`` and ``irows (2h, mw)`` (inverse, valid outputs
-    only, ``1 / t^2`` in ``irows``).  Angles are reduced modulo ``t`` in integers first.
+    Returns ``rows (2h, t)`` (the forward row DFT, re/im interleaved rows), ``twiddles (2, 2,
+    t/2)`` (``e^{-2 pi i k/t}`` for the forward column pass, then ``e^{+2 pi i k/t}`` for the
+    inverse: real parts, imaginary parts), ``order (t,)`` (the row of `_dif_columns`' output
+    holding frequency u: u's bits reversed) and ``irows (2h, mw)`` (the inverse row DFT, valid
+    outputs only, ``1 / t^2`` folded in).  Angles are reduced modulo ``t`` in integers first.
     """
     h = t // 2 + 1
     j = np.arange(t)
@@ -203,15 +206,17 @@ def _dft(t, mh, mw, dtype):
     ang = 2 * np.pi * (np.outer(j, v) % t) / t  # (t, h)
     rows = np.empty((t, 2 * h))
     rows[:, 0::2], rows[:, 1::2] = np.cos(ang), -np.sin(ang)
-    ang_t = 2 * np.pi * (np.outer(j, j) % t) / t  # (u, i)
-    cols = np.vstack([np.cos(ang_t), np.sin(ang_t)])
-    icols = np.vstack([np.cos(ang_t)[:mh], np.sin(ang_t)[:mh]])
+    k = 2 * np.pi * np.arange(t // 2) / t
+    twiddles = np.array([[np.cos(k), -np.sin(k)], [np.cos(k), np.sin(k)]])
+    bits = t.bit_length() - 1
+    order = np.array([int(format(u, f"0{bits}b")[::-1], 2) for u in range(t)], dtype=np.int64)
     weight = np.where((v == 0) | (2 * v == t), 1.0, 2.0) / (t * t)
     ang_i = 2 * np.pi * (np.outer(v, np.arange(mw)) % t) / t  # (v, j)
     irows = np.empty((2 * h, mw))
     irows[0::2] = weight[:, None] * np.cos(ang_i)
     irows[1::2] = -weight[:, None] * np.sin(ang_i)
-    out = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (rows.T, cols, icols, irows))
+    out = (*(np.ascontiguousarray(a, dtype=dtype) for a in (rows.T, twiddles)), order,
+           np.ascontiguousarray(irows, dtype=dtype))
     for a in out:
         a.flags.writeable = False
     return out
@@ -234,44 +239,64 @@ def _job(job, nt, tb, groups, ch, lc):
 
 
 @njit(cache=True, inline="always")
-def _store_run(xf, d, im, cf, a, b, planes, n, stream, lanes, tmp):
+def _dif_columns(blk, v, tw):
+    """The DFT along the first axis of column ``v`` of ``blk`` (T, H, 2, L) (complex: real and
+    imaginary rows of L planes), in place: ``X[u] = sum_i tw^(u i) x[i]`` with ``tw`` (2, T/2)
+    the powers of the root (`_dft`), left in row ``order[u]``.  Radix-2 decimation in
+    frequency, every butterfly a loop over the L planes (vectors); the T rows of one column
+    stay in the L1 cache through the log2 T passes.  About 5 T log2 T flops a column where a
+    DFT as a GEMM takes 8 T^2."""
+    t, nl = blk.shape[0], blk.shape[3]
+    m = t
+    while m >= 2:
+        h = m // 2
+        step = t // m
+        for k in range(h):
+            wr, wi = tw[0, k * step], tw[1, k * step]
+            for a in range(k, t, m):
+                ar, ai, br, bi = blk[a, v, 0], blk[a, v, 1], blk[a + h, v, 0], blk[a + h, v, 1]
+                for q in range(nl):
+                    dr = ar[q] - br[q]
+                    di = ai[q] - bi[q]
+                    ar[q] += br[q]
+                    ai[q] += bi[q]
+                    br[q] = dr * wr - di * wi
+                    bi[q] = dr * wi + di * wr
+        m = h
+
+
+@njit(cache=True, inline="always")
+def _store_run(xf, d, im, rf, ro, io, n, sums, stream, lanes):
     """One frequency of ``n`` tiles into the spectra: ``xf[d:d + n]`` (real parts) and ``xf[d +
-    im:d + im + n]`` (imaginary) from the column pass ``cf``: cosine rows' real and imaginary
-    parts at ``a`` and ``a + planes``, sine rows' at ``b`` and ``b + planes``
-    (``X = C - i S`` of the row pass' complex values).  With ``tmp`` (not empty: Gauss's
-    form) also their sums at ``xf[d + 2 im:]``, through ``tmp``.  Whole vectors
-    (`combine_lanes`, `copy_lanes`, non-temporal with ``stream``) when ``n`` is a multiple of
-    the vector, else scalars."""
+    im:d + im + n]`` (imaginary) from ``rf[ro:]`` and ``rf[io:]``, and with ``sums`` (Gauss's
+    form) their sums at ``xf[d + 2 im:]``.  Whole vectors (`copy_lanes`, `combine_lanes`,
+    non-temporal with ``stream``) when ``n`` is a multiple of the vector, else scalars."""
     vl = len(lanes)
     if n % vl == 0:
         for q in range(0, n, vl):
-            combine_lanes(xf, d + q, cf, a + q, cf, b + planes + q, 1.0, stream, lanes)
-            combine_lanes(xf, d + im + q, cf, a + planes + q, cf, b + q, -1.0, stream, lanes)
+            copy_lanes(xf, d + q, rf, ro + q, stream, lanes)
+            copy_lanes(xf, d + im + q, rf, io + q, stream, lanes)
+            if sums:
+                combine_lanes(xf, d + 2 * im + q, rf, ro + q, rf, io + q, 1.0, stream, lanes)
     else:
         for q in range(n):
-            xf[d + q] = cf[a + q] + cf[b + planes + q]
-            xf[d + im + q] = cf[a + planes + q] - cf[b + q]
-    if len(tmp) == 0:
-        return
-    for q in range(n):
-        tmp[q] = (cf[a + q] + cf[b + planes + q]) + (cf[a + planes + q] - cf[b + q])
-    if n % vl == 0:
-        for q in range(0, n, vl):
-            copy_lanes(xf, d + 2 * im + q, tmp, q, stream, lanes)
-    else:
-        xf[d + 2 * im:d + 2 * im + n] = tmp[:n]
+            xf[d + q] = rf[ro + q]
+            xf[d + im + q] = rf[io + q]
+            if sums:
+                xf[d + 2 * im + q] = rf[ro + q] + rf[io + q]
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, stream, lanes):
+def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, tw, order, scratch, xs, stream,
+             lanes):
     """Input spectra ``xs`` (groups, F, P, ccg, ntp >= nt) of every tile: real and imaginary
     planes, and with ``P = 3`` (Gauss's form) their sums.
 
     One job is (block of ``tb`` tiles, group, block of ``lc`` channels): its ``tb lc`` planes
-    (plane ``l tb + tt``) are gathered, transformed by the GEMMs and stored (`_store_run`),
-    each frequency and channel as a run of ``tb`` tiles (a cache line of float32 at 16),
-    non-temporal with ``stream``.  Each thread owns ``scratch[thread]`` and a contiguous run
-    of jobs.
+    (plane ``l tb + tt``) are gathered, transformed (row GEMMs, column FFTs) and stored
+    (`_store_run`), each frequency and channel as a run of ``tb`` tiles (a cache line of
+    float32 at 16), non-temporal with ``stream``.  Each thread owns ``scratch[thread]`` and a
+    contiguous run of jobs.
     """
     n, c, h, w = x.shape
     groups, f, parts, ccg, ntp = xs.shape
@@ -304,62 +329,50 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, strea
                         for j in range(jlo, jhi):
                             dst[j] = src[x0 + j]
                         dst[jhi:] = 0
-            n1 = t2 * 2 * hh * planes
             o1 = t2 * planes * t2
-            rp = sc[o1:o1 + n1].reshape(t2, 2 * hh, planes)
+            rp = sc[o1:o1 + t2 * 2 * hh * planes].reshape(t2, hh, 2, planes)
             for i in range(t2):  # frequencies x planes: the planes stay innermost
-                np.dot(rows, patch[i].T, rp[i])
-            cp = sc[o1 + n1:o1 + 3 * n1].reshape(2 * t2, 2 * hh, planes)
-            np.dot(cols, rp.reshape(t2, 2 * hh * planes), cp.reshape(2 * t2, 2 * hh * planes))
-            cf = cp.reshape(-1)
-            tmp = sc[o1 + 3 * n1:o1 + 3 * n1 + (ntt if parts == 3 else 0)]
+                np.dot(rows, patch[i].T, rp[i].reshape(2 * hh, planes))
+            for v in range(hh):
+                _dif_columns(rp, v, tw[0])
+            rf = rp.reshape(-1)
             for u in range(t2):
                 for v in range(hh):
-                    a = (u * 2 * hh + 2 * v) * planes  # cosine rows' real part, then imaginary
-                    b = ((t2 + u) * 2 * hh + 2 * v) * planes  # sine rows'
+                    ro = ((order[u] * hh + v) * 2) * planes  # X[u, v]: real, then imaginary
                     d = ((g * f + u * hh + v) * parts * ccg + c0) * ntp + t0  # xs[g, f, 0, c0, t0]
                     for ll in range(ncc):
-                        _store_run(xf, d + ll * ntp, ccg * ntp, cf, a + ll * ntt, b + ll * ntt,
-                                   planes, ntt, stream, lanes, tmp)
+                        _store_run(xf, d + ll * ntp, ccg * ntp, rf, ro + ll * ntt,
+                                   ro + planes + ll * ntt, ntt, parts == 3, stream, lanes)
 
 
 @njit(parallel=True, cache=True)
-def _inverse(ys, nt, nth, ntw, icols, irows, scratch, out):
+def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
     """Inverse transform of every (tile block, group, output-channel block) job and crop into
     ``out``.  ys (groups, tile blocks, channel blocks, F, 2, lk, tb): one job's spectra are one
-    contiguous block, already laid out as the column pass' right-hand side (frequency, then
-    real or imaginary, then the ``lk tb`` planes, plane ``l tb + tt``), so it reads them in
-    place; ``icols`` (2 mh, T), ``irows`` (2H, mw)."""
+    contiguous block (frequency, then real or imaginary, then the ``lk tb`` planes, plane ``l
+    tb + tt``), transformed in place: the column pass (`_dif_columns`, ``tw`` the inverse's
+    roots) leaves output row y's half spectrum in row ``order[y]``, already the row pass'
+    left-hand side (planes x 2H, transposed); ``irows`` (2H, mw); ``mh`` output rows a
+    tile."""
     n, k, oh, ow = out.shape
-    groups, _, _, _, _, lk, tb = ys.shape
+    groups, _, _, f, _, lk, tb = ys.shape
     kg = k // groups
-    mh2, t2 = icols.shape
-    mh = mh2 // 2
     hh2, mw = irows.shape
     hh = hh2 // 2
+    t2 = f // hh
     planes = lk * tb
-    n1 = 2 * hh * planes
     jobs = _jobs(nt, tb, groups, kg, lk)
     nch = min(scratch.shape[0], jobs)
     for ch in prange(nch):
         sc = scratch[ch]
         for job in range(ch * jobs // nch, (ch + 1) * jobs // nch):
             t0, ntt, g, k0, nkk = _job(job, nt, tb, groups, kg, lk)
-            spec = ys[g, t0 // tb, k0 // lk].reshape(t2, n1)
-            cp = sc[:2 * mh * n1].reshape(2 * mh, 2 * hh, planes)
-            np.dot(icols, spec, cp.reshape(2 * mh, n1))
-            half = sc[2 * mh * n1:3 * mh * n1].reshape(mh, 2 * hh, planes)
-            for y in range(mh):
-                for v in range(hh):
-                    cre, cim = cp[y, 2 * v], cp[y, 2 * v + 1]
-                    sre, sim = cp[mh + y, 2 * v], cp[mh + y, 2 * v + 1]
-                    hre, him = half[y, 2 * v], half[y, 2 * v + 1]
-                    for q in range(planes):
-                        hre[q] = cre[q] - sim[q]
-                        him[q] = cim[q] + sre[q]
+            blk = ys[g, t0 // tb, k0 // lk].reshape(t2, hh, 2, planes)
+            for v in range(hh):
+                _dif_columns(blk, v, tw)
             res = sc[:mh * planes * mw].reshape(mh, planes, mw)
             for y in range(mh):  # planes x columns, for the crop's runs of columns
-                np.dot(half[y].T, irows, res[y])
+                np.dot(blk[order[y]].reshape(2 * hh, planes).T, irows, res[y])
             for tt in range(ntt):
                 t = t0 + tt
                 b, ti, tj = t // (nth * ntw), (t // ntw) % nth, t % ntw
@@ -429,11 +442,12 @@ def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
     accumulate (once a tile, not once a channel).
 
     Measured on NNPACK's layers at batch 16, the multiply alone (ms, complex / Gauss): on AVX2
-    (16 registers; 6 x 1 complex, 6 x 2 real tiles) VGG-A conv3.1 (256 tiles) 52.8 / 46.2,
-    conv3.2 101 / 91, conv4.1 (64) 48.3 / 42.9, conv4.2 95 / 84, but AlexNet conv4 (16
-    tiles) 10.2 / 14.1: the filter spectra, 1.5x as many bytes, then bound it from memory.
-    With AVX-512 (32 registers) conv4.1 28.9 (6 x 2) / 28.5 (6 x 4): three input planes,
-    re-read for every block of output channels, then come from the L2.
+    (16 registers; 6 x 1 complex, 6 x 2 real tiles) VGG-A conv3.1 (256 tiles) 51.7 / 44.7,
+    conv3.2 101 / 91, conv4.1 (64) 48.7 / 42.1, conv4.2 95 / 84, but AlexNet conv4 (16
+    tiles) 10.0 / 13.9: the filter spectra, 1.5x as many bytes, then bound it from memory.
+    With AVX-512 (32 registers; 6 x 2 complex, 6 x 4 real) conv3.1 26.9 / 23.3, conv3.2 55.2 /
+    45.0, conv4.1 24.7 / 21.4, conv4.2 50.6 / 44.0, OverFeat conv5 54.0 / 43.0, VGG-A conv2
+    (1024 tiles, 64 channels) 36.2 / 36.9, AlexNet conv4 8.9 / 22.0.
     """
     groups, f, nkb, _, cg, kb = wp.shape
     ntp = xs.shape[4]
@@ -449,37 +463,46 @@ def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
             for t0 in range(0, ntp, cols):
                 first = stack_tile(xf, rows, vecs, lanes)
                 acc = stack_tile(xf, rows, vecs, lanes)
-                for r in range(kb):
-                    for j in range(cols):
-                        first[r, j] = 0
-                        acc[r, j] = 0
+                _zero(first)
+                _zero(acc)
                 for c in range(cg):  # c (a + b)
                     fma_tile(first, xf, (2 * cg + c) * ntp + t0, wf, (3 * b * cg + c) * kb, 1,
                              rows, vecs, lanes)
                 for c in range(cg):  # (c + d) b
                     fma_tile(acc, xf, (cg + c) * ntp + t0, wf, ((3 * b + 1) * cg + c) * kb, 1,
                              rows, vecs, lanes)
-                _combine_tile(yf, 0, first, acc, -1.0, g, fi, b * kb, t0, f, nbt, nkl, lk, tb,
-                              stream, lanes)
-                for r in range(kb):
-                    for j in range(cols):
-                        acc[r, j] = 0
+                _combine_tile(yf, 0, first, acc, -1.0, g, fi, b * kb, kb, t0, f, nbt, nkl, lk,
+                              tb, stream, lanes)
+                _zero(acc)
                 for c in range(cg):  # (d - c) a
                     fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1,
                              rows, vecs, lanes)
-                _combine_tile(yf, lk * tb, first, acc, 1.0, g, fi, b * kb, t0, f, nbt, nkl, lk,
-                              tb, stream, lanes)
+                _combine_tile(yf, lk * tb, first, acc, 1.0, g, fi, b * kb, kb, t0, f, nbt, nkl,
+                              lk, tb, stream, lanes)
 
 
 @njit(cache=True, inline="always")
-def _combine_tile(yf, part, first, acc, sign, g, fi, k0, t0, f, nbt, nkl, lk, tb, stream,
+def _zero(tile):
+    for r in range(tile.shape[0]):
+        for j in range(tile.shape[1]):
+            tile[r, j] = 0
+
+
+@njit(cache=True, inline="always")
+def _combine_tile(yf, part, first, acc, sign, g, fi, k0, kb, t0, f, nbt, nkl, lk, tb, stream,
                   lanes):
-    """``first + sign acc`` of a (rows, cols) tile of output channels ``k0 + r`` x tiles ``t0 +
+    """``first + sign acc`` of a (kb, cols) tile of output channels ``k0 + r`` x tiles ``t0 +
     j`` into its places in ys (see `_cgemm`), ``part`` floats into each row's block (0: real
-    parts, ``lk tb``: imaginary)."""
+    parts, ``lk tb``: imaginary).
+
+    ``kb`` is the filter spectra's block, a run-time value equal to the tile's rows: indexed
+    by it, ``first`` stays in memory between `_gauss`' passes (LLVM keeps it in registers
+    only inside the loop that accumulates it).  With the rows a compile-time constant it was
+    kept in registers across the next pass too, which then spilled: twice as slow with 32
+    registers."""
     vl = len(lanes)
-    rows, cols = first.shape
-    for r in range(rows):
+    cols = first.shape[1]
+    for r in range(kb):
         kl, ll = (k0 + r) // lk, (k0 + r) % lk
         for j in range(0, cols, vl):
             t = t0 + j
@@ -511,8 +534,8 @@ def _geometry(spec, params=None):
               else (spec.groups, f, nkb, spec.cg, 2 * kb),
               "xs": (spec.groups, f, parts, spec.cg, ntp),
               "ys": (spec.groups, -(-ntp // yb), -(-nkb * kb // lk), f, 2, lk, yb),
-              # forward: patch, row pass, column pass; inverse: column pass, half
-              "scratch": (threads, block * (t * t + 4 * t * 2 * h))}
+              # forward: patch, then the row pass (the column pass in place); inverse: rows
+              "scratch": (threads, block * (t * t + 2 * t * h))}
     return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt, gauss=gauss,
                 tile=(kb, nv, vl), shapes=shapes, params=p)
 
@@ -649,7 +672,7 @@ def prepare(w, spec, params=None):
     geo = _geometry(spec, params)
     dtype = np.dtype(spec.dtype)
     t, mh, mw, tb, lc, lk = (geo[k] for k in ("t", "mh", "mw", "tb", "lc", "lk"))
-    rows, cols, icols, irows = _dft(t, mh, mw, dtype)
+    rows, tw, order, irows = _dft(t, mw, dtype)
     kb, nv, vl = geo["tile"]
     tokens = (token(kb), token(nv), token(vl))
     # one pooled block: a layer prepared per call reuses the last call's pages
@@ -665,7 +688,7 @@ def prepare(w, spec, params=None):
 
     def input_transform(x, out):
         with single_threaded_blas():
-            _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, cols, scratch, xs, stream_x,
+            _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, tw, order, scratch, xs, stream_x,
                      tokens[2])
 
     gemm = _gauss if geo["gauss"] else _cgemm
@@ -675,7 +698,7 @@ def prepare(w, spec, params=None):
 
     def output_transform(x, out):
         with single_threaded_blas():
-            _inverse(ys, nt, nth, ntw, icols, irows, scratch, out)
+            _inverse(ys, nt, mh, nth, ntw, tw[1], order, irows, scratch, out)
 
     compute = with_phases(("input transform", input_transform), ("multiply", multiply),
                           ("output transform", output_transform))

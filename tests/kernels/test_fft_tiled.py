@@ -18,11 +18,13 @@ TOLERANCE = registry.get("fft_tiled").tolerance
 
 
 @pytest.mark.parametrize("t", fft_tiled.TILES)
-@pytest.mark.parametrize("tb, stream", [(3, False), (8, False), (8, True)])
-def test_forward_transform_is_rfft2_of_each_tile(t, tb, stream):
+@pytest.mark.parametrize("tb, stream, parts", [(3, False, 2), (8, False, 2), (8, True, 2),
+                                               (3, False, 3), (8, True, 3)])
+def test_forward_transform_is_rfft2_of_each_tile(t, tb, stream, parts):
     """`_forward` writes, per tile and channel, numpy's rfft2 of the patch the tile reads
     (padding as zeros), in float64 to rounding: runs of ``tb`` tiles by scalars (3) or whole
-    vectors (8, the last run partial), cached or streamed stores."""
+    vectors (8, the last run partial), cached or streamed stores; with three parts (Gauss's
+    form) the sums of the real and imaginary parts too."""
     spec = ConvSpec(n=2, c=5, h=t + 3, w=t + 1, k=1, r=3, padding=(1, 2, 0, 1),
                     dtype="float64")
     rng = np.random.default_rng(t)
@@ -32,13 +34,15 @@ def test_forward_transform_is_rfft2_of_each_tile(t, tb, stream):
     h = t // 2 + 1
     nt = spec.n * nth * ntw
     vl = current().lanes(8)
-    rows, cols, _, _ = fft_tiled._dft(t, mh, mw, np.dtype(np.float64))
-    xs, scratch = carve(np.dtype(np.float64), (1, t * h, 2, spec.c, -(-nt // 8) * 8),
-                        (2, tb * 2 * (t * t + 4 * t * 2 * h)))
+    rows, tw, order, _ = fft_tiled._dft(t, mw, np.dtype(np.float64))
+    xs, scratch = carve(np.dtype(np.float64), (1, t * h, parts, spec.c, -(-nt // 8) * 8),
+                        (2, tb * 2 * (t * t + 2 * t * h)))
     # jobs of tb tiles x 2 channels: partial blocks of both
-    fft_tiled._forward(x, 1, 0, mh, mw, nth, ntw, tb, 2, rows, cols, scratch, xs, stream,
+    fft_tiled._forward(x, 1, 0, mh, mw, nth, ntw, tb, 2, rows, tw, order, scratch, xs, stream,
                        token(vl))
     xs = xs[..., :nt]
+    if parts == 3:
+        np.testing.assert_allclose(xs[:, :, 2], xs[:, :, 0] + xs[:, :, 1], rtol=0, atol=0)
     xp = np.pad(x, ((0, 0), (0, 0), (1, 2 + t), (0, 1 + t)))
     got = (xs[:, :, 0] + 1j * xs[:, :, 1]).reshape(t, h, spec.c, spec.n, nth, ntw)
     for b in range(spec.n):
@@ -51,19 +55,37 @@ def test_forward_transform_is_rfft2_of_each_tile(t, tb, stream):
 
 
 @pytest.mark.parametrize("t", fft_tiled.TILES)
-def test_inverse_matrices_invert_the_forward_ones(t):
-    """The inverse's two GEMMs (valid outputs only, 1/T^2 folded in) give numpy's irfft2."""
+@pytest.mark.parametrize("inverse", [False, True])
+def test_column_butterflies_are_the_dft(t, inverse):
+    """`_dif_columns` on every column of a (T, H, 2, L) block is numpy's fft (or T times its
+    ifft) along the first axis, each frequency u left in row ``order[u]``."""
+    _, tw, order, _ = fft_tiled._dft(t, t, np.dtype(np.float64))
+    rng = np.random.default_rng(t)
+    z = rng.standard_normal((t, 3, 5)) + 1j * rng.standard_normal((t, 3, 5))
+    blk = np.ascontiguousarray(np.stack([z.real, z.imag], axis=2))  # (t, 3, 2, 5)
+    for v in range(3):
+        fft_tiled._dif_columns(blk, v, tw[int(inverse)])
+    got = (blk[:, :, 0] + 1j * blk[:, :, 1])[order]
+    want = t * np.fft.ifft(z, axis=0) if inverse else np.fft.fft(z, axis=0)
+    assert sorted(order) == list(range(t))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * t)
+
+
+@pytest.mark.parametrize("t", fft_tiled.TILES)
+def test_inverse_passes_invert_the_forward_transform(t):
+    """The inverse's column butterflies and its row matrix (valid outputs only, 1/T^2 folded
+    in) give numpy's irfft2 of a plane's rfft2."""
     mh, mw = t - 2, t - 4
     h = t // 2 + 1
-    _, _, icols, irows = fft_tiled._dft(t, mh, mw, np.dtype(np.float64))
+    _, tw, order, irows = fft_tiled._dft(t, mw, np.dtype(np.float64))
     rng = np.random.default_rng(t)
     plane = rng.standard_normal((t, t))
     spec = np.fft.rfft2(plane)  # (t, h)
-    a = icols @ np.stack([spec.real, spec.imag], axis=-1).reshape(t, 2 * h)  # (2 mh, 2h)
-    re = a[:mh, 0::2] - a[mh:, 1::2]
-    im = a[:mh, 1::2] + a[mh:, 0::2]
-    half = np.stack([re, im], axis=-1).reshape(mh, 2 * h)
-    np.testing.assert_allclose(half @ irows, plane[:mh, :mw], atol=1e-13)
+    blk = np.ascontiguousarray(np.stack([spec.real, spec.imag], axis=-1)[..., None])
+    for v in range(h):
+        fft_tiled._dif_columns(blk, v, tw[1])
+    rows = np.stack([blk[order[y]].reshape(2 * h) for y in range(mh)])  # (mh, 2h)
+    np.testing.assert_allclose(rows @ irows, plane[:mh, :mw], atol=1e-13)
 
 
 @pytest.mark.parametrize("t", fft_tiled.TILES)
