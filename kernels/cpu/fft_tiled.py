@@ -50,7 +50,7 @@ Layout (``nt`` tiles = images x tile rows x tile columns, ``H = T//2 + 1``, ``F 
 ``W`` (groups, F, nkb, ccg, 2 kb), in Gauss's form (groups, F, nkb, 3, ccg, kb)
     Conjugated filter spectra packed by blocks of ``kb`` output channels (`_filter_spectra`),
     computed in float64 in `prepare` (`_spectra`) and rounded once.
-``Y`` (groups, tile blocks, channel blocks, F, 2, lk, 16)
+``Y`` (groups, tile blocks, channel blocks, 2, F, lk, 16)
     The multiply's result, stored (non-temporal, as ``X``) in the inverse's jobs: one job
     (block of 16 tiles, group, block of ``lk`` output channels) transforms one contiguous
     block in place, with no gather.
@@ -198,7 +198,8 @@ def _dft(t, mw, dtype):
     t/2)`` (``e^{-2 pi i k/t}`` for the forward column pass, then ``e^{+2 pi i k/t}`` for the
     inverse: real parts, imaginary parts), ``order (t,)`` (the row of `_dif_columns`' output
     holding frequency u: u's bits reversed) and ``irows (2h, mw)`` (the inverse row DFT, valid
-    outputs only, ``1 / t^2`` folded in).  Angles are reduced modulo ``t`` in integers first.
+    outputs only, ``1 / t^2`` folded in; the rows of real parts, then of imaginary parts).
+    Angles are reduced modulo ``t`` in integers first.
     """
     h = t // 2 + 1
     j = np.arange(t)
@@ -213,8 +214,8 @@ def _dft(t, mw, dtype):
     weight = np.where((v == 0) | (2 * v == t), 1.0, 2.0) / (t * t)
     ang_i = 2 * np.pi * (np.outer(v, np.arange(mw)) % t) / t  # (v, j)
     irows = np.empty((2 * h, mw))
-    irows[0::2] = weight[:, None] * np.cos(ang_i)
-    irows[1::2] = -weight[:, None] * np.sin(ang_i)
+    irows[:h] = weight[:, None] * np.cos(ang_i)
+    irows[h:] = -weight[:, None] * np.sin(ang_i)
     out = (*(np.ascontiguousarray(a, dtype=dtype) for a in (rows.T, twiddles)), order,
            np.ascontiguousarray(irows, dtype=dtype))
     for a in out:
@@ -239,14 +240,14 @@ def _job(job, nt, tb, groups, ch, lc):
 
 
 @njit(cache=True, inline="always")
-def _dif_columns(blk, v, tw):
-    """The DFT along the first axis of column ``v`` of ``blk`` (T, H, 2, L) (complex: real and
-    imaginary rows of L planes), in place: ``X[u] = sum_i tw^(u i) x[i]`` with ``tw`` (2, T/2)
-    the powers of the root (`_dft`), left in row ``order[u]``.  Radix-2 decimation in
-    frequency, every butterfly a loop over the L planes (vectors); the T rows of one column
-    stay in the L1 cache through the log2 T passes.  About 5 T log2 T flops a column where a
-    DFT as a GEMM takes 8 T^2."""
-    t, nl = blk.shape[0], blk.shape[3]
+def _dif_columns(re, im, tw):
+    """The DFT along the first axis of the complex column ``re + i im`` (T, L) (T rows of L
+    planes), in place: ``X[u] = sum_i tw^(u i) x[i]`` with ``tw`` (2, T/2) the powers of the
+    root (`_dft`), left in row ``order[u]``.  Radix-2 decimation in frequency, every
+    butterfly a loop over the L planes (vectors); a column's T rows stay in the L1 cache
+    through the log2 T passes.  About 5 T log2 T flops a column where a DFT as a GEMM takes
+    8 T^2."""
+    t, nl = re.shape
     m = t
     while m >= 2:
         h = m // 2
@@ -254,7 +255,7 @@ def _dif_columns(blk, v, tw):
         for k in range(h):
             wr, wi = tw[0, k * step], tw[1, k * step]
             for a in range(k, t, m):
-                ar, ai, br, bi = blk[a, v, 0], blk[a, v, 1], blk[a + h, v, 0], blk[a + h, v, 1]
+                ar, ai, br, bi = re[a], im[a], re[a + h], im[a + h]
                 for q in range(nl):
                     dr = ar[q] - br[q]
                     di = ai[q] - bi[q]
@@ -330,32 +331,34 @@ def _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, tw, order, scratch, xs, 
                             dst[j] = src[x0 + j]
                         dst[jhi:] = 0
             o1 = t2 * planes * t2
-            rp = sc[o1:o1 + t2 * 2 * hh * planes].reshape(t2, hh, 2, planes)
-            for i in range(t2):  # frequencies x planes: the planes stay innermost
-                np.dot(rows, patch[i].T, rp[i].reshape(2 * hh, planes))
+            # the row pass, one GEMM: rp[v, re/im, i, plane] (row i of every patch at once)
+            rp = sc[o1:o1 + t2 * 2 * hh * planes].reshape(hh, 2, t2, planes)
+            np.dot(rows, patch.reshape(t2 * planes, t2).T, rp.reshape(2 * hh, t2 * planes))
             for v in range(hh):
-                _dif_columns(rp, v, tw[0])
+                _dif_columns(rp[v, 0], rp[v, 1], tw[0])
             rf = rp.reshape(-1)
             for u in range(t2):
                 for v in range(hh):
-                    ro = ((order[u] * hh + v) * 2) * planes  # X[u, v]: real, then imaginary
+                    ro = (2 * v * t2 + order[u]) * planes  # X[u, v]: real, then imaginary
+                    io = ro + t2 * planes
                     d = ((g * f + u * hh + v) * parts * ccg + c0) * ntp + t0  # xs[g, f, 0, c0, t0]
                     for ll in range(ncc):
-                        _store_run(xf, d + ll * ntp, ccg * ntp, rf, ro + ll * ntt,
-                                   ro + planes + ll * ntt, ntt, parts == 3, stream, lanes)
+                        _store_run(xf, d + ll * ntp, ccg * ntp, rf, ro + ll * ntt, io + ll * ntt,
+                                   ntt, parts == 3, stream, lanes)
 
 
 @njit(parallel=True, cache=True)
 def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
     """Inverse transform of every (tile block, group, output-channel block) job and crop into
-    ``out``.  ys (groups, tile blocks, channel blocks, F, 2, lk, tb): one job's spectra are one
-    contiguous block (frequency, then real or imaginary, then the ``lk tb`` planes, plane ``l
-    tb + tt``), transformed in place: the column pass (`_dif_columns`, ``tw`` the inverse's
-    roots) leaves output row y's half spectrum in row ``order[y]``, already the row pass'
-    left-hand side (planes x 2H, transposed); ``irows`` (2H, mw); ``mh`` output rows a
-    tile."""
+    ``out``.  ys (groups, tile blocks, channel blocks, 2, F, lk, tb): one job's spectra are one
+    contiguous block (real, then imaginary parts; frequencies ``v T + u``; the ``lk tb``
+    planes, plane ``l tb + tt``), transformed in place by the column pass (`_dif_columns`,
+    ``tw`` the inverse's roots), which leaves output row y of every plane in row ``order[y]``.
+    The row pass (complex to real, the ``mw`` valid columns) is then one GEMM, the block as a
+    (2H, T L) matrix transposed times ``irows`` (2H, mw; rows: real parts, then imaginary),
+    whose result has each output row's columns contiguous for the crop."""
     n, k, oh, ow = out.shape
-    groups, _, _, f, _, lk, tb = ys.shape
+    groups, _, _, _, f, lk, tb = ys.shape
     kg = k // groups
     hh2, mw = irows.shape
     hh = hh2 // 2
@@ -367,12 +370,11 @@ def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
         sc = scratch[ch]
         for job in range(ch * jobs // nch, (ch + 1) * jobs // nch):
             t0, ntt, g, k0, nkk = _job(job, nt, tb, groups, kg, lk)
-            blk = ys[g, t0 // tb, k0 // lk].reshape(t2, hh, 2, planes)
+            blk = ys[g, t0 // tb, k0 // lk].reshape(2, hh, t2, planes)
             for v in range(hh):
-                _dif_columns(blk, v, tw)
-            res = sc[:mh * planes * mw].reshape(mh, planes, mw)
-            for y in range(mh):  # planes x columns, for the crop's runs of columns
-                np.dot(blk[order[y]].reshape(2 * hh, planes).T, irows, res[y])
+                _dif_columns(blk[0, v], blk[1, v], tw)
+            res = sc[:t2 * planes * mw].reshape(t2, planes, mw)
+            np.dot(blk.reshape(2 * hh, t2 * planes).T, irows, res.reshape(t2 * planes, mw))
             for tt in range(ntt):
                 t = t0 + tt
                 b, ti, tj = t // (nth * ntw), (t // ntw) % nth, t % ntw
@@ -381,12 +383,12 @@ def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
                 for ll in range(nkk):
                     plane = out[b, g * kg + k0 + ll]
                     for y in range(ni):
-                        plane[i0 + y, j0:j0 + nj] = res[y, ll * tb + tt, :nj]
+                        plane[i0 + y, j0:j0 + nj] = res[order[y], ll * tb + tt, :nj]
 
 
 # ----------------------------------------------------------------------------- complex GEMM
 @njit(parallel=True, cache=True)
-def _cgemm(wp, xs, ys, stream, rows, vecs, lanes):
+def _cgemm(wp, xs, ys, hh, stream, rows, vecs, lanes):
     """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in registers.
 
     wp (groups, F, nkb, cg, 2 kb): the filter spectra packed in `prepare` by blocks of ``kb =
@@ -395,8 +397,8 @@ def _cgemm(wp, xs, ys, stream, rows, vecs, lanes):
     xs (groups, F, 2, cg, ntp): real and imaginary planes, tiles innermost, ``ntp`` a multiple
     of the tile's ``cols`` (padding columns are zero).  A (kb, cols) tile of output channels x
     tiles accumulates over all input channels in registers, then leaves vector by vector into
-    ys (groups, tile blocks, channel blocks, F, 2, lk, tb) (`_inverse`'s blocks; a vector
-    never straddles two tile blocks), by non-temporal stores with ``stream``.
+    ys (`_y_at`; a vector never straddles two tile blocks), by non-temporal stores with
+    ``stream``.  ``hh``: H, the frequencies of a spectrum's row.
     """
     groups, f, nkb, cg, _ = wp.shape
     ntp = xs.shape[4]
@@ -407,6 +409,7 @@ def _cgemm(wp, xs, ys, stream, rows, vecs, lanes):
     cols = len(vecs) * vl
     for job in prange(groups * f):
         g, fi = job // f, job % f
+        fo = (fi % hh) * (f // hh) + fi // hh
         xf = xs[g, fi].reshape(-1)
         wf = wp[g, fi].reshape(-1)
         for b in range(nkb):
@@ -423,14 +426,22 @@ def _cgemm(wp, xs, ys, stream, rows, vecs, lanes):
                 for r in range(kb):
                     kl, ll = (b * kb + r) // lk, (b * kb + r) % lk
                     for j in range(0, cols, vl):
-                        t = t0 + j
-                        o = ((((g * nbt + t // tb) * nkl + kl) * f + fi) * 2 * lk + ll) * tb
-                        copy_lanes(yf, o + t % tb, accr, r * cols + j, stream, lanes)
-                        copy_lanes(yf, o + lk * tb + t % tb, acci, r * cols + j, stream, lanes)
+                        o = _y_at(g, t0 + j, kl, ll, fo, f, nbt, nkl, lk, tb)
+                        copy_lanes(yf, o, accr, r * cols + j, stream, lanes)
+                        copy_lanes(yf, o + f * lk * tb, acci, r * cols + j, stream, lanes)
+
+
+@njit(cache=True, inline="always")
+def _y_at(g, t, kl, ll, fo, f, nbt, nkl, lk, tb):
+    """Where tile ``t``'s real part of output channel ``kl lk + ll`` at frequency ``fo = v T +
+    u`` goes in ys (groups, tile blocks, channel blocks, 2, F, lk, tb): `_inverse`'s blocks,
+    real parts then imaginary parts (``F lk tb`` further), frequencies by columns of the
+    spectrum (the layout its row pass reads as one matrix)."""
+    return ((((g * nbt + t // tb) * nkl + kl) * 2 * f + fo) * lk + ll) * tb + t % tb
 
 
 @njit(parallel=True, cache=True)
-def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
+def _gauss(wp, xs, ys, hh, stream, rows, vecs, lanes):
     """`_cgemm`'s product in Gauss's three-multiply form: with ``W = c + i d`` and ``X = a + i
     b``, ``Re Y = sum c (a + b) - sum (c + d) b`` and ``Im Y = sum c (a + b) + sum (d - c)
     a``: three real GEMMs, three quarters of the multiply-adds of four, each in a real
@@ -457,6 +468,7 @@ def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
     cols = len(vecs) * vl
     for job in prange(groups * f):
         g, fi = job // f, job % f
+        fo = (fi % hh) * (f // hh) + fi // hh
         xf = xs[g, fi].reshape(-1)
         wf = wp[g, fi].reshape(-1)
         for b in range(nkb):
@@ -471,14 +483,14 @@ def _gauss(wp, xs, ys, stream, rows, vecs, lanes):
                 for c in range(cg):  # (c + d) b
                     fma_tile(acc, xf, (cg + c) * ntp + t0, wf, ((3 * b + 1) * cg + c) * kb, 1,
                              rows, vecs, lanes)
-                _combine_tile(yf, 0, first, acc, -1.0, g, fi, b * kb, kb, t0, f, nbt, nkl, lk,
+                _combine_tile(yf, 0, first, acc, -1.0, g, fo, b * kb, kb, t0, f, nbt, nkl, lk,
                               tb, stream, lanes)
                 _zero(acc)
                 for c in range(cg):  # (d - c) a
                     fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1,
                              rows, vecs, lanes)
-                _combine_tile(yf, lk * tb, first, acc, 1.0, g, fi, b * kb, kb, t0, f, nbt, nkl,
-                              lk, tb, stream, lanes)
+                _combine_tile(yf, f * lk * tb, first, acc, 1.0, g, fo, b * kb, kb, t0, f, nbt,
+                              nkl, lk, tb, stream, lanes)
 
 
 @njit(cache=True, inline="always")
@@ -489,11 +501,11 @@ def _zero(tile):
 
 
 @njit(cache=True, inline="always")
-def _combine_tile(yf, part, first, acc, sign, g, fi, k0, kb, t0, f, nbt, nkl, lk, tb, stream,
+def _combine_tile(yf, part, first, acc, sign, g, fo, k0, kb, t0, f, nbt, nkl, lk, tb, stream,
                   lanes):
     """``first + sign acc`` of a (kb, cols) tile of output channels ``k0 + r`` x tiles ``t0 +
-    j`` into its places in ys (see `_cgemm`), ``part`` floats into each row's block (0: real
-    parts, ``lk tb``: imaginary).
+    j`` at frequency ``fo`` into its places in ys (`_y_at`), ``part`` floats further (0: real
+    parts, ``F lk tb``: imaginary).
 
     ``kb`` is the filter spectra's block, a run-time value equal to the tile's rows: indexed
     by it, ``first`` stays in memory between `_gauss`' passes (LLVM keeps it in registers
@@ -505,10 +517,8 @@ def _combine_tile(yf, part, first, acc, sign, g, fi, k0, kb, t0, f, nbt, nkl, lk
     for r in range(kb):
         kl, ll = (k0 + r) // lk, (k0 + r) % lk
         for j in range(0, cols, vl):
-            t = t0 + j
-            o = ((((g * nbt + t // tb) * nkl + kl) * f + fi) * 2 * lk + ll) * tb + part
-            combine_lanes(yf, o + t % tb, first, r * cols + j, acc, r * cols + j, sign, stream,
-                          lanes)
+            o = _y_at(g, t0 + j, kl, ll, fo, f, nbt, nkl, lk, tb) + part
+            combine_lanes(yf, o, first, r * cols + j, acc, r * cols + j, sign, stream, lanes)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -533,7 +543,7 @@ def _geometry(spec, params=None):
     shapes = {"wp": (spec.groups, f, nkb, 3, spec.cg, kb) if gauss
               else (spec.groups, f, nkb, spec.cg, 2 * kb),
               "xs": (spec.groups, f, parts, spec.cg, ntp),
-              "ys": (spec.groups, -(-ntp // yb), -(-nkb * kb // lk), f, 2, lk, yb),
+              "ys": (spec.groups, -(-ntp // yb), -(-nkb * kb // lk), 2, f, lk, yb),
               # forward: patch, then the row pass (the column pass in place); inverse: rows
               "scratch": (threads, block * (t * t + 2 * t * h))}
     return dict(t=t, mh=mh, mw=mw, nth=nth, ntw=ntw, tb=tb, lc=lc, lk=lk, nt=nt, gauss=gauss,
@@ -694,7 +704,7 @@ def prepare(w, spec, params=None):
     gemm = _gauss if geo["gauss"] else _cgemm
 
     def multiply(x, out):
-        gemm(wp, xs, ys, stream_y, *tokens)
+        gemm(wp, xs, ys, t // 2 + 1, stream_y, *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
