@@ -81,7 +81,7 @@ import numpy as np
 from numba import njit, prange
 
 from convbench_kernels.contract import with_phases
-from convbench_kernels.cpu.common import carve, single_threaded_blas
+from convbench_kernels.cpu.common import carve, pooled_empty, single_threaded_blas
 from convbench_kernels.cpu.microkernel import (
     cfma_tile,
     combine_lanes,
@@ -391,16 +391,16 @@ def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
 def _cgemm(wp, xs, ys, hh, stream, rows, vecs, lanes):
     """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in registers.
 
-    wp (groups, F, nkb, cg, 2 kb): the filter spectra packed in `prepare` by blocks of ``kb =
-    len(rows)`` output channels, per input channel the block's real parts then imaginary
-    parts (the broadcasts of `cfma_tile`, in the order it reads them).
+    wp (groups, F, nkb, 2, cg, kb): the filter spectra packed in `prepare` by blocks of ``kb =
+    len(rows)`` output channels, the real parts' plane then the imaginary parts' (the
+    broadcasts of `cfma_tile`).
     xs (groups, F, 2, cg, ntp): real and imaginary planes, tiles innermost, ``ntp`` a multiple
     of the tile's ``cols`` (padding columns are zero).  A (kb, cols) tile of output channels x
     tiles accumulates over all input channels in registers, then leaves vector by vector into
     ys (`_y_at`; a vector never straddles two tile blocks), by non-temporal stores with
     ``stream``.  ``hh``: H, the frequencies of a spectrum's row.
     """
-    groups, f, nkb, cg, _ = wp.shape
+    groups, f, nkb, _, cg, _ = wp.shape
     ntp = xs.shape[4]
     _, nbt, nkl, _, _, lk, tb = ys.shape
     yf = ys.reshape(-1)
@@ -422,7 +422,8 @@ def _cgemm(wp, xs, ys, hh, stream, rows, vecs, lanes):
                         acci[r, j] = 0
                 for c in range(cg):
                     cfma_tile(accr, acci, xf, c * ntp + t0, (cg + c) * ntp + t0, wf,
-                               (b * cg + c) * 2 * kb, rows, vecs, lanes)
+                              (2 * b * cg + c) * kb, ((2 * b + 1) * cg + c) * kb, rows, vecs,
+                              lanes)
                 for r in range(kb):
                     kl, ll = (b * kb + r) // lk, (b * kb + r) % lk
                     for j in range(0, cols, vl):
@@ -540,8 +541,7 @@ def _geometry(spec, params=None):
     nkb = -(-spec.kg // kb)
     threads = numba.config.NUMBA_NUM_THREADS
     parts = 3 if gauss else 2
-    shapes = {"wp": (spec.groups, f, nkb, 3, spec.cg, kb) if gauss
-              else (spec.groups, f, nkb, spec.cg, 2 * kb),
+    shapes = {"wp": (spec.groups, f, nkb, parts, spec.cg, kb),
               "xs": (spec.groups, f, parts, spec.cg, ntp),
               "ys": (spec.groups, -(-ntp // yb), -(-nkb * kb // lk), 2, f, lk, yb),
               # forward: patch, then the row pass (the column pass in place); inverse: rows
@@ -585,68 +585,86 @@ def register_tile(nt, itemsize, gauss=False) -> tuple[int, int, int]:
 
 def _filter_spectra(w, spec, t, out, kb, gauss):
     """``conj(DFT_t(w[g k, c])) = c + i d`` of the dilated taps into ``out``, packed in blocks
-    of ``kb`` output channels: for `_cgemm` (groups, F, nkb, cg, 2 kb) (per channel the
-    block's c, then its d), for `_gauss` (groups, F, nkb, 3, cg, kb) (the planes c, c + d and
-    d - c), channels past ``kg`` zero.  Computed in float64 from the taps alone and rounded
-    once (`_spectra`)."""
+    of ``kb`` output channels: (groups, F, nkb, P, cg, kb), the planes c and d for `_cgemm`
+    (P = 2), c, c + d and d - c for `_gauss` (P = 3), channels past ``kg`` zero.  Computed in
+    float64 from the taps alone and rounded once (`_spectra`)."""
     h = t // 2 + 1
-    out[:, :, -1] = 0
     tau = 2 * np.pi / t
     ev = tau * (np.outer(np.arange(spec.s) * spec.dw, np.arange(h)) % t)  # (s, h) angles
     eu = tau * (np.outer(np.arange(t), np.arange(spec.r) * spec.dh) % t)  # (t, r)
-    wt = w.transpose(0, 2, 3, 1).reshape(spec.groups, spec.kg, spec.r, spec.s, spec.cg)
-    _spectra(np.ascontiguousarray(wt, dtype=np.float64), np.cos(ev), np.sin(ev), np.cos(eu),
-             np.sin(eu), out.reshape(*out.shape[:3], -1), kb, gauss)
+    rows = np.empty((h, 2, spec.s))  # e^{+i v b}: row (v, re/im), column b
+    rows[:, 0], rows[:, 1] = np.cos(ev).T, np.sin(ev).T
+    cu, su = np.cos(eu), np.sin(eu)
+    cols = np.block([[cu, -su], [su, cu]])  # (2t, 2r): e^{+i u a} on (re, im) rows
+    wt = pooled_empty((spec.groups, spec.kg, spec.r, spec.s, spec.cg), np.float64)
+    wt[...] = w.transpose(0, 2, 3, 1).reshape(wt.shape)
+    n = spec.cg * kb
+    scratch = pooled_empty((numba.config.NUMBA_NUM_THREADS,
+                            n * (spec.s * spec.r + 2 * h * spec.r + 2 * t)), np.float64)
+    with single_threaded_blas():  # its GEMMs run inside the parallel jobs
+        _spectra(wt, rows.reshape(2 * h, spec.s), cols, out.reshape(*out.shape[:3], -1), kb,
+                 gauss, scratch)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _spectra(wt, cv, sv, cu, su, out, kb, gauss):
-    """The conjugated spectra of every filter into ``out`` (groups, F, nkb, blocks of either
-    layout of `_filter_spectra`, flat), float64 sums.
+@njit(parallel=True, cache=True)
+def _spectra(wt, rows, cols, out, kb, gauss, scratch):
+    """The conjugated spectra of every filter into ``out`` (groups, F, nkb, the P planes of
+    `_filter_spectra`, flat), float64 sums.
 
     ``wt`` (groups, kg, r, s, cg) float64: the taps with input channels innermost.
-    ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}`` (angles ``cv + i sv`` of
-    (s, H), ``cu + i su`` of (T, r)).  One job per (group, block of kb output channels): a row
-    pass over the taps of the block, then per frequency a column pass per channel of the
-    block, every innermost loop over input channels; the job alone writes its blocks of
-    ``out``, one frequency's block at a time (in cache while it fills).
+    ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}``: ``rows`` (2H, s) the
+    second factor (rows v re, v im), ``cols`` (2T, 2r) the first on real and imaginary parts.
+    One job per (group, block of kb output channels), in its thread's ``scratch``: the
+    block's taps gathered as (s, r, cg, kb), the row pass one GEMM into (H, 2, r, cg kb),
+    then per column v of the spectrum one GEMM into (2T, cg kb), whose rows are whole planes
+    of ``out`` (scalar loops over one channel's kb outputs took 0.8-1.2 ms for 64 -> 64 at 16
+    x 16; every loop here is over cg kb numbers or a BLAS call).
     """
     groups, kg, r, s, cg = wt.shape
-    _, f, nkb, _ = out.shape
-    hh = cv.shape[1]
-    t2 = cu.shape[0]
-    for job in prange(groups * nkb):
-        g, b = job // nkb, job % nkb
-        nk = min(kb, kg - b * kb)
-        row = np.zeros((nk, r, hh, 2, cg))
-        acc = np.empty((2, cg))
-        for kk in range(nk):
-            for a in range(r):
-                for v in range(hh):
-                    for bb in range(s):
-                        tap = wt[g, b * kb + kk, a, bb]
+    nkb = out.shape[2]
+    hh2 = rows.shape[0]
+    hh = hh2 // 2
+    t2 = cols.shape[0] // 2
+    n = cg * kb
+    jobs = groups * nkb
+    nch = min(scratch.shape[0], jobs)
+    for ch in prange(nch):
+        sc = scratch[ch]
+        taps = sc[:s * r * n].reshape(s, r * n)
+        row = sc[s * r * n:(s + hh2) * r * n].reshape(hh, 2 * r, n)
+        res = sc[(s + hh2) * r * n:(s + hh2) * r * n + 2 * t2 * n].reshape(2 * t2, n)
+        for job in range(ch * jobs // nch, (ch + 1) * jobs // nch):
+            g, b = job // nkb, job % nkb
+            nk = min(kb, kg - b * kb)
+            tp = taps.reshape(s, r, cg, kb)
+            tp[...] = 0.0
+            for bb in range(s):
+                for a in range(r):
+                    for kk in range(nk):
+                        src = wt[g, b * kb + kk, a, bb]
                         for c in range(cg):
-                            row[kk, a, v, 0, c] += tap[c] * cv[bb, v]
-                            row[kk, a, v, 1, c] += tap[c] * sv[bb, v]
-        for u in range(t2):
+                            tp[bb, a, c, kk] = src[c]
+            np.dot(rows, taps, row.reshape(hh2, r * n))
             for v in range(hh):
-                dst = out[g, u * hh + v, b]
-                for kk in range(nk):
-                    acc[:] = 0.0
-                    for a in range(r):
-                        ca, sa = cu[u, a], su[u, a]
-                        for c in range(cg):
-                            acc[0, c] += ca * row[kk, a, v, 0, c] - sa * row[kk, a, v, 1, c]
-                            acc[1, c] += ca * row[kk, a, v, 1, c] + sa * row[kk, a, v, 0, c]
-                    if gauss:
-                        for c in range(cg):
-                            dst[c * kb + kk] = acc[0, c]
-                            dst[(cg + c) * kb + kk] = acc[0, c] + acc[1, c]
-                            dst[(2 * cg + c) * kb + kk] = acc[1, c] - acc[0, c]
-                    else:
-                        for c in range(cg):
-                            dst[c * 2 * kb + kk] = acc[0, c]
-                            dst[(c * 2 + 1) * kb + kk] = acc[1, c]
+                np.dot(cols, row[v], res)
+                for u in range(t2):
+                    _spectra_planes(out[g, u * hh + v, b], res[u], res[t2 + u], gauss)
+
+
+@njit(cache=True, inline="always")
+def _spectra_planes(dst, re, im, gauss):
+    """One frequency's planes of a block of filter spectra (see `_filter_spectra`) from its
+    real and imaginary parts."""
+    n = len(re)
+    if gauss:
+        for i in range(n):
+            dst[i] = re[i]
+            dst[n + i] = re[i] + im[i]
+            dst[2 * n + i] = im[i] - re[i]
+    else:
+        for i in range(n):
+            dst[i] = re[i]
+            dst[n + i] = im[i]
 
 
 def workspace(spec, params=None):

@@ -223,11 +223,11 @@ def store_lanes(typingctx, dst, di, src, si, lo, hi, lanes):
 
 
 @intrinsic
-def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
+def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wr, wi, rows, vecs, lanes):
     """One step of the complex micro-kernel: for every row r of the tile,
-    ``(accr + i acci)[r, :] += (wr + i wi) * (xf[xr:xr + cols] + i xf[xi:xi + cols])`` with
-    ``wr = wf[wo + r]``, ``wi = wf[wo + rows + r]``: the ``2 len(vecs)`` input vectors are
-    loaded once, each row's weight pair broadcast, four fused multiply-adds per vector.
+    ``(accr + i acci)[r, :] += (c + i d) * (xf[xr:xr + cols] + i xf[xi:xi + cols])`` with
+    ``c = wf[wr + r]``, ``d = wf[wi + r]``: the ``2 len(vecs)`` input vectors are loaded
+    once, each row's weight pair broadcast, four fused multiply-adds per vector.
 
     Registers live at once: ``2 rows vecs`` accumulators, ``2 vecs`` inputs and one
     broadcast (LLVM loads each of wr and wi just before its multiply-adds and folds the
@@ -241,7 +241,7 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
     cols = nv * vl
 
     def codegen(context, builder, sig, args):
-        ar, ai, xfa, xro, xio, wfa, woo = args[:7]
+        ar, ai, xfa, xro, xio, wfa, wro, wio = args[:8]
         fty = context.get_data_type(dt)
         vty = ir.VectorType(fty, vl)
         align = dt.bitwidth // 8
@@ -270,8 +270,8 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
                 ir.IntType(32), 0)), undef, zeros)
 
         for r in range(kb):
-            wr = splat(builder.add(woo, ir.Constant(woo.type, r)))
-            wi = splat(builder.add(woo, ir.Constant(woo.type, kb + r)))
+            wr = splat(builder.add(wro, ir.Constant(wro.type, r)))
+            wi = splat(builder.add(wio, ir.Constant(wio.type, r)))
             nwi = builder.fneg(wi)
             for v in range(nv):
                 pr = builder.bitcast(cgutils.gep(builder, tr, r * cols + v * vl),
@@ -284,8 +284,8 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wo, rows, vecs, lanes):
                 builder.store(builder.call(fma, [wi, xre[v], si]), pi, align=align)
         return context.get_dummy_value()
 
-    return (types.void(accr, acci, xf, types.int64, types.int64, wf, types.int64, rows, vecs,
-                       lanes), codegen)
+    return (types.void(accr, acci, xf, types.int64, types.int64, wf, types.int64, types.int64,
+                       rows, vecs, lanes), codegen)
 
 
 @intrinsic
