@@ -669,13 +669,16 @@ def _spectra_planes(dst, re, im, gauss):
 
 def workspace(spec, params=None):
     """Bytes `prepare` and one call allocate: the filter spectra, the float64 taps they are
-    built from and each thread's row pass (`_spectra`), the input and output spectra, and each
-    thread's transform scratch."""
+    built from (and numpy's transposed copy) and each thread's scratch in `_spectra`, the
+    input and output spectra, and each thread's transform scratch."""
     geo = _geometry(spec, params)
-    taps = 16 * spec.k * spec.cg * spec.r * spec.s  # float64, and their transposed copy
-    h = geo["t"] // 2 + 1
-    rows = 16 * numba.config.NUMBA_NUM_THREADS * spec.cg * (geo["tile"][0] * spec.r * h + 1)
-    return (taps + rows
+    taps = 16 * spec.k * spec.cg * spec.r * spec.s
+    t = geo["t"]
+    h = t // 2 + 1
+    n = spec.cg * geo["tile"][0]
+    spectra = (8 * numba.config.NUMBA_NUM_THREADS * n * (spec.s * spec.r + 2 * h * spec.r + 2 * t)
+               + 64 * (h * spec.s + 8 * t * spec.r))  # and the angles
+    return (taps + spectra
             + sum(math.prod(sh) * spec.itemsize + 128 for sh in geo["shapes"].values()))
 
 
