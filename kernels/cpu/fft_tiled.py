@@ -13,9 +13,9 @@ the sum over input channels is one complex GEMM, ``Y[f] (k x tiles) = W[f] (k x 
 channels, with the filter spectra packed in `prepare` in the order the micro-kernel reads
 them (NNPACK's "tuple GEMM": nothing is packed per call, where BLAS' cgemm repacks the filter
 spectra of every frequency on every call and ran 1.4-1.6x slower on VGG's and AlexNet's deep
-layers).  Two forms: complex products, four fused multiply-adds each (`_cgemm`), or Gauss's
-three real products (`_gauss`), from enough tiles that streaming its 1.5x filter spectra
-does not bound it (the parameter ``gauss``).
+layers).  Two forms (`_multiply`): complex products, four fused multiply-adds each, or
+Gauss's three real products (`_gauss_tile`), from enough tiles that streaming its 1.5x
+filter spectra does not bound it (the parameter ``gauss``).
 
 The transforms are not FFT library calls, which pay a fixed cost per small plane: they run
 over a block of L planes (tiles x channels) at once, the planes innermost, so that every
@@ -105,10 +105,10 @@ def defaults(target: Target) -> dict:
     filter does not fit).  ``byte_cost``: what one byte of filter spectra costs in `_cost`,
     in flops of the channel GEMM (larger: smaller tiles where the spectra dominate).
     ``gauss``: the tiles from which the channel GEMMs run in Gauss's three-multiply form
-    (`_gauss`) rather than as complex products (`_cgemm`), 0 never.  Gauss's form streams
-    1.5x the filter spectra for 0.75x the multiply-adds, so it needs tiles enough to stay
-    compute-bound: 48 (it won from 64 tiles and lost at 16 with 16 and 32 registers alike;
-    measured in `_gauss`)."""
+    (`_gauss_tile`) rather than as complex products (`_complex_tile`), 0 never.  Gauss's
+    form streams 1.5x the filter spectra for 0.75x the multiply-adds, so it needs tiles
+    enough to stay compute-bound: 48 (it won from 64 tiles and lost at 16 with 16 and 32
+    registers alike; measured in `_gauss_tile`)."""
     l2 = target.l2_bytes or 1 << 20
     return {"block": 64 if l2 >= 1 << 20 else 32, "tile": 0, "byte_cost": 4.0, "gauss": 48}
 
@@ -386,50 +386,93 @@ def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
                         plane[i0 + y, j0:j0 + nj] = res[order[y], ll * tb + tt, :nj]
 
 
-# ----------------------------------------------------------------------------- complex GEMM
+# ----------------------------------------------------------------------------- channel GEMMs
 @njit(parallel=True, cache=True)
-def _cgemm(wp, xs, ys, hh, stream, rows, vecs, lanes):
-    """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in registers.
+def _multiply(wp, xs, ys, hh, stream, rows, vecs, lanes):
+    """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in register
+    tiles of ``kb = len(rows)`` output channels x ``cols`` tiles that accumulate over all
+    input channels, then leave vector by vector into ys (`_y_at`; a vector never straddles
+    two tile blocks), by non-temporal stores with ``stream``.  ``hh``: H, the frequencies of
+    a spectrum's row.
 
-    wp (groups, F, nkb, 2, cg, kb): the filter spectra packed in `prepare` by blocks of ``kb =
-    len(rows)`` output channels, the real parts' plane then the imaginary parts' (the
-    broadcasts of `cfma_tile`).
-    xs (groups, F, 2, cg, ntp): real and imaginary planes, tiles innermost, ``ntp`` a multiple
-    of the tile's ``cols`` (padding columns are zero).  A (kb, cols) tile of output channels x
-    tiles accumulates over all input channels in registers, then leaves vector by vector into
-    ys (`_y_at`; a vector never straddles two tile blocks), by non-temporal stores with
-    ``stream``.  ``hh``: H, the frequencies of a spectrum's row.
+    wp (groups, F, nkb, P, cg, kb): the filter spectra packed in `prepare` by blocks of kb
+    output channels (`_filter_spectra`); xs (groups, F, P, cg, ntp): the input spectra, tiles
+    innermost, ``ntp`` a multiple of ``cols`` (padding columns are zero).  P = 2: complex
+    products (`_complex_tile`); P = 3: Gauss's three-multiply form (`_gauss_tile`).
     """
-    groups, f, nkb, _, cg, _ = wp.shape
+    groups, f, nkb, parts, cg, kb = wp.shape
     ntp = xs.shape[4]
     _, nbt, nkl, _, _, lk, tb = ys.shape
     yf = ys.reshape(-1)
-    kb = len(rows)
-    vl = len(lanes)
-    cols = len(vecs) * vl
+    cols = len(vecs) * len(lanes)
     for job in prange(groups * f):
         g, fi = job // f, job % f
-        fo = (fi % hh) * (f // hh) + fi // hh
-        xf = xs[g, fi].reshape(-1)
-        wf = wp[g, fi].reshape(-1)
+        fo = _by_columns(fi, f, hh)
+        xf, wf = xs[g, fi].reshape(-1), wp[g, fi].reshape(-1)
         for b in range(nkb):
             for t0 in range(0, ntp, cols):
-                accr = stack_tile(xf, rows, vecs, lanes)
-                acci = stack_tile(xf, rows, vecs, lanes)
-                for r in range(accr.shape[0]):
-                    for j in range(accr.shape[1]):
-                        accr[r, j] = 0
-                        acci[r, j] = 0
-                for c in range(cg):
-                    cfma_tile(accr, acci, xf, c * ntp + t0, (cg + c) * ntp + t0, wf,
-                              (2 * b * cg + c) * kb, ((2 * b + 1) * cg + c) * kb, rows, vecs,
-                              lanes)
-                for r in range(kb):
-                    kl, ll = (b * kb + r) // lk, (b * kb + r) % lk
-                    for j in range(0, cols, vl):
-                        o = _y_at(g, t0 + j, kl, ll, fo, f, nbt, nkl, lk, tb)
-                        copy_lanes(yf, o, accr, r * cols + j, stream, lanes)
-                        copy_lanes(yf, o + f * lk * tb, acci, r * cols + j, stream, lanes)
+                place = (g, fo, b * kb, kb, t0, f, nbt, nkl, lk, tb)
+                if parts == 3:
+                    _gauss_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes)
+                else:
+                    _complex_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes)
+
+
+@njit(cache=True, inline="always")
+def _complex_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
+    """One tile of `_multiply` as complex products: four fused multiply-adds each
+    (`cfma_tile`), the filter spectra's planes c and d broadcast."""
+    t0, kb = place[4], place[3]
+    accr = stack_tile(xf, rows, vecs, lanes)
+    acci = stack_tile(xf, rows, vecs, lanes)
+    _zero(accr)
+    _zero(acci)
+    for c in range(cg):
+        cfma_tile(accr, acci, xf, c * ntp + t0, (cg + c) * ntp + t0, wf, (2 * b * cg + c) * kb,
+                  ((2 * b + 1) * cg + c) * kb, rows, vecs, lanes)
+    _store_tile(yf, 0, accr, accr, 0.0, place, stream, lanes)
+    _store_tile(yf, place[5] * place[8] * place[9], acci, acci, 0.0, place, stream, lanes)
+
+
+@njit(cache=True, inline="always")
+def _gauss_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
+    """One tile of `_multiply` in Gauss's three-multiply form: with ``W = c + i d`` and ``X =
+    a + i b``, ``Re Y = sum c (a + b) - sum (c + d) b`` and ``Im Y = sum c (a + b) + sum (d -
+    c) a``: three real GEMMs, three quarters of the multiply-adds of four, each in a real
+    register tile (`fma_tile`).  The filter spectra's planes are c, c + d and d - c, the
+    input spectra's a, b and a + b.  The first sum leaves the registers while the other two
+    accumulate (once a tile, not once a channel).
+
+    Measured on NNPACK's layers at batch 16, the multiply alone (ms, complex / Gauss): on AVX2
+    (16 registers; 6 x 1 complex, 6 x 2 real tiles) VGG-A conv3.1 (256 tiles) 51.7 / 44.7,
+    conv3.2 101 / 91, conv4.1 (64) 48.7 / 42.1, conv4.2 95 / 84, but AlexNet conv4 (16
+    tiles) 10.0 / 13.9: the filter spectra, 1.5x as many bytes, then bound it from memory.
+    With AVX-512 (32 registers; 6 x 2 complex, 6 x 4 real) conv3.1 26.9 / 23.3, conv3.2 55.2 /
+    45.0, conv4.1 24.7 / 21.4, conv4.2 50.6 / 44.0, OverFeat conv5 54.0 / 43.0, VGG-A conv2
+    (1024 tiles, 64 channels) 36.2 / 36.9, AlexNet conv4 8.9 / 22.0.
+    """
+    t0, kb = place[4], place[3]
+    first = stack_tile(xf, rows, vecs, lanes)
+    acc = stack_tile(xf, rows, vecs, lanes)
+    _zero(first)
+    _zero(acc)
+    for c in range(cg):  # c (a + b)
+        fma_tile(first, xf, (2 * cg + c) * ntp + t0, wf, (3 * b * cg + c) * kb, 1, rows, vecs,
+                 lanes)
+    for c in range(cg):  # (c + d) b
+        fma_tile(acc, xf, (cg + c) * ntp + t0, wf, ((3 * b + 1) * cg + c) * kb, 1, rows, vecs,
+                 lanes)
+    _store_tile(yf, 0, first, acc, -1.0, place, stream, lanes)
+    _zero(acc)
+    for c in range(cg):  # (d - c) a
+        fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1, rows, vecs, lanes)
+    _store_tile(yf, place[5] * place[8] * place[9], first, acc, 1.0, place, stream, lanes)
+
+
+@njit(cache=True, inline="always")
+def _by_columns(fi, f, hh):
+    """Frequency ``fi = u H + v`` of the spectra numbered ``v T + u``, as ys holds them."""
+    return (fi % hh) * (f // hh) + fi // hh
 
 
 @njit(cache=True, inline="always")
@@ -441,85 +484,38 @@ def _y_at(g, t, kl, ll, fo, f, nbt, nkl, lk, tb):
     return ((((g * nbt + t // tb) * nkl + kl) * 2 * f + fo) * lk + ll) * tb + t % tb
 
 
-@njit(parallel=True, cache=True)
-def _gauss(wp, xs, ys, hh, stream, rows, vecs, lanes):
-    """`_cgemm`'s product in Gauss's three-multiply form: with ``W = c + i d`` and ``X = a + i
-    b``, ``Re Y = sum c (a + b) - sum (c + d) b`` and ``Im Y = sum c (a + b) + sum (d - c)
-    a``: three real GEMMs, three quarters of the multiply-adds of four, each in a real
-    register tile (`fma_tile`).
-
-    wp (groups, F, nkb, 3, cg, kb): the planes c, c + d and d - c of the filter spectra by
-    blocks of ``kb = len(rows)`` output channels; xs (groups, F, 3, cg, ntp): a, b and a + b
-    (`_forward`); ys as `_cgemm`'s.  The first sum leaves the registers while the other two
-    accumulate (once a tile, not once a channel).
-
-    Measured on NNPACK's layers at batch 16, the multiply alone (ms, complex / Gauss): on AVX2
-    (16 registers; 6 x 1 complex, 6 x 2 real tiles) VGG-A conv3.1 (256 tiles) 51.7 / 44.7,
-    conv3.2 101 / 91, conv4.1 (64) 48.7 / 42.1, conv4.2 95 / 84, but AlexNet conv4 (16
-    tiles) 10.0 / 13.9: the filter spectra, 1.5x as many bytes, then bound it from memory.
-    With AVX-512 (32 registers; 6 x 2 complex, 6 x 4 real) conv3.1 26.9 / 23.3, conv3.2 55.2 /
-    45.0, conv4.1 24.7 / 21.4, conv4.2 50.6 / 44.0, OverFeat conv5 54.0 / 43.0, VGG-A conv2
-    (1024 tiles, 64 channels) 36.2 / 36.9, AlexNet conv4 8.9 / 22.0.
-    """
-    groups, f, nkb, _, cg, kb = wp.shape
-    ntp = xs.shape[4]
-    _, nbt, nkl, _, _, lk, tb = ys.shape
-    yf = ys.reshape(-1)
-    vl = len(lanes)
-    cols = len(vecs) * vl
-    for job in prange(groups * f):
-        g, fi = job // f, job % f
-        fo = (fi % hh) * (f // hh) + fi // hh
-        xf = xs[g, fi].reshape(-1)
-        wf = wp[g, fi].reshape(-1)
-        for b in range(nkb):
-            for t0 in range(0, ntp, cols):
-                first = stack_tile(xf, rows, vecs, lanes)
-                acc = stack_tile(xf, rows, vecs, lanes)
-                _zero(first)
-                _zero(acc)
-                for c in range(cg):  # c (a + b)
-                    fma_tile(first, xf, (2 * cg + c) * ntp + t0, wf, (3 * b * cg + c) * kb, 1,
-                             rows, vecs, lanes)
-                for c in range(cg):  # (c + d) b
-                    fma_tile(acc, xf, (cg + c) * ntp + t0, wf, ((3 * b + 1) * cg + c) * kb, 1,
-                             rows, vecs, lanes)
-                _combine_tile(yf, 0, first, acc, -1.0, g, fo, b * kb, kb, t0, f, nbt, nkl, lk,
-                              tb, stream, lanes)
-                _zero(acc)
-                for c in range(cg):  # (d - c) a
-                    fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1,
-                             rows, vecs, lanes)
-                _combine_tile(yf, f * lk * tb, first, acc, 1.0, g, fo, b * kb, kb, t0, f, nbt,
-                              nkl, lk, tb, stream, lanes)
-
-
 @njit(cache=True, inline="always")
 def _zero(tile):
+    """Zero a `stack_tile` (its shape a compile-time constant: the loops unroll)."""
     for r in range(tile.shape[0]):
         for j in range(tile.shape[1]):
             tile[r, j] = 0
 
 
 @njit(cache=True, inline="always")
-def _combine_tile(yf, part, first, acc, sign, g, fo, k0, kb, t0, f, nbt, nkl, lk, tb, stream,
-                  lanes):
-    """``first + sign acc`` of a (kb, cols) tile of output channels ``k0 + r`` x tiles ``t0 +
-    j`` at frequency ``fo`` into its places in ys (`_y_at`), ``part`` floats further (0: real
-    parts, ``F lk tb``: imaginary).
+def _store_tile(yf, part, first, acc, sign, place, stream, lanes):
+    """A (kb, cols) tile of output channels ``k0 + r`` x tiles ``t0 + j`` at frequency ``fo``
+    (``place``: g, fo, k0, kb, t0 and ys' sizes F, nbt, nkl, lk, tb) into its places in ys
+    (`_y_at`), ``part`` floats further (0: real parts, ``F lk tb``: imaginary): ``first`` if
+    ``sign`` is 0, else ``first + sign acc``.
 
     ``kb`` is the filter spectra's block, a run-time value equal to the tile's rows: indexed
-    by it, ``first`` stays in memory between `_gauss`' passes (LLVM keeps it in registers
-    only inside the loop that accumulates it).  With the rows a compile-time constant it was
-    kept in registers across the next pass too, which then spilled: twice as slow with 32
-    registers."""
+    by it, the tiles stay in memory between `_gauss_tile`'s passes (LLVM keeps them in
+    registers only inside the loop that accumulates them).  With the rows a compile-time
+    constant the first sum was kept in registers across the next pass too, which then
+    spilled: twice as slow with 32 registers."""
+    g, fo, k0, kb, t0, f, nbt, nkl, lk, tb = place
     vl = len(lanes)
     cols = first.shape[1]
     for r in range(kb):
         kl, ll = (k0 + r) // lk, (k0 + r) % lk
         for j in range(0, cols, vl):
             o = _y_at(g, t0 + j, kl, ll, fo, f, nbt, nkl, lk, tb) + part
-            combine_lanes(yf, o, first, r * cols + j, acc, r * cols + j, sign, stream, lanes)
+            if sign == 0:
+                copy_lanes(yf, o, first, r * cols + j, stream, lanes)
+            else:
+                combine_lanes(yf, o, first, r * cols + j, acc, r * cols + j, sign, stream,
+                              lanes)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -585,9 +581,10 @@ def register_tile(nt, itemsize, gauss=False) -> tuple[int, int, int]:
 
 def _filter_spectra(w, spec, t, out, kb, gauss):
     """``conj(DFT_t(w[g k, c])) = c + i d`` of the dilated taps into ``out``, packed in blocks
-    of ``kb`` output channels: (groups, F, nkb, P, cg, kb), the planes c and d for `_cgemm`
-    (P = 2), c, c + d and d - c for `_gauss` (P = 3), channels past ``kg`` zero.  Computed in
-    float64 from the taps alone and rounded once (`_spectra`)."""
+    of ``kb`` output channels: (groups, F, nkb, P, cg, kb), the planes c and d for complex
+    products (P = 2), c, c + d and d - c for Gauss's form (P = 3; `_multiply`), channels
+    past ``kg`` zero.  Computed in float64 from the taps alone and rounded once
+    (`_spectra`)."""
     h = t // 2 + 1
     tau = 2 * np.pi / t
     ev = tau * (np.outer(np.arange(spec.s) * spec.dw, np.arange(h)) % t)  # (s, h) angles
@@ -722,10 +719,8 @@ def prepare(w, spec, params=None):
             _forward(x, pt, pl, mh, mw, nth, ntw, tb, lc, rows, tw, order, scratch, xs, stream_x,
                      tokens[2])
 
-    gemm = _gauss if geo["gauss"] else _cgemm
-
     def multiply(x, out):
-        gemm(wp, xs, ys, t // 2 + 1, stream_y, *tokens)
+        _multiply(wp, xs, ys, t // 2 + 1, stream_y, *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
