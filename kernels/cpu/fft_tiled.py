@@ -593,22 +593,20 @@ def _filter_spectra(w, spec, t, out, kb, gauss):
     rows[:, 0], rows[:, 1] = np.cos(ev).T, np.sin(ev).T
     cu, su = np.cos(eu), np.sin(eu)
     cols = np.block([[cu, -su], [su, cu]])  # (2t, 2r): e^{+i u a} on (re, im) rows
-    wt = pooled_empty((spec.groups, spec.kg, spec.r, spec.s, spec.cg), np.float64)
-    wt[...] = w.transpose(0, 2, 3, 1).reshape(wt.shape)
     n = spec.cg * kb
     scratch = pooled_empty((numba.config.NUMBA_NUM_THREADS,
                             n * (spec.s * spec.r + 2 * h * spec.r + 2 * t)), np.float64)
     with single_threaded_blas():  # its GEMMs run inside the parallel jobs
-        _spectra(wt, rows.reshape(2 * h, spec.s), cols, out.reshape(*out.shape[:3], -1), kb,
-                 gauss, scratch)
+        _spectra(np.ascontiguousarray(w), spec.groups, rows.reshape(2 * h, spec.s), cols,
+                 out.reshape(*out.shape[:3], -1), kb, gauss, scratch)
 
 
 @njit(parallel=True, cache=True)
-def _spectra(wt, rows, cols, out, kb, gauss, scratch):
+def _spectra(w, groups, rows, cols, out, kb, gauss, scratch):
     """The conjugated spectra of every filter into ``out`` (groups, F, nkb, the P planes of
     `_filter_spectra`, flat), float64 sums.
 
-    ``wt`` (groups, kg, r, s, cg) float64: the taps with input channels innermost.
+    ``w`` (k, cg, r, s): the layer's taps, ``groups`` groups of output channels.
     ``conj(W[u, v]) = sum_a e^{+i u a} sum_b w[a, b] e^{+i v b}``: ``rows`` (2H, s) the
     second factor (rows v re, v im), ``cols`` (2T, 2r) the first on real and imaginary parts.
     One job per (group, block of kb output channels), in its thread's ``scratch``: the
@@ -617,7 +615,8 @@ def _spectra(wt, rows, cols, out, kb, gauss, scratch):
     of ``out`` (scalar loops over one channel's kb outputs took 0.8-1.2 ms for 64 -> 64 at 16
     x 16; every loop here is over cg kb numbers or a BLAS call).
     """
-    groups, kg, r, s, cg = wt.shape
+    k, cg, r, s = w.shape
+    kg = k // groups
     nkb = out.shape[2]
     hh2 = rows.shape[0]
     hh = hh2 // 2
@@ -638,9 +637,9 @@ def _spectra(wt, rows, cols, out, kb, gauss, scratch):
             for bb in range(s):
                 for a in range(r):
                     for kk in range(nk):
-                        src = wt[g, b * kb + kk, a, bb]
+                        src = w[g * kg + b * kb + kk]
                         for c in range(cg):
-                            tp[bb, a, c, kk] = src[c]
+                            tp[bb, a, c, kk] = src[c, a, bb]
             np.dot(rows, taps, row.reshape(hh2, r * n))
             for v in range(hh):
                 np.dot(cols, row[v], res)
@@ -665,11 +664,11 @@ def _spectra_planes(dst, re, im, gauss):
 
 
 def workspace(spec, params=None):
-    """Bytes `prepare` and one call allocate: the filter spectra, the float64 taps they are
-    built from (and numpy's transposed copy) and each thread's scratch in `_spectra`, the
-    input and output spectra, and each thread's transform scratch."""
+    """Bytes `prepare` and one call allocate: the filter spectra, a contiguous copy of the
+    taps (where they come as a view) and each thread's scratch in `_spectra`, the input and
+    output spectra, and each thread's transform scratch."""
     geo = _geometry(spec, params)
-    taps = 16 * spec.k * spec.cg * spec.r * spec.s
+    taps = spec.itemsize * spec.k * spec.cg * spec.r * spec.s
     t = geo["t"]
     h = t // 2 + 1
     n = spec.cg * geo["tile"][0]
