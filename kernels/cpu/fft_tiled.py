@@ -422,7 +422,7 @@ def _multiply(wp, xs, ys, hh, stream, rows, vecs, lanes):
 def _complex_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
     """One tile of `_multiply` as complex products: four fused multiply-adds each
     (`cfma_tile`), the filter spectra's planes c and d broadcast."""
-    t0, kb = place[4], place[3]
+    g, fo, k0, kb, t0, f, nbt, nkl, lk, tb = place
     accr = stack_tile(xf, rows, vecs, lanes)
     acci = stack_tile(xf, rows, vecs, lanes)
     _zero(accr)
@@ -431,7 +431,7 @@ def _complex_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
         cfma_tile(accr, acci, xf, c * ntp + t0, (cg + c) * ntp + t0, wf, (2 * b * cg + c) * kb,
                   ((2 * b + 1) * cg + c) * kb, rows, vecs, lanes)
     _store_tile(yf, 0, accr, accr, 0.0, place, stream, lanes)
-    _store_tile(yf, place[5] * place[8] * place[9], acci, acci, 0.0, place, stream, lanes)
+    _store_tile(yf, f * lk * tb, acci, acci, 0.0, place, stream, lanes)  # imaginary parts
 
 
 @njit(cache=True, inline="always")
@@ -451,7 +451,7 @@ def _gauss_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
     45.0, conv4.1 24.7 / 21.4, conv4.2 50.6 / 44.0, OverFeat conv5 54.0 / 43.0, VGG-A conv2
     (1024 tiles, 64 channels) 36.2 / 36.9, AlexNet conv4 8.9 / 22.0.
     """
-    t0, kb = place[4], place[3]
+    g, fo, k0, kb, t0, f, nbt, nkl, lk, tb = place
     first = stack_tile(xf, rows, vecs, lanes)
     acc = stack_tile(xf, rows, vecs, lanes)
     _zero(first)
@@ -466,7 +466,7 @@ def _gauss_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes):
     _zero(acc)
     for c in range(cg):  # (d - c) a
         fma_tile(acc, xf, c * ntp + t0, wf, ((3 * b + 2) * cg + c) * kb, 1, rows, vecs, lanes)
-    _store_tile(yf, place[5] * place[8] * place[9], first, acc, 1.0, place, stream, lanes)
+    _store_tile(yf, f * lk * tb, first, acc, 1.0, place, stream, lanes)  # imaginary parts
 
 
 @njit(cache=True, inline="always")

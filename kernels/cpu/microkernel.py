@@ -230,8 +230,8 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wr, wi, rows, vecs, lanes):
     once, each row's weight pair broadcast, four fused multiply-adds per vector.
 
     Registers live at once: ``2 rows vecs`` accumulators, ``2 vecs`` inputs and one
-    broadcast (LLVM loads each of wr and wi just before its multiply-adds and folds the
-    negation of wi into them), which `convbench_kernels.cpu.fft_tiled.register_tile` fits in
+    broadcast (LLVM loads each of c and d just before its multiply-adds and folds the
+    negation of d into them), which `convbench_kernels.cpu.fft_tiled.register_tile` fits in
     the register file.
     """
     if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
