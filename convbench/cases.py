@@ -44,6 +44,12 @@ CASES = {
     "depthwise 3x3 stride 2, 28x28": ConvSpec(c=3, h=28, k=3, r=3, stride=2, padding=1,
                                               groups=3),
     "batch 3 depthwise": ConvSpec(n=3, c=4, h=7, k=4, r=5, groups=4, padding="same"),
+    # rows of several vectors and a ragged end: depthwise's 3x3 column strips, wide and
+    # narrow, in both dtypes
+    "depthwise 3x3, rows of 41": ConvSpec(n=2, c=3, h=6, w=41, k=6, r=3, groups=3,
+                                          padding=1),
+    "float64 depthwise 3x3, rows of 41": ConvSpec(c=2, h=5, w=41, k=2, r=3, groups=2,
+                                                  padding=1, dtype="float64"),
     "float64": ConvSpec(n=2, c=6, h=9, k=5, r=3, padding=1, dtype="float64"),
     "float64 depthwise": ConvSpec(c=4, h=9, k=8, r=3, groups=4, dtype="float64"),
     "large filter": ConvSpec(c=3, h=20, w=17, k=4, r=11, padding="same"),

@@ -9,19 +9,20 @@ written once, in `prepare`, and never touched again.  `prepare` is cheap: the in
 tables depend on the shape alone and are cached (`_plan`), the weights are read in place,
 and only the workspaces are allocated, since `convbench.conv2d` prepares on every call.
 
-Depthwise convolution does only 2*r*s flops per input element: it is bound by moving the
-planes in and out and by per-plane and per-row overhead (loop set-up, LLVM's run-time
-overlap checks, scalar remainders), not by arithmetic.  So the hot loops run over whole
-planes where they can, in whole 16-element chunks (no remainder loops).  Four strategies,
-``prange`` over planes or blocks of planes, each thread in its own workspace:
+Depthwise convolution does only 2*r*s flops per input element: a naive loop is bound by
+its loads (each tap's input reloaded for every output) and by per-plane and per-row
+overhead (loop set-up, LLVM's run-time overlap checks, scalar remainders), not by
+arithmetic.  So each input is loaded once for several outputs where it can, and the other
+hot loops run over whole planes in whole 16-element chunks (no remainder loops).  Four
+strategies, ``prange`` over planes or blocks of planes, each thread in its own workspace
+where it needs one:
 
-*3x3, stride 1, padding 1* (`_flat3`; MobileNet's stride-1 layers, planes of 16 pixels or
-more): copy the plane flat between zero rows (one loop, not one per row), then compute
-each output plane as one flat loop ``out[q] = sum w_ij * in[q + (i-1)*w + j-1]`` straight
-into ``out``: no padded rows, no accumulator to copy out.  Left and right filter columns
-of outputs in the first and last columns would read the neighbouring row's pixels;
-column masks select the padding's zero instead.  1.3-1.9x the strategies below (planes
-from 56x56 to 14x14, lanes on 7x7).
+*3x3, stride 1, padding 1* (`_rows3`; MobileNet's stride-1 layers): each output plane in
+column strips of one or two vectors; down a strip, a register tile holds three output rows,
+and each input row, loaded once, is multiplied into all three (`_strip3`).  The plane is
+read in place, its padding the masked-off elements of the loads: no copy, no workspace.
+1.6-2.6x the flat loop it replaced (which copied each plane between zero rows and loaded
+all nine taps of every output vector), from 112x112 planes to 7x7.
 
 *3x3, stride 2, padding 1, even planes* (`_stride2`, outputs from 14 wide): split the plane
 into its even and odd columns in one flat loop; output row oy then reads three input rows
@@ -54,8 +55,9 @@ Supported: groups == c, any multiplier, stride, padding (asymmetric too), dilati
 size, batch, float32/float64.  Error: that of direct summation in the input dtype (~1e-7
 relative in float32).  Taps are summed in a fixed order with FMAs, the same whatever the
 vector width: for 9 taps each filter row's three by FMA, then the three row sums; but
-`_flat3` and `_stride2` sum by filter column (left + centre, then + right), so their
-results may differ from the other strategies' in the last bit.
+`_rows3` sums all nine in one chain of FMAs (row-major) and `_stride2` by filter column
+(left + centre, then + right), so their results may differ from the other strategies' in
+the last bit.
 
 The separable operator (``supports_separable``, ``prepare_separable``) runs the depthwise
 stage into a buffer and the pointwise 1x1 stage as one BLAS GEMM per image (Howard et al.,
@@ -73,7 +75,8 @@ from numba import uint64 as U
 from convbench_kernels import contract
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cpu.common import ZERO, single_threaded_blas
-from convbench_kernels.cpu.target import Target, current, resolve
+from convbench_kernels.cpu.microkernel import copy_lanes, fma_tile_masked, stack_tile, store_lanes
+from convbench_kernels.cpu.target import Target, current, resolve, token
 
 supports = contract.depthwise  # groups == c, any channel multiplier
 supports_separable = contract.separable  # the standard convolution replaced: groups == 1
@@ -90,7 +93,6 @@ _CB = 16    # channels per lane block of the small-plane strategy: one f32 zmm
 # 512-bit vector, two 256-bit ones, four 128-bit ones): LLVM splits their loops into the
 # target's vectors, so they hold on any ISA; the strategy thresholds below are measured
 # trade-offs, parameters of `prepare` (`defaults`, `space`).
-_FLAT_MIN_PIXELS = _CH  # `_flat3` needs a plane of one chunk at least
 
 
 def defaults(target: Target) -> dict:
@@ -102,10 +104,20 @@ def defaults(target: Target) -> dict:
     2, 1.15x at 18x18).  ``pairs_min_ow``: ... except for `_taps_pairs` from 14x14 outputs on
     (1.3x faster than lanes at 14x14 and 16x16; on shorter rows 2-3.5x slower).
     ``s2_min_ow``: `_stride2` beats channel lanes from 14x14 outputs on (1.8x on 28x28 ->
-    14x14 planes; about even on 14x14 -> 7x7, which lanes keep).
+    14x14 planes; about even on 14x14 -> 7x7, which lanes keep).  ``strip_vecs``: see
+    `strip_vecs`.
     """
     return {"lanes_max_pixels": 256, "lanes_max_input": 800, "pairs_min_ow": 14,
-            "s2_min_ow": 14}
+            "s2_min_ow": 14, "strip_vecs": strip_vecs(target)}
+
+
+def strip_vecs(target: Target) -> int:
+    """Vectors a row of `_rows3`'s column strips: two where three rows of accumulators,
+    a row's inputs and the nine broadcast weights fit the register file (3 v + v + 9), else
+    one (AVX2: strips of two, 17 registers, ran 1.0-1.2x the time of strips of one).
+    Capped at two: on 112x112 and 56x56 planes (AVX-512) strips of four vectors ran no
+    faster, and wider strips waste more columns past the row's end."""
+    return 2 if 4 * 2 + 9 <= target.vector_registers else 1
 
 
 def space(target: Target) -> list[dict]:
@@ -286,72 +298,70 @@ def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, c
 
 
 @njit(cache=True, fastmath=_FM)
-def _flat_chunks(ws, xb, w, wt, tb, ml, mr, q0, q1, out, ob, zero):
-    """Outputs ``out[ob+q]``, q from q0 in whole _CH chunks below q1, of a 3x3 stride-1
-    plane whose input is ``ws[xb:]`` (flat, zero rows above and below).
+def _strip3(x, xb, h, w, wt, tb, c0, out, ob, rows, vecs, lanes):
+    """Output columns ``c0 <= col < c0 + cols`` (cols: ``len(vecs)`` vectors) of a 3x3,
+    stride-1, padding-1 plane: input ``x[xb:xb + h*w]``, weights ``wt[tb:tb + 9]``, output
+    ``out[ob:ob + h*w]``.
 
-    Output q reads inputs q + di*w + dj (di, dj in -1..1); the left (right) filter column
-    of an output in the first (last) column would read the row before's last (next's
-    first) pixel, so where ``ml[q]`` (``mr[q]``) is 0 that column's sum is replaced by the
-    padding's exact zero.  Sums by filter column (the three taps of each by FMA; left +
-    centre, then + right), so that two selects a vector do, not six (20 % less time a
-    vector, in L1 on 56x56 planes; with no masks at all the loop would take only a fifth
-    less again: the nine loads, most straddling two cache lines, bound the loop).
+    Rolling rows: the three rows of the (3, cols) tile hold output rows y+1, y and y-1, and
+    input row y, read once (three shifted loads a vector, `fma_tile_masked`), goes into
+    all three with the matching filter row; row y-1 is then complete, is stored, and the
+    rows move down.  Nine FMAs for three loads a vector: the loads no longer bound it.
+    The padding is the loads' masked-off elements (columns -1 and w of a row), so the plane
+    is read in place: no copy, no workspace.  Each output is one chain of nine FMAs in the
+    filter's row-major order.
     """
-    w0 = wt[tb]; w1 = wt[tb + 1]; w2 = wt[tb + 2]  # noqa: E702
-    w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
-    w6 = wt[tb + 6]; w7 = wt[tb + 7]; w8 = wt[tb + 8]  # noqa: E702
-    e = U(_CH)
-    uw = U(w)
-    r0 = U(xb) - uw - U(1); r1 = U(xb) - U(1); r2 = U(xb) + uw - U(1)  # noqa: E702
-    o = U(ob)
-    for c0 in range(U(q0), U(q1), e):
-        for v in range(e):
-            q = c0 + v
-            sl = w0 * ws[r0 + q] + w3 * ws[r1 + q] + w6 * ws[r2 + q]
-            sc = w1 * ws[r0 + q + U(1)] + w4 * ws[r1 + q + U(1)] + w7 * ws[r2 + q + U(1)]
-            sr = w2 * ws[r0 + q + U(2)] + w5 * ws[r1 + q + U(2)] + w8 * ws[r2 + q + U(2)]
-            out[o + q] = (((sl if ml[q] != 0 else zero) + sc)
-                          + (sr if mr[q] != 0 else zero))
+    acc = stack_tile(out, rows, vecs, lanes)
+    cols = acc.shape[1]
+    vl = len(lanes)
+    for r in range(3):
+        for j in range(cols):
+            acc[r, j] = 0
+    for y in range(h + 1):
+        if y < h:
+            base = xb + y * w + c0 - 1
+            for j in range(3):
+                fma_tile_masked(acc, x, base + j, 1 - c0 - j, w + 1 - c0 - j, wt, tb + j, 3,
+                                rows, vecs, lanes)
+        if y > 0:
+            o = ob + (y - 1) * w + c0
+            for v in range(len(vecs)):  # unrolled: constant offsets into acc
+                left = w - c0 - v * vl
+                if left >= vl:
+                    copy_lanes(out, o + v * vl, acc, 2 * cols + v * vl, False, lanes)
+                else:
+                    store_lanes(out, o + v * vl, acc, 2 * cols + v * vl, 0, left, lanes)
+        for j in range(cols):
+            acc[2, j] = acc[1, j]
+            acc[1, j] = acc[0, j]
+            acc[0, j] = 0
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _flat3(x, out, wt, c, hw, w, m, ml, mr, ws, wsize):
-    """3x3, stride 1, padding 1, planes of at least _CH pixels: x (n, c, h, w), out
-    (n, c*m, h, w) and wt (c*m, 3, 3), all flattened.
+def _rows3(x, out, wt, c, h, w, m, rows, wide, narrow, lanes):
+    """3x3, stride 1, padding 1: x (n, c, h, w), out (n, c*m, h, w) and wt (c*m, 3, 3), all
+    flattened; ``prange`` over the input planes.
 
-    A thread copies a plane into ``ws`` between zero rows (one flat copy: no per-row
-    loop), then computes each output plane as one flat loop straight into out: no
-    padded rows to fill, no accumulator to copy out.  The last chunk ends at the plane's
-    end and overlaps the one before (it computes the same values again).  Two output rows
-    a pass (as `_taps_pairs`) measured slower here: 1.13x on 112x112 planes, and 5x on
-    56x56 ones, where the two rows' whole chunks overlap and LLVM's run-time overlap
-    check sends every pass to the scalar loop.
+    Each output plane in column strips (`_strip3`) of ``len(wide)`` vectors, then one
+    vector (``narrow``) for the columns left: no strip runs more than a vector past the
+    row's end.  ``rows`` is a token of 3, ``lanes`` of the vector width.
     """
-    n = x.shape[0] // (c * hw)
-    z = (w + _CH) // _CH * _CH  # zeros before the plane (row -1, and -1 before it)
-    nfull = (hw - _CH) // _CH * _CH  # chunks from 0; then one ending at hw
+    n = x.shape[0] // (c * h * w)
+    vl = len(lanes)
+    cw = len(wide) * vl
+    wide_end = (w + vl - 1) // vl // len(wide) * cw
     for p in prange(n * c):
-        xb = U(numba.get_thread_id() * wsize + z)
-        s = U(p * hw)
-        for q in range(U(hw)):
-            ws[xb + q] = x[s + q]
-        zero = ws[xb - U(1)]
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
-            _flat_chunks(ws, xb, w, wt, tb, ml, mr, ZERO, nfull + 1, out, o * hw, zero)
-            _flat_chunks(ws, xb, w, wt, tb, ml, mr, hw - _CH, hw - _CH + 1, out, o * hw, zero)
+            for c0 in range(0, wide_end, cw):
+                _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * h * w, rows, wide, lanes)
+            for c0 in range(wide_end, w, vl):
+                _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * h * w, rows, narrow, lanes)
 
 
-def _flat3_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
-    """`_flat3`'s column masks and per-thread size (see `_plan`)."""
-    col = np.arange(h * wd) % wd
-    ml = (col != 0).astype(np.uint8)
-    mr = (col != wd - 1).astype(np.uint8)
-    z = (wd + _CH) // _CH * _CH
-    # zeros, plane, then row h and the last chunk's reads past it; _CH between threads
-    wsize = (z + h * wd + wd + 2 * _CH + _CH - 1) // _CH * _CH + _CH
-    return (c, h * wd, wd, m, ml, mr), wsize, 0
+def _rows3_plan(c, h, wd, m, strip_vecs, lanes):
+    """`_rows3`'s arguments after the weights: the shape and its tile tokens."""
+    return (c, h, wd, m, token(3), token(strip_vecs), token(1), token(lanes)), 0, 0
 
 
 # ------------------------------------------------- 3x3 stride 2 (MobileNet's down-sampling)
@@ -382,8 +392,8 @@ def _s2_rows(ws, eb, ob, w2, wt, tb, nr, y0, y1, dst, db, dstride, zero):
     Input row Y's even / odd columns are ``ws[eb + Y*w2:]`` / ``ws[ob + Y*w2:]`` (w2 of
     each, zeros before row 0); output column ox reads input columns 2ox-1 (odd half at
     ox-1: zero padding when ox == 0), 2ox (even half) and 2ox+1 (odd half at ox).
-    Sums by filter column like `_flat_chunks`: one select a vector, not three masked
-    loads (2-9% faster).
+    Sums by filter column (left + centre, then + right): one select a vector, not three
+    masked loads (2-9% faster).
     """
     w0 = wt[tb]; w1 = wt[tb + 1]; w2_ = wt[tb + 2]  # noqa: E702
     w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
@@ -631,7 +641,7 @@ def _lanes_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits):
+def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits, lanes):
     """Strategy, index tables and per-thread workspace sizes of a layer shape.
 
     Cached: they depend on the shape alone, and building them in Python cost as much as
@@ -641,18 +651,17 @@ def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits):
     Returns
     -------
     (kernel, tables, wsize, asize)
-        The flat 3x3 kernels where they apply, else channel lanes for small planes, where
+        The 3x3 kernels where they apply, else channel lanes for small planes, where
         the per-plane and per-row overheads dominate, else planes; ws and its accumulator
         or output block take wsize and asize elements per thread.  ``limits`` is
-        `defaults`' values, in its order, as a tuple.
+        `defaults`' values, in its order, as a tuple; ``lanes`` the elements of a vector.
     """
-    lanes_max_pixels, lanes_max_input, pairs_min_ow, s2_min_ow = limits
+    lanes_max_pixels, lanes_max_input, pairs_min_ow, s2_min_ow, strip_vecs = limits
     args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
     if ow >= s2_min_ow and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
         return (_stride2, *_stride2_plan(*args))
-    if (r == s == 3 and sh == sw == dh == dw == 1 and tuple(pads) == (1, 1, 1, 1)
-            and h * wd >= _FLAT_MIN_PIXELS):
-        return (_flat3, *_flat3_plan(*args))
+    if r == s == 3 and sh == sw == dh == dw == 1 and tuple(pads) == (1, 1, 1, 1):
+        return (_rows3, *_rows3_plan(c, h, wd, m, strip_vecs, lanes))
     pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= pairs_min_ow
     if oh * ow <= lanes_max_pixels and h * wd <= lanes_max_input and not pairs:
         return (_lanes, *_lanes_plan(*args))
@@ -668,12 +677,13 @@ def _strategy(w, spec, m, p):
     """
     kernel, tables, wsize, asize = _plan(spec.c, spec.h, spec.w, m, spec.r, spec.s,
                                          spec.sh, spec.sw, spec.dh, spec.dw, tuple(spec.pads),
-                                         spec.oh, spec.ow, tuple(p.values()))
+                                         spec.oh, spec.ow, tuple(p.values()),
+                                         current().lanes(spec.itemsize))
     nt = numba.config.NUMBA_NUM_THREADS
     ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
     wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
-    if kernel is _flat3:
-        return kernel, (wt, *tables, ws, wsize)
+    if kernel is _rows3:
+        return kernel, (wt, *tables)
     acc = np.empty(nt * asize, spec.dtype)
     if kernel is _lanes:
         return kernel, (wt, *tables, ws, wsize, acc, asize, np.empty(nt * 32, np.int64))
@@ -709,8 +719,8 @@ def prepare(w, spec, params=None):
     spec : ConvSpec-like
         With groups == c.
     params : dict, optional
-        The strategies' hand-over points (`defaults`); default: the installed or
-        target-derived ones.
+        The strategies' hand-over points and `_rows3`'s strip width (`defaults`);
+        default: the installed or target-derived ones.
     """
     reason = supports(spec)
     if reason:

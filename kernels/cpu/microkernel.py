@@ -8,10 +8,11 @@ steps outside the tiles write runs that go to memory anyway with non-temporal st
 asked (`copy_lanes`, `combine_lanes`).  The tile's shape is given by
 `convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
 it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
-(complex: the per-frequency channel GEMMs); `outer_tile`, whose operands are both vectors, by
-`convbench_kernels.cpu.direct_weight`.  Two whole-tile steps serve the Winograd weight
-gradient (`convbench_kernels.cpu.winograd_weight`): `transpose_lanes` (a VL x VL block
-transposed in registers) and `transform_lanes` (a tile's 2-D transform, every element a
+(complex: the per-frequency channel GEMMs); `fma_tile_masked`, whose masked loads read an
+unpadded image in place, by `convbench_kernels.cpu.depthwise`; `outer_tile`, whose operands
+are both vectors, by `convbench_kernels.cpu.direct_weight`.  Two whole-tile steps serve the
+Winograd weight gradient (`convbench_kernels.cpu.winograd_weight`): `transpose_lanes` (a VL x
+VL block transposed in registers) and `transform_lanes` (a tile's 2-D transform, every element a
 vector of channels).
 """
 
@@ -65,39 +66,96 @@ def fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
         return None
     dt = acc.dtype
     kb, nv, vl = len(rows), len(vecs), len(lanes)
-    cols = nv * vl
 
     def codegen(context, builder, sig, args):
         acca, xfa, xio, wfa, wio, wso = args[:6]
-        fty = context.get_data_type(dt)
-        vty = ir.VectorType(fty, vl)
-        align = dt.bitwidth // 8
-
-        def data(i, value):
-            return context.make_array(sig.args[i])(context, builder, value).data
-
-        tile, xptr, wptr = data(0, acca), cgutils.gep(builder, data(1, xfa), xio), data(3, wfa)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        xptr = cgutils.gep(builder, _data(context, builder, sig, 1, xfa), xio)
         xv = [builder.load(builder.bitcast(cgutils.gep(builder, xptr, v * vl),
-                                           vty.as_pointer()), align=align) for v in range(nv)]
-        undef = ir.Constant(vty, ir.Undefined)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
-        for r in range(kb):
-            woff = builder.add(wio, builder.mul(wso, ir.Constant(wso.type, r)))
-            w = builder.load(cgutils.gep(builder, wptr, woff), align=align)
-            wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(
-                ir.IntType(32), 0)), undef, zeros)
-            for v in range(nv):
-                aptr = builder.bitcast(cgutils.gep(builder, tile, r * cols + v * vl),
-                                       vty.as_pointer())
-                builder.store(builder.call(fma, [wv, xv[v], builder.load(aptr, align=align)]),
-                              aptr, align=align)
+                                           vty.as_pointer()), align=dt.bitwidth // 8)
+              for v in range(nv)]
+        _fma_rows(context, builder, dt, _data(context, builder, sig, 0, acca),
+                  _data(context, builder, sig, 3, wfa), wio, wso, xv, kb)
         return context.get_dummy_value()
 
     return (types.void(acc, xf, types.uint64, wf, types.int64, types.int64, rows, vecs,
                        lanes), codegen)
+
+
+@intrinsic
+def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes):
+    """`fma_tile` with the input's elements ``e`` of the tile outside ``lo <= e < hi`` read
+    as zero, by masked loads, which touch no memory there: ``acc[r, e] += wf[wi + r * ws] *
+    (xf[xi + e] if lo <= e < hi else 0)``.  So a kernel can read an unpadded image in place,
+    its padding being the masked-off elements (depthwise's row strips); ``xi`` is signed, as
+    it may point before the array where the mask starts later.  The masks depend on
+    ``lo`` and ``hi`` alone: in a loop where they do not change, LLVM computes them once.
+    """
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+        return None
+    dt = acc.dtype
+    kb, nv, vl = len(rows), len(vecs), len(lanes)
+
+    def codegen(context, builder, sig, args):
+        acca, xfa, xio, lov, hiv, wfa, wio, wso = args[:8]
+        vty = ir.VectorType(context.get_data_type(dt), vl)
+        ity = ir.VectorType(ir.IntType(64), vl)
+        mty = ir.VectorType(ir.IntType(1), vl)
+        align = ir.Constant(ir.IntType(32), dt.bitwidth // 8)
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), align.type, mty, vty]),
+            f"llvm.masked.load.v{vl}{_suffix(dt)}.p0")
+        xptr = cgutils.gep(builder, _data(context, builder, sig, 1, xfa), xio)
+        slo, shi = _splat(builder, lov, ity), _splat(builder, hiv, ity)
+        xv = []
+        for v in range(nv):
+            e = ir.Constant(ity, [v * vl + lane for lane in range(vl)])
+            mask = builder.and_(builder.icmp_signed(">=", e, slo),
+                                builder.icmp_signed("<", e, shi))
+            ptr = builder.bitcast(cgutils.gep(builder, xptr, v * vl), vty.as_pointer())
+            xv.append(builder.call(load, [ptr, align, mask, ir.Constant(vty, None)]))
+        _fma_rows(context, builder, dt, _data(context, builder, sig, 0, acca),
+                  _data(context, builder, sig, 5, wfa), wio, wso, xv, kb)
+        return context.get_dummy_value()
+
+    return (types.void(acc, xf, types.int64, types.int64, types.int64, wf, types.int64,
+                       types.int64, rows, vecs, lanes), codegen)
+
+
+def _data(context, builder, sig, i, value):
+    """The data pointer of the array that is argument ``i`` of ``sig``."""
+    return context.make_array(sig.args[i])(context, builder, value).data
+
+
+def _suffix(dt) -> str:
+    """The LLVM intrinsics' name suffix of a float dtype's elements."""
+    return "f32" if dt.bitwidth == 32 else "f64"
+
+
+def _splat(builder, x, vty):
+    """The scalar ``x`` in every lane of a vector of type ``vty``."""
+    undef = ir.Constant(vty, ir.Undefined)
+    x = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(x, undef,
+                                  ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
+                                              [0] * vty.count))
+
+
+def _fma_rows(context, builder, dt, tile, wptr, wio, wso, xv, kb):
+    """``tile[r, :] += wptr[wio + r * wso] * xv`` for the kb rows of a tile of ``len(xv)``
+    vectors a row: each row's weight broadcast once, then a fused multiply-add a vector."""
+    vty = xv[0].type
+    vl, nv, align = vty.count, len(xv), dt.bitwidth // 8
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                         f"llvm.fma.v{vl}{_suffix(dt)}")
+    for r in range(kb):
+        woff = builder.add(wio, builder.mul(wso, ir.Constant(wso.type, r)))
+        wv = _splat(builder, builder.load(cgutils.gep(builder, wptr, woff), align=align), vty)
+        for v in range(nv):
+            aptr = builder.bitcast(cgutils.gep(builder, tile, r * nv * vl + v * vl),
+                                   vty.as_pointer())
+            builder.store(builder.call(fma, [wv, xv[v], builder.load(aptr, align=align)]),
+                          aptr, align=align)
 
 
 @intrinsic
@@ -122,25 +180,21 @@ def outer_tile(typingctx, acc, af, ai, ao, aoi, bf, bi, bo, boi, rows, cols, lan
         acca, afa, aio, aoa, aoio, bfa, bio, boa, boio = args[:9]
         vty = ir.VectorType(context.get_data_type(dt), vl)
         align = dt.bitwidth // 8
-
-        def data(i, value):
-            return context.make_array(sig.args[i])(context, builder, value).data
-
         def vector(base, offsets, oi, i):
             off = builder.load(cgutils.gep(builder, offsets, builder.add(
                 oi, ir.Constant(oi.type, i))))
             return builder.load(builder.bitcast(cgutils.gep(builder, base, off),
                                                 vty.as_pointer()), align=align)
 
-        tile = data(0, acca)
-        aptr, bptr = cgutils.gep(builder, data(1, afa), aio), cgutils.gep(builder, data(5, bfa),
-                                                                          bio)
+        tile = _data(context, builder, sig, 0, acca)
+        aptr = cgutils.gep(builder, _data(context, builder, sig, 1, afa), aio)
+        bptr = cgutils.gep(builder, _data(context, builder, sig, 5, bfa), bio)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
-        av = [vector(aptr, data(3, aoa), aoio, r) for r in range(kb)]
+            f"llvm.fma.v{vl}{_suffix(dt)}")
+        av = [vector(aptr, _data(context, builder, sig, 3, aoa), aoio, r) for r in range(kb)]
         for c in range(nj):
-            bv = vector(bptr, data(7, boa), boio, c)
+            bv = vector(bptr, _data(context, builder, sig, 7, boa), boio, c)
             for r in range(kb):
                 tptr = builder.bitcast(cgutils.gep(builder, tile, r * nj * vl + c * vl),
                                        vty.as_pointer())
@@ -170,7 +224,7 @@ def lane_sum(typingctx, src, si, lanes):
         vty = ir.VectorType(fty, vl)
         v = builder.load(_vector_at(context, builder, sig.args[0], srca, sio, vty),
                          align=dt.bitwidth // 8)
-        name = f"llvm.vector.reduce.fadd.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}"
+        name = f"llvm.vector.reduce.fadd.v{vl}{_suffix(dt)}"
         reduce = cgutils.get_or_insert_function(builder.module,
                                                 ir.FunctionType(fty, [fty, vty]), name)
         return builder.call(reduce, [ir.Constant(fty, 0.0), v], fastmath=("reassoc",))
@@ -196,22 +250,14 @@ def store_lanes(typingctx, dst, di, src, si, lo, hi, lanes):
         dsta, dio, srca, sio, lov, hiv, _ = args
         vty = ir.VectorType(context.get_data_type(dt), vl)
         i64 = ir.IntType(64)
-        dptr = cgutils.gep(builder, context.make_array(sig.args[0])(context, builder, dsta).data,
-                           dio)
-        sptr = cgutils.gep(builder, context.make_array(sig.args[2])(context, builder, srca).data,
-                           sio)
+        dptr = cgutils.gep(builder, _data(context, builder, sig, 0, dsta), dio)
+        sptr = cgutils.gep(builder, _data(context, builder, sig, 2, srca), sio)
         v = builder.load(builder.bitcast(sptr, vty.as_pointer()), align=dt.bitwidth // 8)
-        lanes = ir.Constant(ir.VectorType(i64, vl), [ir.Constant(i64, i) for i in range(vl)])
-
-        def splat(x):
-            undef = ir.Constant(ir.VectorType(i64, vl), ir.Undefined)
-            x = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
-            return builder.shuffle_vector(x, undef, zeros)
-
-        mask = builder.and_(builder.icmp_signed(">=", lanes, splat(lov)),
-                            builder.icmp_signed("<", lanes, splat(hiv)))
-        name = f"llvm.masked.store.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}.p0"
+        ity = ir.VectorType(i64, vl)
+        lanes = ir.Constant(ity, [ir.Constant(i64, i) for i in range(vl)])
+        mask = builder.and_(builder.icmp_signed(">=", lanes, _splat(builder, lov, ity)),
+                            builder.icmp_signed("<", lanes, _splat(builder, hiv, ity)))
+        name = f"llvm.masked.store.v{vl}{_suffix(dt)}.p0"
         fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mask.type])
         store = cgutils.get_or_insert_function(builder.module, fnty, name)
         builder.call(store, [v, builder.bitcast(dptr, vty.as_pointer()),
@@ -245,14 +291,11 @@ def cfma_tile(typingctx, accr, acci, xf, xr, xi, wf, wr, wi, rows, vecs, lanes):
         fty = context.get_data_type(dt)
         vty = ir.VectorType(fty, vl)
         align = dt.bitwidth // 8
-
-        def data(i, value):
-            return context.make_array(sig.args[i])(context, builder, value).data
-
-        tr, ti, xptr, wptr = data(0, ar), data(1, ai), data(2, xfa), data(5, wfa)
+        tr, ti, xptr, wptr = (_data(context, builder, sig, i, a)
+                              for i, a in ((0, ar), (1, ai), (2, xfa), (5, wfa)))
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+            f"llvm.fma.v{vl}{_suffix(dt)}")
 
         def vectors(off):
             base = cgutils.gep(builder, xptr, off)
@@ -314,7 +357,7 @@ def transform_lanes(typingctx, dst, di, dstep, src, si, rstep, cstep, mat, side,
         mptr = context.make_array(sig.args[7])(context, builder, mata).data
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+            f"llvm.fma.v{vl}{_suffix(dt)}")
         undef = ir.Constant(vty, ir.Undefined)
         zeros = ir.Constant(ir.VectorType(ir.IntType(32), vl), [0] * vl)
         zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * vl)
@@ -462,7 +505,7 @@ def combine_lanes(typingctx, dst, di, a, ai, b, bi, sign, stream, lanes):
             ir.IntType(32), 0)), undef, zeros)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{vl}{'f32' if dt.bitwidth == 32 else 'f64'}")
+            f"llvm.fma.v{vl}{_suffix(dt)}")
         value = builder.call(fma, [vs, vb, va])
         _store(context, builder, value, _vector_at(context, builder, sig.args[0], dsta, dio, vty),
                st, align)
