@@ -43,6 +43,11 @@ CASES = {
     "batch 8, 12 wide, channel lanes": ConvSpec(n=8, c=4, h=12, k=48, r=3, padding=1),
     "depthwise 3x3 stride 2, 28x28": ConvSpec(c=3, h=28, k=3, r=3, stride=2, padding=1,
                                               groups=3),
+    "depthwise 3x3 stride 2, padded top-left": ConvSpec(c=3, h=28, k=3, r=3, stride=2,
+                                                        padding=(1, 0, 1, 0), groups=3),
+    # depthwise's whole-plane passes: 3x3 by row pairs, and any other filter
+    "depthwise 3x3 valid, 18x18": ConvSpec(c=2, h=18, k=2, r=3, groups=2),
+    "depthwise 5x5, 20x20": ConvSpec(c=2, h=20, k=2, r=5, groups=2, padding=2),
     "batch 3 depthwise": ConvSpec(n=3, c=4, h=7, k=4, r=5, groups=4, padding="same"),
     # rows of several vectors and a ragged end: depthwise's 3x3 column strips, wide and
     # narrow, in both dtypes

@@ -17,17 +17,21 @@ hot loops run over whole planes in whole 16-element chunks (no remainder loops).
 strategies, ``prange`` over planes or blocks of planes, each thread in its own workspace
 where it needs one:
 
-*3x3, stride 1, padding 1* (`_rows3`; MobileNet's stride-1 layers): each output plane in
-column strips of one or two vectors; down a strip, a register tile holds three output rows,
-and each input row, loaded once, is multiplied into all three (`_strip3`).  The plane is
-read in place, its padding the masked-off elements of the loads: no copy, no workspace.
-1.6-2.6x the flat loop it replaced (which copied each plane between zero rows and loaded
-all nine taps of every output vector), from 112x112 planes to 7x7.
+*3x3, padding 1, stride 1 or 2* (`_rows3`; all of MobileNet's layers): each output plane in
+column strips of one or two vectors; down a strip, a register tile holds three output rows
+(two at stride 2), and each input row, loaded once, is multiplied into all of them
+(`_strip3`, `_strip3s2`; at stride 2 each tap column is every other input element, two
+loads and a shuffle a vector).  The plane is read in place, its padding the masked-off
+elements of the loads: no copy, no workspace.  Stride 1: 1.6-2.6x the flat loop it
+replaced (which copied each plane between zero rows and loaded all nine taps of every
+output vector), from 112x112 planes to 7x7; stride 2: 1.4-1.7x the even/odd split below
+with AVX-512, 1.0-1.3x with AVX2.
 
-*3x3, stride 2, padding 1, even planes* (`_stride2`, outputs from 14 wide): split the plane
-into its even and odd columns in one flat loop; output row oy then reads three input rows
-of each half at unit stride, in whole chunks per row.  2x the planes below (whose
-deinterleaving copy, row by row into four padded phases, cost 3x the taps).
+*3x3, stride 2, top and left padding 1, even planes* (`_stride2`, outputs from 14 wide;
+padding 1 on all sides goes to `_rows3`): split the plane into its even and odd columns in
+one flat loop; output row oy then reads three input rows of each half at unit stride, in
+whole chunks per row.  2x the planes below (whose deinterleaving copy, row by row into four
+padded phases, cost 3x the taps).
 
 *Planes* (everything else with outputs larger than 16x16), ``prange`` over the n*c input
 planes:
@@ -297,8 +301,12 @@ def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, c
 # ------------------------------------------- 3x3 stride 1 padding 1 (MobileNet's other layers)
 
 
+# Compile-time lengths (see `convbench_kernels.cpu.target.token`): tile rows and load strides.
+_ONE, _TWO, _THREE = (0,), (0, 0), (0, 0, 0)
+
+
 @njit(cache=True, fastmath=_FM)
-def _strip3(x, xb, h, w, wt, tb, c0, out, ob, rows, vecs, lanes):
+def _strip3(x, xb, h, w, wt, tb, c0, out, ob, vecs, lanes):
     """Output columns ``c0 <= col < c0 + cols`` (cols: ``len(vecs)`` vectors) of a 3x3,
     stride-1, padding-1 plane: input ``x[xb:xb + h*w]``, weights ``wt[tb:tb + 9]``, output
     ``out[ob:ob + h*w]``.
@@ -311,9 +319,8 @@ def _strip3(x, xb, h, w, wt, tb, c0, out, ob, rows, vecs, lanes):
     is read in place: no copy, no workspace.  Each output is one chain of nine FMAs in the
     filter's row-major order.
     """
-    acc = stack_tile(out, rows, vecs, lanes)
+    acc = stack_tile(out, _THREE, vecs, lanes)
     cols = acc.shape[1]
-    vl = len(lanes)
     for r in range(3):
         for j in range(cols):
             acc[r, j] = 0
@@ -322,46 +329,97 @@ def _strip3(x, xb, h, w, wt, tb, c0, out, ob, rows, vecs, lanes):
             base = xb + y * w + c0 - 1
             for j in range(3):
                 fma_tile_masked(acc, x, base + j, 1 - c0 - j, w + 1 - c0 - j, wt, tb + j, 3,
-                                rows, vecs, lanes)
+                                _THREE, vecs, lanes, _ONE)
         if y > 0:
-            o = ob + (y - 1) * w + c0
-            for v in range(len(vecs)):  # unrolled: constant offsets into acc
-                left = w - c0 - v * vl
-                if left >= vl:
-                    copy_lanes(out, o + v * vl, acc, 2 * cols + v * vl, False, lanes)
-                else:
-                    store_lanes(out, o + v * vl, acc, 2 * cols + v * vl, 0, left, lanes)
+            _store_row(out, ob + (y - 1) * w + c0, w - c0, acc, 2, vecs, lanes)
         for j in range(cols):
             acc[2, j] = acc[1, j]
             acc[1, j] = acc[0, j]
             acc[0, j] = 0
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
-def _rows3(x, out, wt, c, h, w, m, rows, wide, narrow, lanes):
-    """3x3, stride 1, padding 1: x (n, c, h, w), out (n, c*m, h, w) and wt (c*m, 3, 3), all
-    flattened; ``prange`` over the input planes.
+@njit(cache=True, fastmath=_FM)
+def _store_row(out, o, left, acc, row, vecs, lanes):
+    """Row ``row`` of a strip's tile to ``out[o:o + min(cols, left)]``: whole vectors by
+    plain stores, the one across the row's end by a masked store."""
+    vl = len(lanes)
+    cols = len(vecs) * vl
+    for v in range(len(vecs)):  # unrolled: constant offsets into acc
+        if left - v * vl >= vl:
+            copy_lanes(out, o + v * vl, acc, row * cols + v * vl, False, lanes)
+        else:
+            store_lanes(out, o + v * vl, acc, row * cols + v * vl, 0, left - v * vl, lanes)
 
-    Each output plane in column strips (`_strip3`) of ``len(wide)`` vectors, then one
-    vector (``narrow``) for the columns left: no strip runs more than a vector past the
-    row's end.  ``rows`` is a token of 3, ``lanes`` of the vector width.
+
+@njit(cache=True, fastmath=_FM)
+def _strip3s2(x, xb, h, w, wt, tb, c0, out, ob, oh, ow, vecs, lanes):
+    """`_strip3` at stride 2: output columns ``c0 <= ox < c0 + cols`` of a 3x3, stride-2,
+    padding-1 plane (input ``x[xb:xb + h*w]``, output ``out[ob:ob + oh*ow]``).
+
+    Output row oy reads input rows 2oy - 1, 2oy and 2oy + 1, and columns 2ox - 1 .. 2ox +
+    1: each tap column is every other input element (`fma_tile_masked` with a stride of
+    2: two loads and a shuffle a vector).  The tile's two rows hold output rows oy and
+    oy + 1: input row 2oy goes into the first, row 2oy + 1 into both (filter rows 2 and 0),
+    so each input row is read once.
+    """
+    acc = stack_tile(out, _TWO, vecs, lanes)
+    cols = acc.shape[1]
+    for r in range(2):
+        for j in range(cols):
+            acc[r, j] = 0
+    for oy in range(oh):
+        for i in range(1, 3):
+            y = 2 * oy + i - 1
+            if y < h:
+                base = xb + y * w + 2 * c0 - 1
+                for j in range(3):
+                    if i == 1:  # filter row 1 into output row oy
+                        fma_tile_masked(acc, x, base + j, 1 - 2 * c0 - j, w + 1 - 2 * c0 - j,
+                                        wt, tb + 3 + j, 0, _ONE, vecs, lanes, _TWO)
+                    else:  # filter row 2 into output row oy, row 0 into oy + 1
+                        fma_tile_masked(acc, x, base + j, 1 - 2 * c0 - j, w + 1 - 2 * c0 - j,
+                                        wt, tb + 6 + j, -6, _TWO, vecs, lanes, _TWO)
+        _store_row(out, ob + oy * ow + c0, ow - c0, acc, 0, vecs, lanes)
+        for j in range(cols):
+            acc[0, j] = acc[1, j]
+            acc[1, j] = 0
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _rows3(x, out, wt, c, h, w, m, oh, ow, stride, wide, narrow, lanes):
+    """3x3, padding 1, stride 1 or 2: x (n, c, h, w), out (n, c*m, oh, ow) and wt (c*m, 3,
+    3), all flattened; ``prange`` over the input planes.
+
+    Each output plane in column strips (`_strip3`, `_strip3s2`) of ``len(wide)`` vectors,
+    then one vector (``narrow``) for the columns left: no strip runs more than a vector past
+    the row's end.  ``lanes`` is a token of the vector width.
     """
     n = x.shape[0] // (c * h * w)
     vl = len(lanes)
     cw = len(wide) * vl
-    wide_end = (w + vl - 1) // vl // len(wide) * cw
+    wide_end = (ow + vl - 1) // vl // len(wide) * cw
     for p in prange(n * c):
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
-            for c0 in range(0, wide_end, cw):
-                _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * h * w, rows, wide, lanes)
-            for c0 in range(wide_end, w, vl):
-                _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * h * w, rows, narrow, lanes)
+            for c0 in range(0, ow, vl):
+                if c0 % cw == 0 and c0 < wide_end:
+                    if stride == 1:
+                        _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, wide, lanes)
+                    else:
+                        _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow,
+                                  wide, lanes)
+                elif c0 >= wide_end:
+                    if stride == 1:
+                        _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, narrow,
+                                lanes)
+                    else:
+                        _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow,
+                                  narrow, lanes)
 
 
-def _rows3_plan(c, h, wd, m, strip_vecs, lanes):
+def _rows3_plan(c, h, wd, m, oh, ow, stride, strip_vecs, lanes):
     """`_rows3`'s arguments after the weights: the shape and its tile tokens."""
-    return (c, h, wd, m, token(3), token(strip_vecs), token(1), token(lanes)), 0, 0
+    return (c, h, wd, m, oh, ow, stride, token(strip_vecs), token(1), token(lanes)), 0, 0
 
 
 # ------------------------------------------------- 3x3 stride 2 (MobileNet's down-sampling)
@@ -658,10 +716,10 @@ def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits, lanes):
     """
     lanes_max_pixels, lanes_max_input, pairs_min_ow, s2_min_ow, strip_vecs = limits
     args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
+    if r == s == 3 and sh == sw in (1, 2) and dh == dw == 1 and tuple(pads) == (1, 1, 1, 1):
+        return (_rows3, *_rows3_plan(c, h, wd, m, oh, ow, sh, strip_vecs, lanes))
     if ow >= s2_min_ow and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
         return (_stride2, *_stride2_plan(*args))
-    if r == s == 3 and sh == sw == dh == dw == 1 and tuple(pads) == (1, 1, 1, 1):
-        return (_rows3, *_rows3_plan(c, h, wd, m, strip_vecs, lanes))
     pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= pairs_min_ow
     if oh * ow <= lanes_max_pixels and h * wd <= lanes_max_input and not pairs:
         return (_lanes, *_lanes_plan(*args))

@@ -83,18 +83,20 @@ def fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
 
 
 @intrinsic
-def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes):
-    """`fma_tile` with the input's elements ``e`` of the tile outside ``lo <= e < hi`` read
-    as zero, by masked loads, which touch no memory there: ``acc[r, e] += wf[wi + r * ws] *
-    (xf[xi + e] if lo <= e < hi else 0)``.  So a kernel can read an unpadded image in place,
-    its padding being the masked-off elements (depthwise's row strips); ``xi`` is signed, as
-    it may point before the array where the mask starts later.  The masks depend on
-    ``lo`` and ``hi`` alone: in a loop where they do not change, LLVM computes them once.
+def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes, stride):
+    """`fma_tile` on every ``S``-th input element (S: the ``stride`` token's length, 1 or 2),
+    with the elements outside ``lo <= q < hi`` read as zero, by masked loads, which touch no
+    memory there: ``acc[r, e] += wf[wi + r * ws] * (xf[xi + S e] if lo <= S e < hi else
+    0)``.  So a kernel can read an unpadded image in place, its padding being the masked-off
+    elements (depthwise's row strips); ``xi`` is signed, as it may point before the array
+    where the mask starts later.  With S = 2 each vector is the even lanes of two
+    consecutive ones (a shuffle; the odd lanes masked off too).  The masks depend on ``lo``
+    and ``hi`` alone: in a loop where they do not change, LLVM computes them once.
     """
-    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes, stride)):
         return None
     dt = acc.dtype
-    kb, nv, vl = len(rows), len(vecs), len(lanes)
+    kb, nv, vl, st = len(rows), len(vecs), len(lanes), len(stride)
 
     def codegen(context, builder, sig, args):
         acca, xfa, xio, lov, hiv, wfa, wio, wso = args[:8]
@@ -107,19 +109,32 @@ def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lane
             f"llvm.masked.load.v{vl}{_suffix(dt)}.p0")
         xptr = cgutils.gep(builder, _data(context, builder, sig, 1, xfa), xio)
         slo, shi = _splat(builder, lov, ity), _splat(builder, hiv, ity)
+
+        def masked(q0):
+            """The vector of elements q0 .. q0 + vl - 1, those outside the range or off
+            the stride zero."""
+            q = ir.Constant(ity, [q0 + lane for lane in range(vl)])
+            mask = builder.and_(builder.icmp_signed(">=", q, slo),
+                                builder.icmp_signed("<", q, shi))
+            if st > 1:
+                mask = builder.and_(mask, ir.Constant(
+                    mty, [(q0 + lane) % st == 0 for lane in range(vl)]))
+            ptr = builder.bitcast(cgutils.gep(builder, xptr, q0), vty.as_pointer())
+            return builder.call(load, [ptr, align, mask, ir.Constant(vty, None)])
+
         xv = []
         for v in range(nv):
-            e = ir.Constant(ity, [v * vl + lane for lane in range(vl)])
-            mask = builder.and_(builder.icmp_signed(">=", e, slo),
-                                builder.icmp_signed("<", e, shi))
-            ptr = builder.bitcast(cgutils.gep(builder, xptr, v * vl), vty.as_pointer())
-            xv.append(builder.call(load, [ptr, align, mask, ir.Constant(vty, None)]))
+            parts = [masked((v * st + i) * vl) for i in range(st)]
+            if st == 2:
+                parts = [builder.shuffle_vector(parts[0], parts[1], ir.Constant(
+                    ir.VectorType(ir.IntType(32), vl), [2 * lane for lane in range(vl)]))]
+            xv.append(parts[0])
         _fma_rows(context, builder, dt, _data(context, builder, sig, 0, acca),
                   _data(context, builder, sig, 5, wfa), wio, wso, xv, kb)
         return context.get_dummy_value()
 
     return (types.void(acc, xf, types.int64, types.int64, types.int64, wf, types.int64,
-                       types.int64, rows, vecs, lanes), codegen)
+                       types.int64, rows, vecs, lanes, stride), codegen)
 
 
 def _data(context, builder, sig, i, value):
