@@ -24,8 +24,8 @@ column strips of one or two vectors; down a strip, a register tile holds three o
 loads and a shuffle a vector).  The plane is read in place, its padding the masked-off
 elements of the loads: no copy, no workspace.  Stride 1: 1.6-2.6x the flat loop it
 replaced (which copied each plane between zero rows and loaded all nine taps of every
-output vector), from 112x112 planes to 7x7; stride 2: 1.4-1.7x the even/odd split below
-with AVX-512, 1.0-1.3x with AVX2.
+output vector), from 112x112 planes to 7x7; stride 2: 1.6-1.9x the even/odd split below
+with AVX-512, 1.2-1.7x with AVX2.
 
 *3x3, stride 2, top and left padding 1, even planes* (`_stride2`, outputs from 14 wide;
 padding 1 on all sides goes to `_rows3`): split the plane into its even and odd columns in
@@ -79,7 +79,13 @@ from numba import uint64 as U
 from convbench_kernels import contract
 from convbench_kernels.contract import separable_weights, with_phases
 from convbench_kernels.cpu.common import ZERO, single_threaded_blas
-from convbench_kernels.cpu.microkernel import copy_lanes, fma_tile_masked, stack_tile, store_lanes
+from convbench_kernels.cpu.microkernel import (
+    copy_lanes,
+    fma_taps3_s2,
+    fma_tile_masked,
+    stack_tile,
+    store_lanes,
+)
 from convbench_kernels.cpu.target import Target, current, resolve, token
 
 supports = contract.depthwise  # groups == c, any channel multiplier
@@ -329,7 +335,7 @@ def _strip3(x, xb, h, w, wt, tb, c0, out, ob, vecs, lanes):
             base = xb + y * w + c0 - 1
             for j in range(3):
                 fma_tile_masked(acc, x, base + j, 1 - c0 - j, w + 1 - c0 - j, wt, tb + j, 3,
-                                _THREE, vecs, lanes, _ONE)
+                                _THREE, vecs, lanes)
         if y > 0:
             _store_row(out, ob + (y - 1) * w + c0, w - c0, acc, 2, vecs, lanes)
         for j in range(cols):
@@ -357,8 +363,8 @@ def _strip3s2(x, xb, h, w, wt, tb, c0, out, ob, oh, ow, vecs, lanes):
     padding-1 plane (input ``x[xb:xb + h*w]``, output ``out[ob:ob + oh*ow]``).
 
     Output row oy reads input rows 2oy - 1, 2oy and 2oy + 1, and columns 2ox - 1 .. 2ox +
-    1: each tap column is every other input element (`fma_tile_masked` with a stride of
-    2: two loads and a shuffle a vector).  The tile's two rows hold output rows oy and
+    1: each tap column is every other input element (`fma_taps3_s2`: a filter row's three
+    from four loads and three shuffles a vector).  The tile's two rows hold output rows oy and
     oy + 1: input row 2oy goes into the first, row 2oy + 1 into both (filter rows 2 and 0),
     so each input row is read once.
     """
@@ -372,13 +378,12 @@ def _strip3s2(x, xb, h, w, wt, tb, c0, out, ob, oh, ow, vecs, lanes):
             y = 2 * oy + i - 1
             if y < h:
                 base = xb + y * w + 2 * c0 - 1
-                for j in range(3):
-                    if i == 1:  # filter row 1 into output row oy
-                        fma_tile_masked(acc, x, base + j, 1 - 2 * c0 - j, w + 1 - 2 * c0 - j,
-                                        wt, tb + 3 + j, 0, _ONE, vecs, lanes, _TWO)
-                    else:  # filter row 2 into output row oy, row 0 into oy + 1
-                        fma_tile_masked(acc, x, base + j, 1 - 2 * c0 - j, w + 1 - 2 * c0 - j,
-                                        wt, tb + 6 + j, -6, _TWO, vecs, lanes, _TWO)
+                if i == 1:  # filter row 1 into output row oy
+                    fma_taps3_s2(acc, x, base, 1 - 2 * c0, w + 1 - 2 * c0, wt, tb + 3, 0, _ONE,
+                                 vecs, lanes)
+                else:  # filter row 2 into output row oy, row 0 into oy + 1
+                    fma_taps3_s2(acc, x, base, 1 - 2 * c0, w + 1 - 2 * c0, wt, tb + 6, -6, _TWO,
+                                 vecs, lanes)
         _store_row(out, ob + oy * ow + c0, ow - c0, acc, 0, vecs, lanes)
         for j in range(cols):
             acc[0, j] = acc[1, j]

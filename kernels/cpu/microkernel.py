@@ -8,12 +8,12 @@ steps outside the tiles write runs that go to memory anyway with non-temporal st
 asked (`copy_lanes`, `combine_lanes`).  The tile's shape is given by
 `convbench_kernels.cpu.target.token` s, so it is a compile-time constant and the loops over
 it unroll.  Used by `convbench_kernels.cpu.direct` (real) and `convbench_kernels.cpu.fft_tiled`
-(complex: the per-frequency channel GEMMs); `fma_tile_masked`, whose masked loads read an
-unpadded image in place, by `convbench_kernels.cpu.depthwise`; `outer_tile`, whose operands
-are both vectors, by `convbench_kernels.cpu.direct_weight`.  Two whole-tile steps serve the
-Winograd weight gradient (`convbench_kernels.cpu.winograd_weight`): `transpose_lanes` (a VL x
-VL block transposed in registers) and `transform_lanes` (a tile's 2-D transform, every element a
-vector of channels).
+(complex: the per-frequency channel GEMMs); `fma_tile_masked` and `fma_taps3_s2`, whose
+masked loads read an unpadded image in place, by `convbench_kernels.cpu.depthwise`;
+`outer_tile`, whose operands are both vectors, by `convbench_kernels.cpu.direct_weight`.  Two
+whole-tile steps serve the Winograd weight gradient (`convbench_kernels.cpu.winograd_weight`):
+`transpose_lanes` (a VL x VL block transposed in registers) and `transform_lanes` (a tile's
+2-D transform, every element a vector of channels).
 """
 
 from llvmlite import ir
@@ -83,58 +83,89 @@ def fma_tile(typingctx, acc, xf, xi, wf, wi, ws, rows, vecs, lanes):
 
 
 @intrinsic
-def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes, stride):
-    """`fma_tile` on every ``S``-th input element (S: the ``stride`` token's length, 1 or 2),
-    with the elements outside ``lo <= q < hi`` read as zero, by masked loads, which touch no
-    memory there: ``acc[r, e] += wf[wi + r * ws] * (xf[xi + S e] if lo <= S e < hi else
-    0)``.  So a kernel can read an unpadded image in place, its padding being the masked-off
-    elements (depthwise's row strips); ``xi`` is signed, as it may point before the array
-    where the mask starts later.  With S = 2 each vector is the even lanes of two
-    consecutive ones (a shuffle; the odd lanes masked off too).  The masks depend on ``lo``
-    and ``hi`` alone: in a loop where they do not change, LLVM computes them once.
+def fma_tile_masked(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes):
+    """`fma_tile` with the input's elements ``e`` of the tile outside ``lo <= e < hi`` read
+    as zero, by masked loads, which touch no memory there: ``acc[r, e] += wf[wi + r * ws] *
+    (xf[xi + e] if lo <= e < hi else 0)``.  So a kernel can read an unpadded image in place,
+    its padding being the masked-off elements (depthwise's row strips); ``xi`` is signed, as
+    it may point before the array where the mask starts later.  The masks depend on
+    ``lo`` and ``hi`` alone: in a loop where they do not change, LLVM computes them once.
     """
-    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes, stride)):
+    return _masked_step(acc, xf, wf, rows, vecs, lanes,
+                        lambda load, builder, nv, vl: [[load(v * vl) for v in range(nv)]])
+
+
+@intrinsic
+def fma_taps3_s2(typingctx, acc, xf, xi, lo, hi, wf, wi, ws, rows, vecs, lanes):
+    """The three taps of a filter row at stride 2, masked as `fma_tile_masked`:
+    ``acc[r, e] += sum_j wf[wi + j + r * ws] * (xf[xi + 2 e + j] if lo <= 2 e + j < hi else
+    0)`` for j = 0, 1, 2.  Taps 0 and 1 are the even and odd elements of the same two
+    vectors, tap 2 the even ones of two vectors two elements on: four masked loads and
+    three shuffles a vector of the tile (each tap column alone took six loads).
+    """
+
+    def taps(load, builder, nv, vl):
+        def lanes_of(a, b, first):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), vl), [
+                first + 2 * lane for lane in range(vl)]))
+
+        out = [[], [], []]
+        for v in range(nv):
+            p0, p1 = load(2 * v * vl), load(2 * v * vl + vl)
+            q0, q1 = load(2 * v * vl + 2), load(2 * v * vl + vl + 2)
+            out[0].append(lanes_of(p0, p1, 0))
+            out[1].append(lanes_of(p0, p1, 1))
+            out[2].append(lanes_of(q0, q1, 0))
+        return out
+
+    return _masked_step(acc, xf, wf, rows, vecs, lanes, taps)
+
+
+def _masked_step(acc, xf, wf, rows, vecs, lanes, taps):
+    """Typing and code of a masked step (`fma_tile_masked`, `fma_taps3_s2`): ``taps(load,
+    builder, nv, vl)`` gives, per tap j, the tile's ``nv`` input vectors, which go into the
+    rows with weights ``wf[wi + j + r * ws]``."""
+    if not all(isinstance(t, types.BaseTuple) for t in (rows, vecs, lanes)):
         return None
     dt = acc.dtype
-    kb, nv, vl, st = len(rows), len(vecs), len(lanes), len(stride)
+    kb, nv, vl = len(rows), len(vecs), len(lanes)
 
     def codegen(context, builder, sig, args):
         acca, xfa, xio, lov, hiv, wfa, wio, wso = args[:8]
-        vty = ir.VectorType(context.get_data_type(dt), vl)
-        ity = ir.VectorType(ir.IntType(64), vl)
-        mty = ir.VectorType(ir.IntType(1), vl)
-        align = ir.Constant(ir.IntType(32), dt.bitwidth // 8)
-        load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty.as_pointer(), align.type, mty, vty]),
-            f"llvm.masked.load.v{vl}{_suffix(dt)}.p0")
-        xptr = cgutils.gep(builder, _data(context, builder, sig, 1, xfa), xio)
-        slo, shi = _splat(builder, lov, ity), _splat(builder, hiv, ity)
-
-        def masked(q0):
-            """The vector of elements q0 .. q0 + vl - 1, those outside the range or off
-            the stride zero."""
-            q = ir.Constant(ity, [q0 + lane for lane in range(vl)])
-            mask = builder.and_(builder.icmp_signed(">=", q, slo),
-                                builder.icmp_signed("<", q, shi))
-            if st > 1:
-                mask = builder.and_(mask, ir.Constant(
-                    mty, [(q0 + lane) % st == 0 for lane in range(vl)]))
-            ptr = builder.bitcast(cgutils.gep(builder, xptr, q0), vty.as_pointer())
-            return builder.call(load, [ptr, align, mask, ir.Constant(vty, None)])
-
-        xv = []
-        for v in range(nv):
-            parts = [masked((v * st + i) * vl) for i in range(st)]
-            if st == 2:
-                parts = [builder.shuffle_vector(parts[0], parts[1], ir.Constant(
-                    ir.VectorType(ir.IntType(32), vl), [2 * lane for lane in range(vl)]))]
-            xv.append(parts[0])
-        _fma_rows(context, builder, dt, _data(context, builder, sig, 0, acca),
-                  _data(context, builder, sig, 5, wfa), wio, wso, xv, kb)
+        load = _MaskedLoads(context, builder, sig, dt, vl, xfa, xio, lov, hiv)
+        tile, wptr = _data(context, builder, sig, 0, acca), _data(context, builder, sig, 5, wfa)
+        for j, xv in enumerate(taps(load, builder, nv, vl)):
+            _fma_rows(context, builder, dt, tile, wptr,
+                      builder.add(wio, ir.Constant(wio.type, j)), wso, xv, kb)
         return context.get_dummy_value()
 
     return (types.void(acc, xf, types.int64, types.int64, types.int64, wf, types.int64,
-                       types.int64, rows, vecs, lanes, stride), codegen)
+                       types.int64, rows, vecs, lanes), codegen)
+
+
+class _MaskedLoads:
+    """``load(q0)``: the vector of elements ``q0 .. q0 + VL - 1`` after ``xf[xi]`` (an
+    intrinsic's arguments 1 and 2), those outside ``lo <= q < hi`` zero and not read."""
+
+    def __init__(self, context, builder, sig, dt, vl, xfa, xio, lov, hiv):
+        self.builder = builder
+        self.vty = ir.VectorType(context.get_data_type(dt), vl)
+        self.ity = ir.VectorType(ir.IntType(64), vl)
+        mty = ir.VectorType(ir.IntType(1), vl)
+        self.align = ir.Constant(ir.IntType(32), dt.bitwidth // 8)
+        self.fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vty, [self.vty.as_pointer(), self.align.type,
+                                                       mty, self.vty]),
+            f"llvm.masked.load.v{vl}{_suffix(dt)}.p0")
+        self.xptr = cgutils.gep(builder, _data(context, builder, sig, 1, xfa), xio)
+        self.lo, self.hi = _splat(builder, lov, self.ity), _splat(builder, hiv, self.ity)
+
+    def __call__(self, q0):
+        b = self.builder
+        q = ir.Constant(self.ity, [q0 + lane for lane in range(self.vty.count)])
+        mask = b.and_(b.icmp_signed(">=", q, self.lo), b.icmp_signed("<", q, self.hi))
+        ptr = b.bitcast(cgutils.gep(b, self.xptr, q0), self.vty.as_pointer())
+        return b.call(self.fn, [ptr, self.align, mask, ir.Constant(self.vty, None)])
 
 
 def _data(context, builder, sig, i, value):
