@@ -49,10 +49,13 @@ CASES = {
     "depthwise 3x3 valid, 18x18": ConvSpec(c=2, h=18, k=2, r=3, groups=2),
     "depthwise 5x5, 20x20": ConvSpec(c=2, h=20, k=2, r=5, groups=2, padding=2),
     "batch 3 depthwise": ConvSpec(n=3, c=4, h=7, k=4, r=5, groups=4, padding="same"),
-    # rows of several vectors and a ragged end: depthwise's 3x3 column strips, wide and
-    # narrow, in both dtypes
-    "depthwise 3x3, rows of 41": ConvSpec(n=2, c=3, h=6, w=41, k=6, r=3, groups=3,
-                                          padding=1),
+    # rows of several vectors and a ragged end: depthwise's 3x3 column strips of every
+    # width (4, 2 and 1 vectors of 16 floats: rows of 105; 8 doubles: rows of 41), both
+    # strides
+    "depthwise 3x3, rows of 105": ConvSpec(n=2, c=3, h=6, w=105, k=6, r=3, groups=3,
+                                           padding=1),
+    "depthwise 3x3 stride 2, rows of 105": ConvSpec(c=2, h=5, w=210, k=2, r=3, stride=2,
+                                                    padding=1, groups=2),
     "float64 depthwise 3x3, rows of 41": ConvSpec(c=2, h=5, w=41, k=2, r=3, groups=2,
                                                   padding=1, dtype="float64"),
     "float64": ConvSpec(n=2, c=6, h=9, k=5, r=3, padding=1, dtype="float64"),

@@ -122,12 +122,14 @@ def defaults(target: Target) -> dict:
 
 
 def strip_vecs(target: Target) -> int:
-    """Vectors a row of `_rows3`'s column strips: two where three rows of accumulators,
-    a row's inputs and the nine broadcast weights fit the register file (3 v + v + 9), else
-    one (AVX2: strips of two, 17 registers, ran 1.0-1.2x the time of strips of one).
-    Capped at two: on 112x112 and 56x56 planes (AVX-512) strips of four vectors ran no
-    faster, and wider strips waste more columns past the row's end."""
-    return 2 if 4 * 2 + 9 <= target.vector_registers else 1
+    """Vectors a row of `_rows3`'s wide column strips: as many as fit the register file
+    with three rows of accumulators, a row's inputs and the nine broadcast weights (3 v + v
+    + 9), up to four: 4 with 32 registers, 1 with 16 (AVX2: strips of two, 17 registers,
+    ran 1.0-1.2x the time of strips of one).  AVX-512, compute alone, µs, strips of 2 / 4
+    vectors (then one-vector strips): stride 1 32@112 41.0 / 36.7, 128@56 45.4 / 41.9,
+    256@28 24.2 / 23.9; stride 2 64@112 54.8 / 46.9, 128@56 21.9 / 24.7 (its rows of two
+    vectors then run in strips of one), 256@28 and 512@14 even."""
+    return max(1, min(4, (target.vector_registers - 9) // 4))
 
 
 def space(target: Target) -> list[dict]:
@@ -395,9 +397,11 @@ def _rows3(x, out, wt, c, h, w, m, oh, ow, stride, wide, narrow, lanes):
     """3x3, padding 1, stride 1 or 2: x (n, c, h, w), out (n, c*m, oh, ow) and wt (c*m, 3,
     3), all flattened; ``prange`` over the input planes.
 
-    Each output plane in column strips (`_strip3`, `_strip3s2`) of ``len(wide)`` vectors,
-    then one vector (``narrow``) for the columns left: no strip runs more than a vector past
-    the row's end.  ``lanes`` is a token of the vector width.
+    Each output row in column strips (`_strip3`, `_strip3s2`) of ``len(wide)`` vectors
+    while as many are left, then of one (``narrow``): no strip runs past the row's last
+    vector.  Two widths only: a third (half the widest) ran 5-10 % faster on MobileNet's
+    rows of 112 and 56 but doubled the kernel's compilation.  ``lanes`` is a token of the
+    vector width.
     """
     n = x.shape[0] // (c * h * w)
     vl = len(lanes)
@@ -406,24 +410,22 @@ def _rows3(x, out, wt, c, h, w, m, oh, ow, stride, wide, narrow, lanes):
     for p in prange(n * c):
         for o in range(p * m, (p + 1) * m):
             tb = (o % (c * m)) * 9
-            for c0 in range(0, ow, vl):
-                if c0 % cw == 0 and c0 < wide_end:
-                    if stride == 1:
-                        _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, wide, lanes)
-                    else:
-                        _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow,
-                                  wide, lanes)
-                elif c0 >= wide_end:
-                    if stride == 1:
-                        _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, narrow,
-                                lanes)
-                    else:
-                        _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow,
-                                  narrow, lanes)
+            for c0 in range(0, wide_end, cw):
+                if stride == 1:
+                    _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, wide, lanes)
+                else:
+                    _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow, wide,
+                              lanes)
+            for c0 in range(wide_end, ow, vl):
+                if stride == 1:
+                    _strip3(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, narrow, lanes)
+                else:
+                    _strip3s2(x, p * h * w, h, w, wt, tb, c0, out, o * oh * ow, oh, ow,
+                              narrow, lanes)
 
 
 def _rows3_plan(c, h, wd, m, oh, ow, stride, strip_vecs, lanes):
-    """`_rows3`'s arguments after the weights: the shape and its tile tokens."""
+    """`_rows3`'s arguments after the weights: the shape and its strips' tokens."""
     return (c, h, wd, m, oh, ow, stride, token(strip_vecs), token(1), token(lanes)), 0, 0
 
 

@@ -30,9 +30,9 @@ def test_derive_from_a_cpu_name_and_features(name, features, arch, bits, regs, i
     # the channel-lane kernel where broadcasts need no register of their own
     assert d["oc_min"] == (direct.OC_MIN_PIXELS if regs == 32 else 0)
     assert d["oc_input_bytes"] == (t.l2_bytes or 1 << 20) // 2
-    # depthwise's 3x3 strips: two vectors a row where 3 x 2 accumulators, two inputs and
+    # depthwise's 3x3 strips: four vectors a row where 3 x 4 accumulators, four inputs and
     # nine weights fit (32 registers), else one
-    assert depthwise.defaults(t)["strip_vecs"] == (2 if regs == 32 else 1)
+    assert depthwise.defaults(t)["strip_vecs"] == (4 if regs == 32 else 1)
 
 
 def test_every_tile_of_the_space_fits_the_register_file():
