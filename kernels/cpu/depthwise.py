@@ -18,14 +18,14 @@ strategies, ``prange`` over planes or blocks of planes, each thread in its own w
 where it needs one:
 
 *3x3, padding 1, stride 1 or 2* (`_rows3`; all of MobileNet's layers): each output plane in
-column strips of one or two vectors; down a strip, a register tile holds three output rows
-(two at stride 2), and each input row, loaded once, is multiplied into all of them
-(`_strip3`, `_strip3s2`; at stride 2 each tap column is every other input element, two
-loads and a shuffle a vector).  The plane is read in place, its padding the masked-off
-elements of the loads: no copy, no workspace.  Stride 1: 1.6-2.6x the flat loop it
-replaced (which copied each plane between zero rows and loaded all nine taps of every
-output vector), from 112x112 planes to 7x7; stride 2: 1.6-1.9x the even/odd split below
-with AVX-512, 1.2-1.7x with AVX2.
+column strips of `strip_vecs` vectors, then of one; down a strip, a register tile holds
+three output rows (two at stride 2), and each input row, loaded once, is multiplied into
+all of them (`_strip3`, `_strip3s2`; at stride 2 a filter row's three tap columns, every
+other input element each, come from four loads and three shuffles a vector).  The plane
+is read in place, its padding the masked-off elements of the loads: no copy, no
+workspace.  Stride 1: 1.6-2.6x the flat loop it replaced (which copied each plane between
+zero rows and loaded all nine taps of every output vector), from 112x112 planes to 7x7;
+stride 2: 1.6-1.9x the even/odd split below with AVX-512, 1.2-1.7x with AVX2.
 
 *3x3, stride 2, top and left padding 1, even planes* (`_stride2`, outputs from 14 wide;
 padding 1 on all sides goes to `_rows3`): split the plane into its even and odd columns in
@@ -306,7 +306,7 @@ def _planar(x, out, wt, c, h, w, m, oh, ow, wq, L, sw, rowdst, colsrc, coldst, c
                     out[ob + oy * U(ow) + ox] = acc[U(ab) + oy * U(wq) + ox]
 
 
-# ------------------------------------------- 3x3 stride 1 padding 1 (MobileNet's other layers)
+# ------------------------------------- 3x3 padding 1, stride 1 or 2 (MobileNet's layers)
 
 
 # Compile-time lengths (see `convbench_kernels.cpu.target.token`): tile rows and load strides.
@@ -429,7 +429,7 @@ def _rows3_plan(c, h, wd, m, oh, ow, stride, strip_vecs, lanes):
     return (c, h, wd, m, oh, ow, stride, token(strip_vecs), token(1), token(lanes)), 0, 0
 
 
-# ------------------------------------------------- 3x3 stride 2 (MobileNet's down-sampling)
+# ------------------------------------ 3x3 stride 2, top and left padding only (`_stride2`)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -744,11 +744,11 @@ def _strategy(w, spec, m, p):
                                          spec.sh, spec.sw, spec.dh, spec.dw, tuple(spec.pads),
                                          spec.oh, spec.ow, tuple(p.values()),
                                          current().lanes(spec.itemsize))
+    wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
+    if kernel is _rows3:  # no workspace
+        return kernel, (wt, *tables)
     nt = numba.config.NUMBA_NUM_THREADS
     ws = np.zeros(nt * wsize, spec.dtype)  # the zero padding is never written again
-    wt = np.asarray(w, dtype=spec.dtype).reshape(-1)  # (c*m*r*s,), a view
-    if kernel is _rows3:
-        return kernel, (wt, *tables)
     acc = np.empty(nt * asize, spec.dtype)
     if kernel is _lanes:
         return kernel, (wt, *tables, ws, wsize, acc, asize, np.empty(nt * 32, np.int64))
