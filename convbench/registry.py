@@ -357,6 +357,20 @@ def _entries() -> tuple[Algorithm, ...]:
     return REGISTRY + tuple(_USER)
 
 
+_INDEX: dict = {"key": None, "entries": {}}
+
+
+def _by_name() -> dict[tuple[str, str], Algorithm]:
+    """``(name, device) -> entry``, rebuilt when the entries change: `get` is on every
+    ``conv2d`` call's path, where a scan of the registry cost about a microsecond."""
+    plugins.load(register)
+    key = (REGISTRY, *_USER)  # held, so that no id is reused; equal entries compare fast
+    if _INDEX["key"] != key:
+        _INDEX["entries"] = {(a.name, a.device): a for a in reversed(_entries())}
+        _INDEX["key"] = key
+    return _INDEX["entries"]
+
+
 def algorithms(device: str | None = None) -> list[Algorithm]:
     """The registry entries, all or those of one device: built-ins first, then users'."""
     if device is not None and device not in DEVICES:
@@ -366,10 +380,10 @@ def algorithms(device: str | None = None) -> list[Algorithm]:
 
 def get(name: str, device: str = "cpu") -> Algorithm:
     """The entry called ``name`` on ``device``; a ValueError lists the allowed names."""
+    entry = _by_name().get((name, device))
+    if entry is not None:
+        return entry
     entries = algorithms(device)
-    for a in entries:
-        if a.name == name:
-            return a
     names = ", ".join(a.name for a in entries) or "none registered"
     raise ValueError(f"algo must be one of {names} on device {device!r}, got {name!r}")
 

@@ -274,8 +274,9 @@ class ConvSpec:
     @property
     def result_shape(self) -> tuple[int, int, int, int]:
         """What a call writes: y (``fwd``), dx (``bwd_d``) or dw (``bwd_w``)."""
-        return {"fwd": self.output_shape, "bwd_d": self.input_shape,
-                "bwd_w": self.weight_shape}[self.direction]
+        if self.direction == "fwd":
+            return self.output_shape
+        return self.input_shape if self.direction == "bwd_d" else self.weight_shape
 
     @property
     def forward(self) -> ConvSpec:
