@@ -388,7 +388,7 @@ def _inverse(ys, nt, mh, nth, ntw, tw, order, irows, scratch, out):
 
 # ----------------------------------------------------------------------------- channel GEMMs
 @njit(parallel=True, cache=True)
-def _multiply(wp, xs, ys, hh, stream, rows, vecs, lanes):
+def _multiply(wp, xs, ys, hh, stream, form, rows, vecs, lanes):
     """``Y[g, f] = W[g, f] @ X[g, f]`` for every (group, frequency), complex, in register
     tiles of ``kb = len(rows)`` output channels x ``cols`` tiles that accumulate over all
     input channels, then leave vector by vector into ys (`_y_at`; a vector never straddles
@@ -397,10 +397,13 @@ def _multiply(wp, xs, ys, hh, stream, rows, vecs, lanes):
 
     wp (groups, F, nkb, P, cg, kb): the filter spectra packed in `prepare` by blocks of kb
     output channels (`_filter_spectra`); xs (groups, F, P, cg, ntp): the input spectra, tiles
-    innermost, ``ntp`` a multiple of ``cols`` (padding columns are zero).  P = 2: complex
-    products (`_complex_tile`); P = 3: Gauss's three-multiply form (`_gauss_tile`).
+    innermost, ``ntp`` a multiple of ``cols`` (padding columns are zero).  ``form``: a
+    token of P (`token`), so that each compiled form holds one tile's code: P = 2, complex
+    products (`_complex_tile`); P = 3, Gauss's three-multiply form (`_gauss_tile`).  (With P
+    read from wp, each tile shape compiled both tiles, and the kernel took twice as long,
+    11.3 s of the family's 27 cold.)
     """
-    groups, f, nkb, parts, cg, kb = wp.shape
+    groups, f, nkb, _, cg, kb = wp.shape
     ntp = xs.shape[4]
     _, nbt, nkl, _, _, lk, tb = ys.shape
     yf = ys.reshape(-1)
@@ -412,7 +415,7 @@ def _multiply(wp, xs, ys, hh, stream, rows, vecs, lanes):
         for b in range(nkb):
             for t0 in range(0, ntp, cols):
                 place = (g, fo, b * kb, kb, t0, f, nbt, nkl, lk, tb)
-                if parts == 3:
+                if len(form) == 3:
                     _gauss_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes)
                 else:
                     _complex_tile(yf, xf, wf, b, cg, ntp, place, stream, rows, vecs, lanes)
@@ -719,7 +722,7 @@ def prepare(w, spec, params=None):
                      tokens[2])
 
     def multiply(x, out):
-        _multiply(wp, xs, ys, t // 2 + 1, stream_y, *tokens)
+        _multiply(wp, xs, ys, t // 2 + 1, stream_y, token(wp.shape[3]), *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
