@@ -43,8 +43,11 @@ CASES = {
     "batch 8, 12 wide, channel lanes": ConvSpec(n=8, c=4, h=12, k=48, r=3, padding=1),
     "depthwise 3x3 stride 2, 28x28": ConvSpec(c=3, h=28, k=3, r=3, stride=2, padding=1,
                                               groups=3),
+    # TensorFlow's "same" at stride 2 on an even plane, and uneven padding on an odd one
     "depthwise 3x3 stride 2, padded top-left": ConvSpec(c=3, h=28, k=3, r=3, stride=2,
                                                         padding=(1, 0, 1, 0), groups=3),
+    "depthwise 3x3 stride 2, padded 1, 0, 1, 2": ConvSpec(c=2, h=13, w=22, k=2, r=3, stride=2,
+                                                         padding=(1, 0, 1, 2), groups=2),
     # depthwise's whole-plane passes: 3x3 by row pairs, and any other filter
     "depthwise 3x3 valid, 18x18": ConvSpec(c=2, h=18, k=2, r=3, groups=2),
     "depthwise 5x5, 20x20": ConvSpec(c=2, h=20, k=2, r=5, groups=2, padding=2),

@@ -13,25 +13,22 @@ Depthwise convolution does only 2*r*s flops per input element: a naive loop is b
 its loads (each tap's input reloaded for every output) and by per-plane and per-row
 overhead (loop set-up, LLVM's run-time overlap checks, scalar remainders), not by
 arithmetic.  So each input is loaded once for several outputs where it can, and the other
-hot loops run over whole planes in whole 16-element chunks (no remainder loops).  Four
+hot loops run over whole planes in whole 16-element chunks (no remainder loops).  Three
 strategies, ``prange`` over planes or blocks of planes, each thread in its own workspace
 where it needs one:
 
-*3x3, padding 1, stride 1 or 2* (`_rows3`; all of MobileNet's layers): each output plane in
-column strips of `strip_vecs` vectors, then of one; down a strip, a register tile holds
-three output rows (two at stride 2), and each input row, loaded once, is multiplied into
-all of them (`_strip3`, `_strip3s2`; at stride 2 a filter row's three tap columns, every
-other input element each, come from four loads and three shuffles a vector).  The plane
-is read in place, its padding the masked-off elements of the loads: no copy, no
-workspace.  Stride 1: 1.6-2.6x the flat loop it replaced (which copied each plane between
-zero rows and loaded all nine taps of every output vector), from 112x112 planes to 7x7;
-stride 2: 1.6-1.9x the even/odd split below with AVX-512, 1.2-1.7x with AVX2.
-
-*3x3, stride 2, top and left padding 1, even planes* (`_stride2`, outputs from 14 wide;
-padding 1 on all sides goes to `_rows3`): split the plane into its even and odd columns in
-one flat loop; output row oy then reads three input rows of each half at unit stride, in
-whole chunks per row.  2x the planes below (whose deinterleaving copy, row by row into four
-padded phases, cost 3x the taps).
+*3x3, stride 1 with padding 1, or stride 2 with top and left padding 1* (`_rows3`; all of
+MobileNet's layers, in PyTorch's symmetric padding or TensorFlow's "same"): each output
+plane in column strips of `strip_vecs` vectors, then of one; down a strip, a register tile
+holds three output rows (two at stride 2), and each input row, loaded once, is multiplied
+into all of them (`_strip3`, `_strip3s2`; at stride 2 a filter row's three tap columns,
+every other input element each, come from four loads and three shuffles a vector).  The
+plane is read in place, its padding the masked-off elements of the loads (and at stride 2
+the rows past the plane, whatever the bottom and right padding): no copy, no workspace.
+Stride 1: 1.6-2.6x the flat loop it replaced (which copied each plane between zero rows and
+loaded all nine taps of every output vector), from 112x112 planes to 7x7; stride 2:
+1.3-2.2x the even/odd column split it replaced with AVX-512, 1.4-1.9x with AVX2, and
+1.4-1.9x channel lanes on planes of 20x20 and 14x14.
 
 *Planes* (everything else with outputs larger than 16x16), ``prange`` over the n*c input
 planes:
@@ -59,9 +56,8 @@ Supported: groups == c, any multiplier, stride, padding (asymmetric too), dilati
 size, batch, float32/float64.  Error: that of direct summation in the input dtype (~1e-7
 relative in float32).  Taps are summed in a fixed order with FMAs, the same whatever the
 vector width: for 9 taps each filter row's three by FMA, then the three row sums; but
-`_rows3` sums all nine in one chain of FMAs (row-major) and `_stride2` by filter column
-(left + centre, then + right), so their results may differ from the other strategies' in
-the last bit.
+`_rows3` sums all nine in one chain of FMAs (row-major), so its results may differ from the
+other strategies' in the last bit.
 
 The separable operator (``supports_separable``, ``prepare_separable``) runs the depthwise
 stage into a buffer and the pointwise 1x1 stage as one BLAS GEMM per image (Howard et al.,
@@ -78,7 +74,7 @@ from numba import uint64 as U
 
 from convbench_kernels import contract
 from convbench_kernels.contract import separable_weights, with_phases
-from convbench_kernels.cpu.common import ZERO, single_threaded_blas
+from convbench_kernels.cpu.common import single_threaded_blas
 from convbench_kernels.cpu.microkernel import (
     copy_lanes,
     fma_taps3_s2,
@@ -113,12 +109,10 @@ def defaults(target: Target) -> dict:
     at 7x7, 1.1x at 14x14); beyond, planes' long loops win (1.7x on 32x32 -> 16x16 at stride
     2, 1.15x at 18x18).  ``pairs_min_ow``: ... except for `_taps_pairs` from 14x14 outputs on
     (1.3x faster than lanes at 14x14 and 16x16; on shorter rows 2-3.5x slower).
-    ``s2_min_ow``: `_stride2` beats channel lanes from 14x14 outputs on (1.8x on 28x28 ->
-    14x14 planes; about even on 14x14 -> 7x7, which lanes keep).  ``strip_vecs``: see
-    `strip_vecs`.
+    ``strip_vecs``: see `strip_vecs`.
     """
     return {"lanes_max_pixels": 256, "lanes_max_input": 800, "pairs_min_ow": 14,
-            "s2_min_ow": 14, "strip_vecs": strip_vecs(target)}
+            "strip_vecs": strip_vecs(target)}
 
 
 def strip_vecs(target: Target) -> int:
@@ -136,7 +130,7 @@ def space(target: Target) -> list[dict]:
     """The hand-over points around the defaults: lanes up to 8x8, 16x16 or 24x24 outputs,
     the row-pair and stride-2 passes from 7 or 14 output columns (no new compilation)."""
     d = defaults(target)
-    return [{**d, "lanes_max_pixels": px, "pairs_min_ow": ow, "s2_min_ow": ow}
+    return [{**d, "lanes_max_pixels": px, "pairs_min_ow": ow}
             for px in (64, 256, 576) for ow in (7, 14)]
 
 
@@ -361,8 +355,9 @@ def _store_row(out, o, left, acc, row, vecs, lanes):
 
 @njit(cache=True, fastmath=_FM)
 def _strip3s2(x, xb, h, w, wt, tb, c0, out, ob, oh, ow, vecs, lanes):
-    """`_strip3` at stride 2: output columns ``c0 <= ox < c0 + cols`` of a 3x3, stride-2,
-    padding-1 plane (input ``x[xb:xb + h*w]``, output ``out[ob:ob + oh*ow]``).
+    """`_strip3` at stride 2: output columns ``c0 <= ox < c0 + cols`` of a 3x3, stride-2
+    plane with top and left padding 1 (input ``x[xb:xb + h*w]``, output ``out[ob:ob +
+    oh*ow]``; rows and columns past the input read as zeros, whatever the other padding).
 
     Output row oy reads input rows 2oy - 1, 2oy and 2oy + 1, and columns 2ox - 1 .. 2ox +
     1: each tap column is every other input element (`fma_taps3_s2`: a filter row's three
@@ -394,8 +389,8 @@ def _strip3s2(x, xb, h, w, wt, tb, c0, out, ob, oh, ow, vecs, lanes):
 
 @njit(parallel=True, cache=True, fastmath=_FM)
 def _rows3(x, out, wt, c, h, w, m, oh, ow, stride, wide, narrow, lanes):
-    """3x3, padding 1, stride 1 or 2: x (n, c, h, w), out (n, c*m, oh, ow) and wt (c*m, 3,
-    3), all flattened; ``prange`` over the input planes.
+    """3x3 with top and left padding 1 (`_rows3_fits`), stride 1 or 2: x (n, c, h, w), out
+    (n, c*m, oh, ow) and wt (c*m, 3, 3), all flattened; ``prange`` over the input planes.
 
     Each output row in column strips (`_strip3`, `_strip3s2`) of ``len(wide)`` vectors
     while as many are left, then of one (``narrow``): no strip runs past the row's last
@@ -424,118 +419,18 @@ def _rows3(x, out, wt, c, h, w, m, oh, ow, stride, wide, narrow, lanes):
                               narrow, lanes)
 
 
+def _rows3_fits(r, s, sh, sw, dh, dw, pads):
+    """The problems `_rows3` computes: 3x3, undilated, stride 1 with padding 1 on every side
+    (its output plane the input's size), or stride 2 with top and left padding 1 and any
+    bottom and right padding (rows and columns past the plane are never loaded)."""
+    pt, pb, pl, pr = pads
+    return (r == s == 3 and dh == dw == 1 and pt == pl == 1
+            and (sh == sw == 2 or (sh == sw == 1 and pb == pr == 1)))
+
+
 def _rows3_plan(c, h, wd, m, oh, ow, stride, strip_vecs, lanes):
     """`_rows3`'s arguments after the weights: the shape and its strips' tokens."""
     return (c, h, wd, m, oh, ow, stride, token(strip_vecs), token(1), token(lanes)), 0, 0
-
-
-# ------------------------------------ 3x3 stride 2, top and left padding only (`_stride2`)
-
-
-@njit(cache=True, fastmath=_FM)
-def _s2_fill(x, xb, n2, ws, eb, ob):
-    """Even and odd columns of plane ``x[xb:xb + 2*n2]``: ``ws[eb+t] = x[xb+2t]``,
-    ``ws[ob+t] = x[xb+2t+1]``, t < n2.
-
-    One loop over the whole plane (w even: each input row gives one row of each half), not
-    one per row: loop set-up and overlap checks cost more than a 56-element row's copy
-    (on 56x56 planes a quarter of the time of a copy row by row into four padded phases).
-    """
-    s = U(xb)
-    e = U(eb)
-    o = U(ob)
-    for t in range(U(n2)):
-        ws[e + t] = x[s + U(2) * t]
-        ws[o + t] = x[s + U(2) * t + U(1)]
-
-
-@njit(cache=True, fastmath=_FM)
-def _s2_rows(ws, eb, ob, w2, wt, tb, nr, y0, y1, dst, db, dstride, zero):
-    """Output rows y0..y1-1 of a 3x3 stride-2 plane, nr (a multiple of _CH) outputs a row,
-    into ``dst[db + oy*dstride:]``.
-
-    Input row Y's even / odd columns are ``ws[eb + Y*w2:]`` / ``ws[ob + Y*w2:]`` (w2 of
-    each, zeros before row 0); output column ox reads input columns 2ox-1 (odd half at
-    ox-1: zero padding when ox == 0), 2ox (even half) and 2ox+1 (odd half at ox).
-    Sums by filter column (left + centre, then + right): one select a vector, not three
-    masked loads (2-9% faster).
-    """
-    w0 = wt[tb]; w1 = wt[tb + 1]; w2_ = wt[tb + 2]  # noqa: E702
-    w3 = wt[tb + 3]; w4 = wt[tb + 4]; w5 = wt[tb + 5]  # noqa: E702
-    w6 = wt[tb + 6]; w7 = wt[tb + 7]; w8 = wt[tb + 8]  # noqa: E702
-    e = U(_CH)
-    u2 = U(w2)
-    for oy in range(y0, y1):
-        # input rows 2oy-1, 2oy, 2oy+1
-        ea = U(eb + (2 * oy - 1) * w2); oa = U(ob + (2 * oy - 1) * w2)  # noqa: E702
-        eb1 = ea + u2; ob1 = oa + u2; eb2 = eb1 + u2; ob2 = ob1 + u2  # noqa: E702
-        oam = oa - U(1); ob1m = ob1 - U(1); ob2m = ob2 - U(1)  # noqa: E702
-        d = U(db + oy * dstride)
-        for c0 in range(U(0), U(nr), e):
-            for v in range(e):
-                q = c0 + v
-                sl = w0 * ws[oam + q] + w3 * ws[ob1m + q] + w6 * ws[ob2m + q]
-                sc = w1 * ws[ea + q] + w4 * ws[eb1 + q] + w7 * ws[eb2 + q]
-                sr = w2_ * ws[oa + q] + w5 * ws[ob1 + q] + w8 * ws[ob2 + q]
-                dst[d + q] = ((sl if q > U(0) else zero) + sc) + sr
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def _stride2(x, out, wt, c, h, w, m, oh, ow, ws, wsize, acc, asize):
-    """3x3, stride 2, padding 1 (top, left), even h and w: x (n, c, h, w), out (n, c*m, oh,
-    ow) with oh, ow = h/2, w/2, and wt (c*m, 3, 3), all flattened.
-
-    Per thread, ws holds [zeros | even columns | zeros | odd columns] (`_stride2_plan`)
-    and acc the rows that whole chunks would write past a plane's end; the other rows
-    are written in place (the overhang lands on the next row, computed later).
-    """
-    n = x.shape[0] // (c * h * w)
-    w2 = w // 2
-    z, half = _s2_layout(h, w)
-    nr = (ow + _CH - 1) // _CH * _CH
-    nd = min(oh, max(0, (oh * ow - nr) // ow + 1))  # rows written in place
-    for p in prange(n * c):
-        tid = numba.get_thread_id()
-        wb = tid * wsize
-        ab = tid * asize
-        eb = wb + z
-        ob = wb + half + z
-        _s2_fill(x, p * h * w, h * w2, ws, eb, ob)
-        zero = ws[wb]  # of the zeros before the even half, in the dtype
-        for o in range(p * m, (p + 1) * m):
-            tb = (o % (c * m)) * 9
-            pb = o * oh * ow
-            _s2_rows(ws, eb, ob, w2, wt, tb, nr, ZERO, nd, out, pb, ow, zero)
-            if nd < oh:
-                _s2_rows(ws, eb, ob, w2, wt, tb, nr, nd, oh, acc, ab - nd * nr, nr, zero)
-                for oy in range(nd, oh):
-                    for q in range(U(ow)):
-                        out[U(pb + oy * ow) + q] = acc[U(ab + (oy - nd) * nr) + q]
-
-
-@njit(cache=True)
-def _s2_layout(h, w):
-    """Offsets in a thread's `_stride2` workspace: z zeros (row -1 and column -1) before
-    each half, and the stride of the halves, with room for the last chunk's overhang."""
-    w2 = w // 2
-    z = (w2 + _CH) // _CH * _CH
-    half = z + (h * w2 + 2 * _CH - 1) // _CH * _CH
-    return z, half
-
-
-def _stride2_plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow):
-    """`_stride2`'s tables and per-thread sizes (see `_plan`)."""
-    _, half = _s2_layout(h, wd)
-    nr = (ow + _CH - 1) // _CH * _CH
-    # _CH elements between the threads' regions (false sharing, see _planar_plan)
-    return (c, h, wd, m, oh, ow), 2 * half + _CH, oh * nr + 2 * _CH
-
-
-def _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
-    """The problems `_stride2` computes: 3x3, stride 2, top and left padding 1, even input
-    whose output is half its size."""
-    return (r == s == 3 and sh == sw == 2 and dh == dw == 1 and pads[0] == pads[2] == 1
-            and h % 2 == 0 and wd % 2 == 0 and oh == h // 2 and ow == wd // 2)
 
 
 # --------------------------------------------------------- channel lanes (small planes)
@@ -716,17 +611,15 @@ def _plan(c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow, limits, lanes):
     Returns
     -------
     (kernel, tables, wsize, asize)
-        The 3x3 kernels where they apply, else channel lanes for small planes, where
+        `_rows3` where it applies (`_rows3_fits`), else channel lanes for small planes, where
         the per-plane and per-row overheads dominate, else planes; ws and its accumulator
         or output block take wsize and asize elements per thread.  ``limits`` is
         `defaults`' values, in its order, as a tuple; ``lanes`` the elements of a vector.
     """
-    lanes_max_pixels, lanes_max_input, pairs_min_ow, s2_min_ow, strip_vecs = limits
+    lanes_max_pixels, lanes_max_input, pairs_min_ow, strip_vecs = limits
     args = (c, h, wd, m, r, s, sh, sw, dh, dw, pads, oh, ow)
-    if r == s == 3 and sh == sw in (1, 2) and dh == dw == 1 and tuple(pads) == (1, 1, 1, 1):
+    if _rows3_fits(r, s, sh, sw, dh, dw, pads):
         return (_rows3, *_rows3_plan(c, h, wd, m, oh, ow, sh, strip_vecs, lanes))
-    if ow >= s2_min_ow and _stride2_fits(h, wd, r, s, sh, sw, dh, dw, pads, oh, ow):
-        return (_stride2, *_stride2_plan(*args))
     pairs = r == s == 3 and sh == sw == 1 and dh == dw == 1 and ow >= pairs_min_ow
     if oh * ow <= lanes_max_pixels and h * wd <= lanes_max_input and not pairs:
         return (_lanes, *_lanes_plan(*args))
