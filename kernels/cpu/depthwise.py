@@ -128,7 +128,7 @@ def strip_vecs(target: Target) -> int:
 
 def space(target: Target) -> list[dict]:
     """The hand-over points around the defaults: lanes up to 8x8, 16x16 or 24x24 outputs,
-    the row-pair and stride-2 passes from 7 or 14 output columns (no new compilation)."""
+    the row-pair pass from 7 or 14 output columns (no new compilation)."""
     d = defaults(target)
     return [{**d, "lanes_max_pixels": px, "pairs_min_ow": ow}
             for px in (64, 256, 576) for ow in (7, 14)]
