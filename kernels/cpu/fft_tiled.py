@@ -715,6 +715,7 @@ def prepare(w, spec, params=None):
     pt, pl = spec.pads[0], spec.pads[2]
     nt, nth, ntw = geo["nt"], geo["nth"], geo["ntw"]
     stream_x, stream_y = _streams(xs, vl), _streams(ys, vl)
+    form = token(wp.shape[3])  # P: the multiply's form, a compile-time constant
 
     def input_transform(x, out):
         with single_threaded_blas():
@@ -722,7 +723,7 @@ def prepare(w, spec, params=None):
                      tokens[2])
 
     def multiply(x, out):
-        _multiply(wp, xs, ys, t // 2 + 1, stream_y, token(wp.shape[3]), *tokens)
+        _multiply(wp, xs, ys, t // 2 + 1, stream_y, form, *tokens)
 
     def output_transform(x, out):
         with single_threaded_blas():
